@@ -1,0 +1,5 @@
+import sys
+
+from fedi.cli import main
+
+sys.exit(main())

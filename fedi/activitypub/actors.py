@@ -1,0 +1,62 @@
+"""Build actor documents (pure: values in, JSON out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fedi.activitypub.vocab import CONTEXT
+
+
+@dataclass(frozen=True)
+class ActorView:
+    id: str
+    type: str  # Person | Group | Application
+    username: str
+    name: str | None
+    summary: str | None
+    inbox: str
+    outbox: str
+    followers: str
+    following: str | None
+    shared_inbox: str
+    key_id: str
+    public_key_pem: str
+    url: str | None = None
+    manually_approves_followers: bool = False
+    moderators: str | None = None
+    attributed_to: tuple[str, ...] = ()
+    discoverable: bool = True
+
+
+def actor_document(actor: ActorView) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "@context": CONTEXT,
+        "id": actor.id,
+        "type": actor.type,
+        "preferredUsername": actor.username,
+        "name": actor.name or actor.username,
+        "summary": actor.summary or "",
+        "inbox": actor.inbox,
+        "outbox": actor.outbox,
+        "followers": actor.followers,
+        "endpoints": {"sharedInbox": actor.shared_inbox},
+        "manuallyApprovesFollowers": actor.manually_approves_followers,
+        "discoverable": actor.discoverable,
+        "publicKey": {
+            "id": actor.key_id,
+            "owner": actor.id,
+            "publicKeyPem": actor.public_key_pem,
+        },
+    }
+    if actor.following:
+        doc["following"] = actor.following
+    if actor.url:
+        doc["url"] = actor.url
+    if actor.type == "Group":
+        # Lemmy and FEP-1b12 readers find the moderators in attributedTo.
+        if actor.moderators:
+            doc["attributedTo"] = actor.moderators
+            doc["moderators"] = actor.moderators
+        doc["postingRestrictedToMods"] = False
+    return doc

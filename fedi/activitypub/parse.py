@@ -1,0 +1,137 @@
+"""Untrusted JSON → typed values. The core never sees a raw remote dict it must trust."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of, ids
+from fedi.errors import ValidationError
+
+
+def _http_url(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a URL string")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{what} {value!r} is not an http(s) URL")
+    return value
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+@dataclass(frozen=True)
+class RemoteActor:
+    id: str
+    type: str
+    username: str
+    domain: str
+    name: str | None
+    summary: str | None
+    inbox: str
+    shared_inbox: str | None
+    outbox: str | None
+    followers: str | None
+    url: str | None
+    key_id: str
+    public_key_pem: str
+    manually_approves_followers: bool
+
+
+def _pick_key(value: Any, key_id: str | None) -> Any:
+    keys = value if isinstance(value, list) else [value]
+    keys = [k for k in keys if isinstance(k, dict) and isinstance(k.get("publicKeyPem"), str)]
+    if key_id is not None:
+        return next((k for k in keys if k.get("id") == key_id), None)
+    return keys[0] if keys else None
+
+
+def parse_actor(doc: dict[str, Any], key_id: str | None = None) -> RemoteActor:
+    """Parse an actor document; with key_id, that key must be one of the actor's keys."""
+    actor_id = _http_url(doc.get("id"), "actor id")
+    kind = first_type(doc)
+    if kind not in ACTOR_TYPES:
+        raise ValidationError(f"{actor_id} is a {kind!r}, not an actor")
+    inbox = _http_url(doc.get("inbox"), "actor inbox")
+    key = _pick_key(doc.get("publicKey"), key_id)
+    if key is None and key_id is not None:
+        raise ValidationError(f"actor {actor_id} does not list the key {key_id}")
+    if not isinstance(key, dict) or not isinstance(key.get("publicKeyPem"), str):
+        raise ValidationError(f"actor {actor_id} has no publicKey.publicKeyPem")
+    key_id = _http_url(key.get("id"), "publicKey.id")
+    owner = id_of(key.get("owner")) or actor_id
+    if owner != actor_id:
+        raise ValidationError(f"key {key_id} is owned by {owner}, not by {actor_id}")
+    # The key and the actor must live on the same host, or any host could claim any key.
+    if host_of(key_id) != host_of(actor_id):
+        raise ValidationError(f"key {key_id} is not on the actor's host")
+    endpoints = doc.get("endpoints")
+    shared = endpoints.get("sharedInbox") if isinstance(endpoints, dict) else None
+    if shared is not None:
+        shared = _http_url(shared, "sharedInbox")
+        if host_of(shared) != host_of(actor_id):
+            shared = None
+    username = doc.get("preferredUsername")
+    if not isinstance(username, str) or not username:
+        username = urlsplit(actor_id).path.rstrip("/").rsplit("/", 1)[-1] or actor_id
+    return RemoteActor(
+        id=actor_id,
+        type=kind,
+        username=username,
+        domain=host_of(actor_id),
+        name=doc.get("name") if isinstance(doc.get("name"), str) else None,
+        summary=doc.get("summary") if isinstance(doc.get("summary"), str) else None,
+        inbox=inbox,
+        shared_inbox=shared,
+        outbox=id_of(doc.get("outbox")),
+        followers=id_of(doc.get("followers")),
+        url=next(iter(ids(doc.get("url"))), None),
+        key_id=key_id,
+        public_key_pem=key["publicKeyPem"],
+        manually_approves_followers=doc.get("manuallyApprovesFollowers") is True,
+    )
+
+
+@dataclass(frozen=True)
+class IncomingActivity:
+    id: str
+    type: str
+    actor: str
+    object_id: str | None
+    object: dict[str, Any] | None  # the embedded object, if any
+    document: dict[str, Any]
+
+
+def parse_activity_body(body: bytes) -> IncomingActivity:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError(f"body is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValidationError("body must be a JSON object")
+    return parse_activity(doc)
+
+
+def parse_activity(doc: dict[str, Any]) -> IncomingActivity:
+    activity_id = _http_url(doc.get("id"), "activity id")
+    kind = first_type(doc)
+    if kind is None:
+        raise ValidationError("activity has no type")
+    actor = id_of(doc.get("actor"))
+    actor = _http_url(actor, "activity actor")
+    # An activity can only be published by its actor's host (SECURITY 4).
+    if host_of(activity_id) != host_of(actor):
+        raise ValidationError(f"activity {activity_id} is not on its actor's host {host_of(actor)}")
+    obj = doc.get("object")
+    return IncomingActivity(
+        id=activity_id,
+        type=kind,
+        actor=actor,
+        object_id=id_of(obj),
+        object=obj if isinstance(obj, dict) else None,
+        document=doc,
+    )

@@ -1,0 +1,240 @@
+"""The `fedi` admin command (also `python -m fedi`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+
+from fedi.actors.local import JOIN_POLICIES, create_group, create_user, find_local
+from fedi.config import Settings, load_settings
+from fedi.errors import FediError
+from fedi.federation.following import follow_remote
+from fedi.groups.posting import post_to_group
+from fedi.services import Services, build_services
+from fedi.store.migrate import migrate
+from fedi.store.models import Actor
+
+ENVIRONMENT_HELP = """\
+environment:
+  FEDI_BASE_URL                 public URL of this instance; ids, WebFinger and signatures
+                                follow it (default http://127.0.0.1:8000)
+  FEDI_DATABASE_URL             sqlite+aiosqlite:///fedi.db (default) or
+                                postgresql+asyncpg://user@host/dbname
+  FEDI_ALLOW_PRIVATE_ADDRESSES  1 allows fetching from and delivering to loopback and private
+                                addresses (local development and tests only; default 0)
+  FEDI_INSTANCE_NAME            shown on pages and in NodeInfo (default fedi)
+  FEDI_DELIVERY_CONCURRENCY     deliveries in flight per worker (default 128)
+  FEDI_DELIVERY_PER_HOST        deliveries in flight per remote host (default 8)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        result: int = args.run(settings, args)
+        return result
+    except FediError as exc:
+        print(f"fedi: error: {exc.reason}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedi",
+        description="fedi: federated community groups over ActivityPub.",
+        epilog=ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="migrate the database and run the web server (and a delivery worker)",
+        description="Create or migrate the database, create the instance keys on first run, "
+        "and serve HTTP. By default a delivery/processing worker runs in the same process.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=None,
+                       help="port to listen on (default: the port of FEDI_BASE_URL, else 8000)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="do not run the worker here (run `fedi worker` separately)")
+    serve.set_defaults(run=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run the delivery and inbox-processing worker on its own",
+        description="Process received activities and deliver queued ones. Run several on "
+        "PostgreSQL to share the queue.",
+    )
+    worker.set_defaults(run=cmd_worker)
+
+    mig = commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
+    mig.set_defaults(run=cmd_migrate)
+
+    user = commands.add_parser("create-user", help="create a local user")
+    user.add_argument("name", help="user name (becomes @NAME@host)")
+    user.add_argument("--admin", action="store_true", help="make the user an instance admin")
+    user.add_argument("--display-name", default=None)
+    user.set_defaults(run=cmd_create_user)
+
+    group = commands.add_parser("create-group", help="create a local group")
+    group.add_argument("name", help="group name (becomes @NAME@host)")
+    group.add_argument("--owner", required=True, help="local user who owns the group")
+    group.add_argument("--title", default=None, help="display title")
+    group.add_argument("--summary", default=None, help="short description")
+    group.add_argument("--join", choices=JOIN_POLICIES, default="open",
+                       help="who may join: open (default), approval or invite")
+    group.set_defaults(run=cmd_create_group)
+
+    post = commands.add_parser(
+        "post", help="post into a group as a local user; prints the new post's id (URL)"
+    )
+    post.add_argument("--as", dest="author", required=True, help="local user name")
+    post.add_argument("--group", required=True, help="local group name")
+    post.add_argument("text", help="the post's text (plain text; blank lines split paragraphs)")
+    post.set_defaults(run=cmd_post)
+
+    follow = commands.add_parser(
+        "follow", help="a local user follows (joins) a remote actor or group"
+    )
+    follow.add_argument("--as", dest="follower", required=True, help="local user name")
+    follow.add_argument("target", help="@name@host or an actor URL")
+    follow.set_defaults(run=cmd_follow)
+    return parser
+
+
+def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+    async def runner() -> int:
+        services = build_services(settings)
+        try:
+            await migrate(services.engine)
+            await services.start()
+            return await work(services)
+        finally:
+            await services.close()
+
+    return asyncio.run(runner())
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fedi.app import create_app
+
+    port = args.port or urlsplit(settings.base_url).port or 8000
+
+    async def prepare(services: Services) -> int:
+        return 0
+
+    _run(settings, prepare)  # migrations and instance keys before the first request
+    app = create_app(settings, run_worker=not args.no_worker)
+    print(f"fedi: listening on http://{args.host}:{port} as {settings.base_url}"
+          f"{'' if args.no_worker else ' (with worker)'}", flush=True)
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False,
+                server_header=False)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print("fedi: worker running", flush=True)
+        await services.run_workers(stop)
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def runner() -> int:
+        services = build_services(settings)
+        try:
+            before, after = await migrate(services.engine)
+        finally:
+            await services.close()
+        print(f"fedi: database at revision {after}" + (
+            f" (was {before})" if before != after else " (already up to date)"))
+        return 0
+
+    return asyncio.run(runner())
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            actor = await create_user(
+                session, services.urls, args.name, admin=args.admin,
+                display_name=args.display_name,
+            )
+        print(actor.uri)
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_create_group(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            actor = await create_group(
+                session, services.urls, args.name, owner=args.owner, title=args.title,
+                summary=args.summary, join_policy=args.join,
+            )
+        print(actor.uri)
+        return 0
+
+    return _run(settings, work)
+
+
+async def _local(services: Services, name: str, kind: str) -> Actor:
+    async with services.sessionmaker() as session:
+        actor = await find_local(session, name)
+    if actor is None or actor.type != kind:
+        what = "user" if kind == "Person" else "group"
+        raise FediError(f"there is no local {what} {name!r}")
+    return actor
+
+
+def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        author = await _local(services, args.author, "Person")
+        group = await _local(services, args.group, "Group")
+        async with services.sessionmaker() as session, session.begin():
+            published = await post_to_group(session, services.urls, author, group, args.text)
+        print(published.post.uri)
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        follower = await _local(services, args.follower, "Person")
+        target_uri = args.target
+        if not target_uri.startswith(("http://", "https://")):
+            target_uri = await services.resolver.webfinger(target_uri)
+        async with services.sessionmaker() as session, session.begin():
+            target = await services.resolver.actor(session, target_uri)
+            follower = (
+                await session.execute(select(Actor).where(Actor.id == follower.id))
+            ).scalar_one()
+            row = await follow_remote(session, services.urls, follower, target)
+        print(f"{target.uri} {row.state}")
+        return 0
+
+    return _run(settings, work)

@@ -1,0 +1,112 @@
+"""Settings: read once from the environment by the CLI or app factory, never at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from fedi.errors import ConfigError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///fedi.db"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an admin can configure. See README "Configuration" for each variable."""
+
+    base_url: str = DEFAULT_BASE_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    allow_private_addresses: bool = False
+    instance_name: str = "fedi"
+    delivery_concurrency: int = 128
+    delivery_per_host: int = 8
+    max_inbox_bytes: int = 1_048_576
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.base_url).scheme
+
+    @property
+    def domain(self) -> str:
+        """host[:port] as used in WebFinger handles and HTTP Host headers."""
+        return urlsplit(self.base_url).netloc
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def normalise_base_url(raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"FEDI_BASE_URL={raw!r} must be an absolute http(s) URL such as "
+            f"{DEFAULT_BASE_URL} or https://groups.example"
+        )
+    if parts.path or parts.query or parts.fragment or parts.username:
+        raise ConfigError(
+            f"FEDI_BASE_URL={raw!r} must be scheme://host[:port] only, with no path, "
+            "query or user name; fedi serves from the root of its host"
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def normalise_database_url(raw: str) -> str:
+    url = raw.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+        return url
+    raise ConfigError(
+        f"FEDI_DATABASE_URL={raw!r} is not supported; use sqlite+aiosqlite:///path/to/fedi.db "
+        "or postgresql+asyncpg://user@host:5432/dbname"
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from environment variables; raise ConfigError saying what to fix."""
+    env = os.environ if env is None else env
+    return Settings(
+        base_url=normalise_base_url(env.get("FEDI_BASE_URL", DEFAULT_BASE_URL)),
+        database_url=normalise_database_url(env.get("FEDI_DATABASE_URL", DEFAULT_DATABASE_URL)),
+        allow_private_addresses=_bool(env, "FEDI_ALLOW_PRIVATE_ADDRESSES", False),
+        instance_name=env.get("FEDI_INSTANCE_NAME", "fedi").strip() or "fedi",
+        delivery_concurrency=_int(env, "FEDI_DELIVERY_CONCURRENCY", 128),
+        delivery_per_host=_int(env, "FEDI_DELIVERY_PER_HOST", 8),
+        max_inbox_bytes=_int(env, "FEDI_MAX_INBOX_BYTES", 1_048_576, minimum=1024),
+    )

@@ -1,0 +1,36 @@
+"""Transactional outbox: delivery rows are added in the caller's transaction.
+
+Nothing is sent here; the caller commits the change and its deliveries together, so a crash
+either loses both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.store.models import Actor, Delivery, OutboundActivity, now
+from fedi.urls import host_of
+
+
+async def enqueue(
+    session: AsyncSession, signer: Actor, activity: dict[str, Any], inboxes: Iterable[str]
+) -> OutboundActivity:
+    record = OutboundActivity(uri=activity["id"], actor_id=signer.id, body=json.dumps(activity))
+    session.add(record)
+    await session.flush()
+    created = now()
+    session.add_all(
+        Delivery(
+            activity_id=record.id,
+            inbox_url=inbox,
+            host=host_of(inbox),
+            next_attempt_at=created,
+            created_at=created,
+        )
+        for inbox in dict.fromkeys(inboxes)
+    )
+    return record

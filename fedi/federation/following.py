@@ -1,0 +1,82 @@
+"""Our local actors following remote ones, and the Accept/Reject that answer them."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub import activities
+from fedi.activitypub.parse import IncomingActivity
+from fedi.activitypub.vocab import id_of
+from fedi.delivery.enqueue import enqueue
+from fedi.errors import ValidationError
+from fedi.federation.context import HandlerContext
+from fedi.federation.processor import Ignored
+from fedi.store.models import Actor, Follow, now
+from fedi.urls import Urls, new_id
+
+
+async def follow_remote(
+    session: AsyncSession, urls: Urls, follower: Actor, target: Actor
+) -> Follow:
+    """Record a pending follow and queue the Follow activity in the same transaction."""
+    if target.local:
+        raise ValidationError(f"{target.uri} is local; local follows need no federation")
+    existing = (
+        await session.execute(
+            select(Follow).where(Follow.follower_id == follower.id, Follow.target_id == target.id)
+        )
+    ).scalar_one_or_none()
+    if existing is not None and existing.state in ("pending", "accepted"):
+        return existing
+    activity = activities.follow(urls.activity(new_id()), follower.uri, target.uri)
+    if existing is None:
+        existing = Follow(follower_id=follower.id, target_id=target.id, state="pending")
+        session.add(existing)
+    existing.state = "pending"
+    existing.activity_uri = activity["id"]
+    existing.updated_at = now()
+    if target.inbox is None:
+        raise ValidationError(f"{target.uri} has no inbox")
+    await enqueue(session, follower, activity, [target.inbox])
+    return existing
+
+
+async def handle_follow_response(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    """Accept or Reject of one of our Follows: only the followed actor may answer it."""
+    follow_uri = activity.object_id
+    row = None
+    if follow_uri is not None:
+        row = (
+            await ctx.session.execute(select(Follow).where(Follow.activity_uri == follow_uri))
+        ).scalar_one_or_none()
+    if row is None and activity.object is not None:
+        # Some servers answer with a fresh copy whose id is missing; match by the pair.
+        follower_uri = id_of(activity.object.get("actor"))
+        if follower_uri is not None:
+            row = await _follow_by_pair(ctx.session, follower_uri, activity.actor)
+    if row is None:
+        raise Ignored(f"{activity.type} of a follow we do not know")
+    target = await ctx.session.get(Actor, row.target_id)
+    if target is None or target.uri != activity.actor:
+        raise Ignored(f"{activity.actor} may not answer a follow of someone else")
+    row.state = "accepted" if activity.type == "Accept" else "rejected"
+    row.updated_at = now()
+
+
+async def _follow_by_pair(session: AsyncSession, follower: str, target: str) -> Follow | None:
+    follower_actor = (
+        await session.execute(select(Actor).where(Actor.uri == follower))
+    ).scalar_one_or_none()
+    target_actor = (
+        await session.execute(select(Actor).where(Actor.uri == target))
+    ).scalar_one_or_none()
+    if follower_actor is None or target_actor is None:
+        return None
+    return (
+        await session.execute(
+            select(Follow).where(
+                Follow.follower_id == follower_actor.id, Follow.target_id == target_actor.id
+            )
+        )
+    ).scalar_one_or_none()

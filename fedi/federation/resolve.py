@@ -1,0 +1,163 @@
+"""Find remote actors and their keys: database first, then a signed fetch as the instance actor.
+
+Keys are cached in memory (key id → owner and PEM); a key that fails to verify is refetched
+at most once per REFRESH_INTERVAL per actor (SECURITY 9), so a flood of bad signatures cannot
+turn us into a fetch amplifier.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urldefrag
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fedi.activitypub.client import FederationClient
+from fedi.activitypub.keys import SigningKey
+from fedi.activitypub.parse import RemoteActor, parse_actor
+from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
+from fedi.errors import FetchError, ValidationError
+from fedi.store.models import Actor, now
+from fedi.urls import Urls
+
+REFRESH_INTERVAL = 60.0
+KEY_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    owner: str
+    public_key_pem: str
+
+
+class ActorResolver:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        client: FederationClient,
+        urls: Urls,
+        instance_key: Callable[[], SigningKey],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._client = client
+        self._urls = urls
+        self._instance_key = instance_key
+        self._clock = clock
+        self._keys: OrderedDict[str, KeyInfo] = OrderedDict()
+        self._last_refresh: dict[str, float] = {}
+
+    # -- keys -------------------------------------------------------------------------------
+    async def key(self, key_id: str) -> KeyInfo:
+        """The key with this id, from memory, the database, or its origin."""
+        cached = self._keys.get(key_id)
+        if cached is not None:
+            self._keys.move_to_end(key_id)
+            return cached
+        async with self._sessionmaker() as session:
+            actor = (
+                await session.execute(select(Actor).where(Actor.key_id == key_id))
+            ).scalar_one_or_none()
+        if actor is not None and actor.public_key_pem:
+            return self._remember(KeyInfo(key_id, actor.uri, actor.public_key_pem))
+        if self._urls.is_local(key_id):
+            raise FetchError(f"no local actor has the key {key_id}")
+        return await self._fetch_key(key_id)
+
+    async def refresh_key(self, key_id: str) -> KeyInfo | None:
+        """Refetch a key that failed to verify, unless it was refetched recently."""
+        if self._urls.is_local(key_id):
+            return None
+        owner = self._keys.get(key_id)
+        throttle_key = owner.owner if owner else key_id
+        moment = self._clock()
+        if moment - self._last_refresh.get(throttle_key, 0.0) < REFRESH_INTERVAL:
+            return None
+        self._last_refresh[throttle_key] = moment
+        if len(self._last_refresh) > KEY_CACHE_SIZE:
+            self._last_refresh.clear()
+        self._keys.pop(key_id, None)
+        return await self._fetch_key(key_id)
+
+    async def _fetch_key(self, key_id: str) -> KeyInfo:
+        document_url = urldefrag(key_id).url
+        doc = await self._client.fetch_object(document_url, sign_as=self._instance_key())
+        if first_type(doc) not in ACTOR_TYPES:
+            # A standalone key document names its owner; the owner must list the key.
+            owner = id_of(doc.get("owner"))
+            if owner is None or doc.get("id") != key_id:
+                raise FetchError(f"{key_id} is neither an actor nor a key with an owner")
+            doc = await self._client.fetch_object(owner, sign_as=self._instance_key())
+        try:
+            remote = parse_actor(doc, key_id=key_id)
+        except ValidationError as exc:
+            raise FetchError(exc.reason) from None
+        await self.store(remote)
+        return self._remember(KeyInfo(key_id, remote.id, remote.public_key_pem))
+
+    def _remember(self, info: KeyInfo) -> KeyInfo:
+        self._keys[info.key_id] = info
+        self._keys.move_to_end(info.key_id)
+        while len(self._keys) > KEY_CACHE_SIZE:
+            self._keys.popitem(last=False)
+        return info
+
+    # -- actors -----------------------------------------------------------------------------
+    async def actor(self, session: AsyncSession, uri: str, *, refresh: bool = False) -> Actor:
+        """The actor with this id, fetched from its origin if we do not know it yet."""
+        found = (await session.execute(select(Actor).where(Actor.uri == uri))).scalar_one_or_none()
+        if found is not None and (found.local or not refresh):
+            return found
+        if self._urls.is_local(uri):
+            raise FetchError(f"there is no local actor {uri}")
+        doc = await self._client.fetch_object(uri, sign_as=self._instance_key())
+        try:
+            remote = parse_actor(doc)
+        except ValidationError as exc:
+            raise FetchError(exc.reason) from None
+        return await upsert_actor(session, remote)
+
+    async def store(self, remote: RemoteActor) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await upsert_actor(session, remote)
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        return await self._client.fetch_object(url, sign_as=self._instance_key())
+
+    async def webfinger(self, handle: str) -> str:
+        return await self._client.webfinger(handle)
+
+
+async def upsert_actor(session: AsyncSession, remote: RemoteActor) -> Actor:
+    actor = (
+        await session.execute(select(Actor).where(Actor.uri == remote.id))
+    ).scalar_one_or_none()
+    if actor is None:
+        actor = Actor(uri=remote.id, local=False)
+        session.add(actor)
+    elif actor.local:
+        raise FetchError(f"{remote.id} is a local actor")
+    actor.type = remote.type
+    actor.username = remote.username
+    actor.domain = remote.domain
+    actor.name = remote.name
+    actor.summary = remote.summary
+    actor.inbox = remote.inbox
+    actor.shared_inbox = remote.shared_inbox
+    actor.outbox = remote.outbox
+    actor.followers_url = remote.followers
+    actor.url = remote.url
+    if actor.key_id != remote.key_id or actor.public_key_pem != remote.public_key_pem:
+        actor.key_refreshed_at = now()
+    actor.key_id = remote.key_id
+    actor.public_key_pem = remote.public_key_pem
+    actor.manually_approves_followers = remote.manually_approves_followers
+    actor.fetched_at = now()
+    await session.flush()
+    return actor

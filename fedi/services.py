@@ -1,0 +1,100 @@
+"""Wiring: build every long-lived object once, from Settings. Only app.py and cli.py call this."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from fedi.activitypub.client import ClientSettings, FederationClient
+from fedi.activitypub.keys import SigningKey
+from fedi.actors.local import ensure_instance_actor
+from fedi.config import Settings
+from fedi.delivery.worker import DeliveryWorker
+from fedi.federation.dispatch import HANDLERS
+from fedi.federation.processor import InboxProcessor
+from fedi.federation.receive import Receiver
+from fedi.federation.resolve import ActorResolver
+from fedi.store.db import make_engine, make_sessionmaker
+from fedi.urls import Urls
+from fedi.worker_loop import poll_loop
+
+
+@dataclass
+class Services:
+    settings: Settings
+    urls: Urls
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    client: FederationClient
+    resolver: ActorResolver
+    receiver: Receiver
+    processor: InboxProcessor
+    delivery: DeliveryWorker
+    inbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    delivery_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    instance_key: SigningKey | None = None
+
+    def signing_key(self) -> SigningKey:
+        if self.instance_key is None:
+            raise RuntimeError("Services.start() was not awaited")
+        return self.instance_key
+
+    async def start(self) -> None:
+        """Create the instance actor on first run and load its key."""
+        async with self.sessionmaker() as session, session.begin():
+            actor = await ensure_instance_actor(session, self.urls)
+            if not (actor.key_id and actor.private_key_pem):
+                raise RuntimeError("the instance actor has no key; the database is damaged")
+            self.instance_key = SigningKey(actor.key_id, actor.private_key_pem)
+
+    async def run_workers(self, stop: asyncio.Event) -> None:
+        """The inbox processor and the delivery worker, until stop is set."""
+        async def process_inbox() -> int:
+            handled = await self.processor.run_once()
+            if handled:
+                self.delivery_wake.set()
+            return handled
+
+        await asyncio.gather(
+            poll_loop(process_inbox, stop, self.inbox_wake),
+            poll_loop(self.delivery.run_once, stop, self.delivery_wake),
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    urls = Urls(settings.base_url)
+    engine = make_engine(settings)
+    sessionmaker = make_sessionmaker(engine)
+    client = FederationClient(
+        ClientSettings(
+            allow_private_addresses=settings.allow_private_addresses,
+            user_agent=f"fedi/0.1 (+{settings.base_url})",
+            per_host_connections=settings.delivery_per_host,
+            total_connections=max(settings.delivery_concurrency, 16),
+        )
+    )
+    holder: list[Services] = []
+
+    def instance_key() -> SigningKey:
+        return holder[0].signing_key()
+
+    resolver = ActorResolver(sessionmaker, client, urls, instance_key)
+    inbox_wake = asyncio.Event()
+    receiver = Receiver(sessionmaker, resolver, settings.domain, on_stored=inbox_wake.set)
+    processor = InboxProcessor(sessionmaker, resolver, urls, HANDLERS)
+    delivery = DeliveryWorker(
+        sessionmaker, client, concurrency=settings.delivery_concurrency,
+        per_host=settings.delivery_per_host,
+    )
+    services = Services(
+        settings, urls, engine, sessionmaker, client, resolver, receiver, processor, delivery,
+        inbox_wake=inbox_wake,
+    )
+    holder.append(services)
+    return services

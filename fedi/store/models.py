@@ -1,0 +1,182 @@
+"""SQLAlchemy models: one schema for SQLite and PostgreSQL.
+
+Times are UNIX seconds (float) so queue arithmetic is the same on both databases.
+Raw ActivityPub documents are kept as text, exactly as received or sent.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+URI = String(2048)
+
+
+def now() -> float:
+    return time.time()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Actor(Base):
+    """Every actor we know: local users, groups and the instance actor, and remote ones."""
+
+    __tablename__ = "actors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(URI, unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    local: Mapped[bool] = mapped_column(Boolean, default=False)
+    username: Mapped[str] = mapped_column(String(255))
+    domain: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(Text, default=None)
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    inbox: Mapped[str | None] = mapped_column(URI, default=None)
+    shared_inbox: Mapped[str | None] = mapped_column(URI, default=None)
+    outbox: Mapped[str | None] = mapped_column(URI, default=None)
+    followers_url: Mapped[str | None] = mapped_column(URI, default=None)
+    url: Mapped[str | None] = mapped_column(URI, default=None)
+    key_id: Mapped[str | None] = mapped_column(URI, default=None, index=True)
+    public_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    private_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False)
+    fetched_at: Mapped[float] = mapped_column(Float, default=now)
+    key_refreshed_at: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+    __table_args__ = (
+        Index("ix_actors_domain_username", "domain", "username"),
+        # Users and groups share one local name space (WebFinger cannot tell them apart).
+        Index(
+            "uq_actors_local_username",
+            "username",
+            unique=True,
+            sqlite_where=text("local"),
+            postgresql_where=text("local"),
+        ),
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    join_policy: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Follow(Base):
+    """follower follows target; for a group target this is membership."""
+
+    __tablename__ = "follows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    follower_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # pending | accepted | rejected
+    activity_uri: Mapped[str | None] = mapped_column(URI, default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("follower_id", "target_id"),)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(URI, unique=True)
+    type: Mapped[str] = mapped_column(String(32), default="Note")
+    author_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), index=True)
+    in_reply_to: Mapped[str | None] = mapped_column(URI, default=None, index=True)
+    context: Mapped[str | None] = mapped_column(URI, default=None, index=True)
+    name: Mapped[str | None] = mapped_column(Text, default=None)
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    content: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(32), default="public")
+    local: Mapped[bool] = mapped_column(Boolean, default=False)
+    published: Mapped[float] = mapped_column(Float, default=now)
+    updated: Mapped[float | None] = mapped_column(Float, default=None)
+    deleted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    document: Mapped[str] = mapped_column(Text)  # the AS object as served / received
+
+
+class InboxItem(Base):
+    """An incoming activity, verified and stored durably before we answer 202."""
+
+    __tablename__ = "inbox_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activity_uri: Mapped[str] = mapped_column(URI, unique=True)
+    actor_uri: Mapped[str] = mapped_column(URI)
+    recipient: Mapped[str | None] = mapped_column(URI, default=None)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="new")  # new | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[float] = mapped_column(Float, default=now)
+    processed_at: Mapped[float | None] = mapped_column(Float, default=None)
+    __table_args__ = (Index("ix_inbox_items_state_id", "state", "id"),)
+
+
+class OutboundActivity(Base):
+    """An activity we send; its body is stored once and shared by its deliveries."""
+
+    __tablename__ = "outbound_activities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uri: Mapped[str] = mapped_column(URI, unique=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class Delivery(Base):
+    """One (activity, inbox) pair of the transactional outbox."""
+
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activity_id: Mapped[int] = mapped_column(ForeignKey("outbound_activities.id"), index=True)
+    inbox_url: Mapped[str] = mapped_column(URI)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed|dropped
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=now)
+    claimed_until: Mapped[float] = mapped_column(Float, default=0.0)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    done_at: Mapped[float | None] = mapped_column(Float, default=None)
+    __table_args__ = (
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        UniqueConstraint("activity_id", "inbox_url"),
+    )
+
+
+class Host(Base):
+    """Per-host delivery health: the circuit breaker that keeps a dead host from holding others."""
+
+    __tablename__ = "hosts"
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    down_until: Mapped[float] = mapped_column(Float, default=0.0)
+    gone: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_success_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)

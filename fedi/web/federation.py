@@ -1,0 +1,190 @@
+"""ActivityPub routes: actors, inboxes, collections, objects. Thin: parse, call, answer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from fedi.activitypub.actors import ActorView, actor_document
+from fedi.activitypub.vocab import AS_CONTEXT
+from fedi.federation.receive import InboxRequest
+from fedi.services import Services
+from fedi.store.models import Actor, Follow, OutboundActivity, Post
+from fedi.urls import GROUPS, USERS, Urls
+from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
+from fedi.web.pages import render_actor, render_post
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def view_of(actor: Actor, urls: Urls) -> ActorView:
+    if not (actor.inbox and actor.outbox and actor.followers_url and actor.key_id
+            and actor.public_key_pem):
+        raise ValueError(f"local actor {actor.uri} is incomplete")
+    return ActorView(
+        id=actor.uri,
+        type=actor.type,
+        username=actor.username,
+        name=actor.name,
+        summary=actor.summary,
+        inbox=actor.inbox,
+        outbox=actor.outbox,
+        followers=actor.followers_url,
+        following=Urls.following(actor.uri) if actor.type == "Person" else None,
+        shared_inbox=urls.shared_inbox,
+        key_id=actor.key_id,
+        public_key_pem=actor.public_key_pem,
+        url=actor.url,
+        manually_approves_followers=actor.manually_approves_followers,
+        moderators=Urls.moderators(actor.uri) if actor.type == "Group" else None,
+    )
+
+
+async def _local_actor(request: Request) -> Actor | None:
+    services = _services(request)
+    name = request.path_params.get("name")
+    if name is None:
+        uri = services.urls.instance_actor
+    else:
+        uri = services.urls.actor(request.url.path.split("/")[1], name)
+    async with services.sessionmaker() as session:
+        return (
+            await session.execute(select(Actor).where(Actor.uri == uri, Actor.local))
+        ).scalar_one_or_none()
+
+
+async def actor(request: Request) -> Response:
+    found = await _local_actor(request)
+    if found is None:
+        return not_found()
+    if not wants_activitypub(request):
+        if found.type == "Application":
+            return RedirectResponse("/", status_code=303)
+        return await render_actor(request, found)
+    return ActivityResponse(actor_document(view_of(found, _services(request).urls)))
+
+
+async def inbox(request: Request) -> Response:
+    services = _services(request)
+    recipient: str | None = None
+    if "name" in request.path_params or request.url.path == "/actor/inbox":
+        found = await _local_actor(request)
+        if found is None:
+            return not_found()
+        recipient = found.uri
+    limit = services.settings.max_inbox_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+        chunks.append(chunk)
+    query = f"?{request.url.query}" if request.url.query else ""
+    result = await services.receiver.receive(
+        InboxRequest(
+            method=request.method,
+            url=f"{services.settings.base_url}{request.url.path}{query}",
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=b"".join(chunks),
+            recipient=recipient,
+        )
+    )
+    if result.status == 202:
+        return Response(status_code=202)
+    return JSONResponse({"error": result.reason}, status_code=result.status)
+
+
+async def followers(request: Request) -> Response:
+    found = await _local_actor(request)
+    if found is None:
+        return not_found()
+    services = _services(request)
+    async with services.sessionmaker() as session:
+        count = (
+            await session.execute(
+                select(func.count())
+                .select_from(Follow)
+                .where(Follow.target_id == found.id, Follow.state == "accepted")
+            )
+        ).scalar_one()
+    # The count is public; the list of members is not published (members choose privacy).
+    return ActivityResponse(
+        {"@context": AS_CONTEXT, "id": Urls.followers(found.uri), "type": "OrderedCollection",
+         "totalItems": count}
+    )
+
+
+async def outbox(request: Request) -> Response:
+    found = await _local_actor(request)
+    if found is None:
+        return not_found()
+    services = _services(request)
+    async with services.sessionmaker() as session:
+        count = (
+            await session.execute(
+                select(func.count()).select_from(OutboundActivity)
+                .where(OutboundActivity.actor_id == found.id)
+            )
+        ).scalar_one()
+    return ActivityResponse(
+        {"@context": AS_CONTEXT, "id": Urls.outbox(found.uri), "type": "OrderedCollection",
+         "totalItems": count}
+    )
+
+
+async def post(request: Request) -> Response:
+    services = _services(request)
+    uri = services.urls.post(request.path_params["post_id"])
+    async with services.sessionmaker() as session:
+        found = (
+            await session.execute(select(Post).where(Post.uri == uri, Post.local))
+        ).scalar_one_or_none()
+        if found is None or found.deleted_at is not None or found.visibility != "public":
+            return not_found()
+        author = await session.get(Actor, found.author_id)
+    document: dict[str, Any] = json.loads(found.document)
+    if not wants_activitypub(request):
+        return await render_post(request, found, author)
+    return ActivityResponse(document)
+
+
+async def activity(request: Request) -> Response:
+    services = _services(request)
+    uri = services.urls.activity(request.path_params["activity_id"])
+    async with services.sessionmaker() as session:
+        found = (
+            await session.execute(select(OutboundActivity).where(OutboundActivity.uri == uri))
+        ).scalar_one_or_none()
+    if found is None:
+        return not_found()
+    document: dict[str, Any] = json.loads(found.body)
+    if document.get("type") not in ("Create", "Announce", "Update", "Delete"):
+        return not_found()
+    return ActivityResponse(document)
+
+
+routes = [
+    Route("/actor", actor),
+    Route("/actor/inbox", inbox, methods=["POST"]),
+    Route("/inbox", inbox, methods=["POST"]),
+    Route("/posts/{post_id:str}", post),
+    Route("/activities/{activity_id:str}", activity),
+]
+for _kind in (USERS, GROUPS):
+    routes += [
+        Route(f"/{_kind}/{{name:str}}", actor),
+        Route(f"/{_kind}/{{name:str}}/inbox", inbox, methods=["POST"]),
+        Route(f"/{_kind}/{{name:str}}/followers", followers),
+        Route(f"/{_kind}/{{name:str}}/outbox", outbox),
+    ]
