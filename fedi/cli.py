@@ -10,12 +10,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-
 from fedi.actors.local import JOIN_POLICIES, create_group, create_user, find_local
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
-from fedi.federation.following import follow_remote
+from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.posting import post_to_group
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
@@ -113,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--as", dest="follower", required=True, help="local user name")
     follow.add_argument("target", help="@name@host or an actor URL")
     follow.set_defaults(run=cmd_follow)
+
+    unfollow = commands.add_parser("unfollow", help="a local user unfollows (leaves) a remote actor")
+    unfollow.add_argument("--as", dest="follower", required=True, help="local user name")
+    unfollow.add_argument("target", help="@name@host or an actor URL")
+    unfollow.set_defaults(run=cmd_unfollow)
     return parser
 
 
@@ -222,19 +225,37 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
+async def _target_uri(services: Services, target: str) -> str:
+    if target.startswith(("http://", "https://")):
+        return target
+    return await services.resolver.webfinger(target)
+
+
 def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
-        target_uri = args.target
-        if not target_uri.startswith(("http://", "https://")):
-            target_uri = await services.resolver.webfinger(target_uri)
+        target_uri = await _target_uri(services, args.target)
         async with services.sessionmaker() as session, session.begin():
             target = await services.resolver.actor(session, target_uri)
-            follower = (
-                await session.execute(select(Actor).where(Actor.id == follower.id))
-            ).scalar_one()
+            follower = await session.merge(follower)
             row = await follow_remote(session, services.urls, follower, target)
         print(f"{target.uri} {row.state}")
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_unfollow(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        follower = await _local(services, args.follower, "Person")
+        target_uri = await _target_uri(services, args.target)
+        async with services.sessionmaker() as session, session.begin():
+            target = await services.resolver.actor(session, target_uri)
+            follower = await session.merge(follower)
+            undone = await unfollow_remote(session, services.urls, follower, target)
+        if not undone:
+            raise FediError(f"{args.follower} does not follow {target.uri}")
+        print(f"{target.uri} unfollowed")
         return 0
 
     return _run(settings, work)

@@ -42,6 +42,27 @@ async def follow_remote(
     return existing
 
 
+async def unfollow_remote(
+    session: AsyncSession, urls: Urls, follower: Actor, target: Actor
+) -> bool:
+    """Forget the follow and queue Undo(Follow); False when there was nothing to undo."""
+    existing = (
+        await session.execute(
+            select(Follow).where(Follow.follower_id == follower.id, Follow.target_id == target.id)
+        )
+    ).scalar_one_or_none()
+    if existing is None:
+        return False
+    original = activities.follow(
+        existing.activity_uri or urls.activity(new_id()), follower.uri, target.uri
+    )
+    await session.delete(existing)
+    if target.inbox:
+        undo = activities.undo(urls.activity(new_id()), follower.uri, original)
+        await enqueue(session, follower, undo, [target.inbox])
+    return True
+
+
 async def handle_follow_response(ctx: HandlerContext, activity: IncomingActivity) -> None:
     """Accept or Reject of one of our Follows: only the followed actor may answer it."""
     follow_uri = activity.object_id

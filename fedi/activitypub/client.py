@@ -1,0 +1,402 @@
+"""The one module that talks to the network for federation.
+
+Every request: http(s) only, no userinfo, IP-literal hosts checked before connecting, names
+checked at connect time by `GuardedResolver` (SECURITY 10); redirects never followed
+automatically (SECURITY 3); bodies capped while streaming (SECURITY 13); fetched objects must be
+served as ActivityPub (SECURITY 2) and carry the id they were fetched from (SECURITY 1).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from fedi.activitypub.httpsig import Scheme, sign_request
+from fedi.activitypub.keys import SigningKey
+from fedi.activitypub.mediatypes import ACCEPT_AP, ACTIVITY_JSON, is_activitypub_media_type
+from fedi.activitypub.netguard import GuardedResolver, check_url
+from fedi.errors import FetchError
+
+ACCEPT_JRD: Final = "application/jrd+json, application/json"
+POST_BODY_CAP: Final = 64 * 1024
+EXCERPT_CHARS: Final = 200
+MAX_REMEMBERED_HOSTS: Final = 10_000
+_KNOCK_AGAIN: Final = frozenset({400, 401, 403})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    allow_private_addresses: bool = False
+    user_agent: str = "fedi/0.1"
+    connect_timeout: float = 5.0
+    total_timeout: float = 15.0
+    max_body_bytes: int = 1_048_576  # SECURITY 13: cap while streaming, not after
+    per_host_connections: int = 8  # bounded per-host concurrency at the connection pool level
+    total_connections: int = 256
+
+
+@dataclass(frozen=True)
+class PostResult:
+    status: int
+    retry_after: float | None  # seconds, from Retry-After (delta-seconds or HTTP-date)
+    scheme_used: str  # "cavage" | "rfc9421"
+    body_excerpt: str  # first <=200 chars of the response body, for logs
+
+
+class _ConnectFailed(FetchError):
+    """The TCP/TLS connection could not be established (as opposed to an HTTP answer)."""
+
+
+def host_key(url: URL) -> str:
+    """The per-host memory key: the Host header value ("h" or "h:port" for non-default)."""
+    host = (url.raw_host or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return host if url.is_default_port() else f"{host}:{url.port}"
+
+
+def as_url(url: str | URL) -> URL:
+    """Parse a URL and drop its fragment (vetting happens in `FederationClient._exchange`)."""
+    try:
+        parsed = url if isinstance(url, URL) else URL(url)
+    except (ValueError, TypeError) as exc:
+        raise FetchError(f"invalid URL {str(url)[:200]!r}: {exc}") from exc
+    return parsed.with_fragment(None)
+
+
+def same_url(a: URL, b: URL) -> bool:
+    """Compare two absolute URLs ignoring fragments and an explicit default port."""
+
+    def key(u: URL) -> tuple[str, str, int | None, str, str]:
+        return (u.scheme, (u.host or "").lower(), u.port, u.raw_path or "/", u.raw_query_string)
+
+    return key(a) == key(b)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date); None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int, *, truncate: bool = False) -> bytes:
+    """Read at most `limit` (decompressed) bytes; FetchError beyond that unless `truncate`."""
+    too_big = FetchError(f"response larger than {limit} bytes")
+    if not truncate and resp.content_length is not None and resp.content_length > limit:
+        raise too_big
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(65536):
+        buf += chunk
+        if len(buf) > limit:
+            if truncate:
+                return bytes(buf[:limit])
+            raise too_big
+    return bytes(buf)
+
+
+def _parse_json_object(body: bytes, url: URL) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FetchError(f"response from {url} is not valid JSON") from exc
+    if not isinstance(doc, dict):
+        raise FetchError(f"response from {url} is not a JSON object")
+    return doc
+
+
+def _excerpt(body: bytes) -> str:
+    return body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+
+
+def parse_handle(handle: str) -> tuple[str, str]:
+    """Split "@name@host", "name@host" or "acct:name@host" into (name, host[:port])."""
+    text = handle.strip()
+    if text[:5].lower() == "acct:":
+        text = text[5:]
+    text = text.removeprefix("@")
+    name, sep, host = text.partition("@")
+    bad = set("@/?#\\ \t\r\n")
+    if not sep or not name or not host or bad & set(name) or bad & set(host):
+        raise FetchError(f"not a valid handle: {handle[:200]!r}")
+    return name, host
+
+
+class FederationClient:
+    """Outbound federation HTTP; one pooled aiohttp session, created lazily inside the loop."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        self._schemes: OrderedDict[str, Scheme] = OrderedDict()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            s = self._settings
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(s.allow_private_addresses),
+                limit=s.total_connections,
+                limit_per_host=s.per_host_connections,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=s.total_timeout, sock_connect=s.connect_timeout
+                ),
+                headers={"User-Agent": s.user_agent},
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+                trust_env=False,  # never route through an environment-configured proxy
+            )
+        return self._session
+
+    # -- signature scheme memory (double knocking) -------------------------------------------
+
+    def preferred_scheme(self, host: str) -> str:
+        """The scheme that last worked for `host` (Host-header form, "h" or "h:port")."""
+        return self._schemes.get(host.lower(), "cavage")
+
+    def _remember(self, host: str, scheme: Scheme) -> None:
+        self._schemes[host] = scheme
+        self._schemes.move_to_end(host)
+        while len(self._schemes) > MAX_REMEMBERED_HOSTS:
+            self._schemes.popitem(last=False)
+
+    # -- transport ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _open(
+        self, method: str, url: URL, headers: Mapping[str, str], body: bytes | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, no redirects; transport failures become FetchError.
+
+        Only `_exchange` calls this, with a URL that has passed `check_url`.
+        """
+        try:
+            async with self._http().request(
+                method, url, headers=CIMultiDict(headers), data=body, allow_redirects=False
+            ) as resp:
+                yield resp
+        except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
+            raise _ConnectFailed(f"could not connect to {host_key(url)}: {exc}") from exc
+        except TimeoutError as exc:
+            raise FetchError(f"timed out talking to {host_key(url)}") from exc
+        except aiohttp.ClientError as exc:
+            raise FetchError(f"request to {host_key(url)} failed: {exc!r}") from exc
+
+    @asynccontextmanager
+    async def _exchange(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        sign_as: SigningKey | None,
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Scheme | None]]:
+        """Send one request (two when knocking again), signed when `sign_as` is given.
+
+        The chokepoint every outbound request goes through: the URL is vetted here, before
+        anything is signed or sent (scheme, userinfo, IP-literal hosts; names are vetted by
+        the resolver at connect time).
+        """
+        url = check_url(url, self._settings.allow_private_addresses)
+        if sign_as is None:
+            async with self._open(method, url, headers, body) as resp:
+                yield resp, None
+            return
+        host = host_key(url)
+        first: Scheme = "rfc9421" if self.preferred_scheme(host) == "rfc9421" else "cavage"
+        for scheme in (first, "rfc9421" if first == "cavage" else "cavage"):
+            signed = CIMultiDict(headers)
+            signed.update(sign_request(scheme, method, str(url), headers, body, sign_as))
+            async with self._open(method, url, signed, body) as resp:
+                if resp.status not in _KNOCK_AGAIN or scheme != first:
+                    if not 400 <= resp.status < 500:
+                        self._remember(host, scheme)
+                    yield resp, scheme
+                    return
+                await read_capped(resp, POST_BODY_CAP, truncate=True)  # lets the pool reuse it
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get_json(
+        self,
+        url: URL,
+        *,
+        accept: str,
+        sign_as: SigningKey | None,
+        max_redirects: int,
+        content_type_ok: Callable[[str], bool] | None,
+    ) -> tuple[URL, dict[str, Any]]:
+        """GET a JSON object, following at most `max_redirects` redirects by hand."""
+        redirects = 0
+        while True:
+            url = as_url(url)
+            async with self._exchange("GET", url, {"Accept": accept}, None, sign_as) as (resp, _):
+                if resp.status in _REDIRECTS and "Location" in resp.headers:
+                    if redirects >= max_redirects:
+                        raise FetchError(f"refusing to follow redirect {resp.status} from {url}")
+                    try:
+                        url = url.join(URL(resp.headers["Location"]))
+                    except ValueError as exc:
+                        raise FetchError(f"bad redirect location from {url}") from exc
+                    redirects += 1
+                    continue
+                if not 200 <= resp.status < 300:
+                    raise FetchError(f"fetching {url} failed with HTTP status {resp.status}")
+                ctype = resp.headers.get("Content-Type", "")
+                if content_type_ok is not None and not content_type_ok(ctype):
+                    raise FetchError(f"{url} is not served as ActivityPub: {ctype[:100]!r}")
+                body = await read_capped(resp, self._settings.max_body_bytes)
+            return url, _parse_json_object(body, url)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def fetch_json(
+        self,
+        url: str,
+        *,
+        accept: str,
+        sign_as: SigningKey | None = None,
+        allow_redirects: int = 0,
+    ) -> tuple[str, dict[str, Any]]:
+        """GET a JSON object (WebFinger, NodeInfo); returns (final URL, object)."""
+        final, doc = await self._get_json(
+            as_url(url),
+            accept=accept,
+            sign_as=sign_as,
+            max_redirects=allow_redirects,
+            content_type_ok=None,
+        )
+        return str(final), doc
+
+    async def fetch_object(self, url: str, *, sign_as: SigningKey | None) -> dict[str, Any]:
+        """Fetch an ActivityPub object whose `id` is the URL it was served from.
+
+        A keyId such as ``https://h/users/a#main-key`` is fetched as ``https://h/users/a``.
+        One redirect is followed (all checks re-run). If the document claims another id, it is
+        refetched once from that id and must match there; otherwise FetchError.
+        """
+        requested = as_url(url)
+        final, doc = await self._get_json(
+            requested,
+            accept=ACCEPT_AP,
+            sign_as=sign_as,
+            max_redirects=1,
+            content_type_ok=is_activitypub_media_type,
+        )
+        doc_id = doc.get("id")
+        if not isinstance(doc_id, str) or not doc_id:
+            raise FetchError(f"document fetched from {final} has no id")
+        claimed = self._parse_id(doc_id)
+        if claimed is not None and same_url(claimed, final) and not claimed.raw_fragment:
+            return doc
+        if claimed is None or claimed.raw_fragment:
+            raise self._mismatch(doc_id, final)
+        # The document claims to live elsewhere: believe it only if that origin serves it.
+        refetched_url, refetched = await self._get_json(
+            claimed,
+            accept=ACCEPT_AP,
+            sign_as=sign_as,
+            max_redirects=0,
+            content_type_ok=is_activitypub_media_type,
+        )
+        refetched_id = refetched.get("id")
+        if not isinstance(refetched_id, str) or not self._same_id(refetched_id, refetched_url):
+            raise self._mismatch(str(refetched_id)[:200], refetched_url)
+        return refetched
+
+    @staticmethod
+    def _parse_id(doc_id: str) -> URL | None:
+        try:
+            parsed = URL(doc_id)
+        except ValueError:
+            return None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            return None
+        return parsed
+
+    def _same_id(self, doc_id: str, url: URL) -> bool:
+        parsed = self._parse_id(doc_id)
+        return parsed is not None and not parsed.raw_fragment and same_url(parsed, url)
+
+    @staticmethod
+    def _mismatch(doc_id: str, url: URL) -> FetchError:
+        return FetchError(
+            f"document id {doc_id[:200]} does not match the URL it was fetched from {url}"
+        )
+
+    async def webfinger(self, handle: str) -> str:
+        """Resolve a handle to its actor id URL via WebFinger (no redirects at all).
+
+        https only; with `allow_private_addresses` a connection failure (not an HTTP status)
+        falls back to plain http, for local development and tests on loopback.
+        """
+        name, host = parse_handle(handle)
+        resource = f"acct:{name}@{host}"
+        allow_private = self._settings.allow_private_addresses
+        schemes = ("https", "http") if allow_private else ("https",)
+        jrd: dict[str, Any] = {}
+        for scheme in schemes:
+            base = as_url(f"{scheme}://{host}")
+            if base.raw_path not in ("", "/") or base.raw_query_string or not base.host:
+                raise FetchError(f"not a valid handle: {handle[:200]!r}")
+            url = base.with_path("/.well-known/webfinger").with_query(resource=resource)
+            try:
+                _, jrd = await self._get_json(
+                    url, accept=ACCEPT_JRD, sign_as=None, max_redirects=0, content_type_ok=None
+                )
+                break
+            except _ConnectFailed:
+                if scheme == schemes[-1]:
+                    raise
+        links = jrd.get("links")
+        for link in links if isinstance(links, list) else []:
+            if not isinstance(link, dict) or link.get("rel") != "self":
+                continue
+            href, ltype = link.get("href"), link.get("type")
+            if not isinstance(href, str) or not isinstance(ltype, str):
+                continue
+            parsed = self._parse_id(href)
+            if is_activitypub_media_type(ltype) and parsed is not None and not parsed.raw_user:
+                return href
+        raise FetchError(f"WebFinger for {resource} has no ActivityPub self link")
+
+    async def post_activity(
+        self, inbox_url: str, body: bytes, *, sign_as: SigningKey
+    ) -> PostResult:
+        """POST a signed activity; HTTP error statuses are returned, not raised."""
+        url = as_url(inbox_url)
+        headers = {"Content-Type": ACTIVITY_JSON}
+        async with self._exchange("POST", url, headers, body, sign_as) as (resp, scheme):
+            excerpt = _excerpt(await read_capped(resp, POST_BODY_CAP, truncate=True))
+            return PostResult(
+                status=resp.status,
+                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                scheme_used=scheme or "cavage",
+                body_excerpt=excerpt,
+            )

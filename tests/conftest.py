@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.databases import create_database, drop_database
+from tests.support.instance import FediInstance
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    url = await create_database(tmp_path)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture
+async def instances(tmp_path: Path) -> AsyncIterator[list[FediInstance]]:
+    """Three fedi processes (a, b, c), not yet started; each gets its own database. Call .start() on the ones used."""
+    created: list[FediInstance] = []
+    for label in ("a", "b", "c"):
+        workdir = tmp_path / label
+        workdir.mkdir()
+        created.append(FediInstance(label, await create_database(workdir, label), workdir))
+    yield created
+    for instance in created:
+        instance.stop()
+    for instance in created:
+        await drop_database(instance.database_url)

@@ -1,0 +1,114 @@
+"""A real fedi instance: `fedi serve` in its own process on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.ports import free_port
+
+
+class FediInstance:
+    def __init__(self, name: str, database_url: str, workdir: Path, port: int | None = None):
+        self.name = name
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.domain = f"127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            FEDI_BASE_URL=self.base_url,
+            FEDI_DATABASE_URL=self.database_url,
+            FEDI_ALLOW_PRIVATE_ADDRESSES="1",
+            FEDI_INSTANCE_NAME=self.name,
+        )
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "fedi", *args],
+            env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"fedi {' '.join(args)} on {self.name} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def start(self, extra_args: Sequence[str] = ()) -> None:
+        log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "fedi", "serve", "--port", str(self.port), *extra_args],
+            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/.well-known/nodeinfo", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def query(self, sql: str, **params: Any) -> list[Any]:
+        engine = create_async_engine(self.database_url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(text(sql), params)).all())
+        finally:
+            await engine.dispose()
+
+
+async def eventually(
+    probe: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2, what: str = ""
+) -> Any:
+    """Poll an async or sync probe until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what or probe}; last value {last!r}")
