@@ -108,13 +108,16 @@ class DeliveryWorker:
             .subquery()
         )
         # Per-host cap inside a batch: a batch never waits long on any single host.
-        candidates = (
-            select(ranked.c.id)
-            .where(ranked.c.rank <= self._per_host * 4)
-            .limit(self._batch_size)
-        )
+        capped = select(ranked.c.id).where(ranked.c.rank <= self._per_host * 4)
         async with self._sessionmaker() as session, session.begin():
-            query = select(Delivery.id).where(Delivery.id.in_(candidates))
+            # The LIMIT sits on the outer query so that rows other workers hold (SKIP LOCKED)
+            # are passed over instead of using up the batch.
+            query = (
+                select(Delivery.id)
+                .where(Delivery.id.in_(capped))
+                .order_by(Delivery.next_attempt_at)
+                .limit(self._batch_size)
+            )
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
             ids = list((await session.execute(query)).scalars())
