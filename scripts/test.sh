@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh machine, then run all of it.
+#   - a virtualenv in .venv with fedi and its test dependencies
+#   - the Fedify interop peer's Node packages (Fedify 2.3.6 and a Node 22 binary, from npm)
+# Runs on SQLite by default; set FEDI_TEST_DATABASE_URL=postgresql+asyncpg://user@host/db to run
+# every database test against PostgreSQL instead (each test gets a fresh database there).
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/install-interop-deps.sh >/dev/null
+
+echo "fedi tests on ${FEDI_TEST_DATABASE_URL:-SQLite}"
+# pytest exits non-zero when it collects no tests (code 5), so an empty run is never green.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile -q -p no:cacheprovider "$@"
