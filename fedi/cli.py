@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("target", help="@name@host or an actor URL")
     follow.set_defaults(run=cmd_follow)
 
-    unfollow = commands.add_parser("unfollow", help="a local user unfollows (leaves) a remote actor")
+    unfollow = commands.add_parser(
+        "unfollow", help="a local user unfollows (leaves) a remote actor"
+    )
     unfollow.add_argument("--as", dest="follower", required=True, help="local user name")
     unfollow.add_argument("target", help="@name@host or an actor URL")
     unfollow.set_defaults(run=cmd_unfollow)

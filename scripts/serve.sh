@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e . 2>/dev/null ||
+  .venv/bin/python -m pip install --disable-pip-version-check -e .
 exec .venv/bin/fedi serve "$@"

@@ -11,9 +11,15 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-bash scripts/install-interop-deps.sh >/dev/null
+quietly() {  # show a step's output only when it fails
+  local log
+  log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
+}
+quietly .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
+quietly .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'
+quietly bash scripts/install-interop-deps.sh
 
 echo "fedi tests on ${FEDI_TEST_DATABASE_URL:-SQLite}"
 # pytest exits non-zero when it collects no tests (code 5), so an empty run is never green.

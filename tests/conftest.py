@@ -18,7 +18,7 @@ async def database_url(tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def instances(tmp_path: Path) -> AsyncIterator[list[FediInstance]]:
-    """Three fedi processes (a, b, c), not yet started; each gets its own database. Call .start() on the ones used."""
+    """Three fedi instances (a, b, c), each with its own database; tests start what they use."""
     created: list[FediInstance] = []
     for label in ("a", "b", "c"):
         workdir = tmp_path / label

@@ -64,7 +64,9 @@ async def post_to_group(
         "context": f"{post_uri}/context",
         "replies": f"{post_uri}/replies",
         "url": post_uri,
-        "tag": [{"type": "Mention", "href": group.uri, "name": f"@{group.username}@{group.domain}"}],
+        "tag": [
+            {"type": "Mention", "href": group.uri, "name": f"@{group.username}@{group.domain}"}
+        ],
     }
     post = Post(
         uri=post_uri, type="Note", author_id=author.id, group_id=group.id,

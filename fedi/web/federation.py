@@ -19,6 +19,7 @@ from fedi.urls import GROUPS, USERS, Urls
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
 
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services

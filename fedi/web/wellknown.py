@@ -27,7 +27,7 @@ async def webfinger(request: Request) -> Response:
     domain = services.settings.domain
     async with services.sessionmaker() as session:
         actor: Actor | None = None
-        if resource.startswith("acct:") or "@" in resource and "://" not in resource:
+        if resource.startswith("acct:") or ("@" in resource and "://" not in resource):
             name, _, host = resource.removeprefix("acct:").lstrip("@").rpartition("@")
             if host.lower() == domain:
                 if name.lower() == domain:

@@ -1,4 +1,7 @@
-"""The inbox: verify, store durably, answer 202; refuse what cannot be verified (SECURITY 4–9, 13)."""
+"""The inbox: verify, store durably, answer 202; refuse what cannot be verified.
+
+Covers SECURITY 4, 6, 9 and 13 end to end through the real app.
+"""
 
 from __future__ import annotations
 
@@ -190,7 +193,8 @@ async def test_rotated_key_is_refetched_once_then_rate_limited(
     bad_key = remote.actors["mallory"].key
     for attempt in range(5):
         raw = json.dumps(follow(remote, suffix=f"bad{attempt}")).encode()
-        headers = remote.signed(rotated, INBOX, raw, key=type(bad_key)(rotated.key_id, bad_key.private_pem))
+        forged = type(bad_key)(rotated.key_id, bad_key.private_pem)
+        headers = remote.signed(rotated, INBOX, raw, key=forged)
         assert (await fedi.http.post(INBOX, content=raw, headers=headers)).status_code == 401
     assert remote.fetches["alice"] == 2
 

@@ -45,7 +45,8 @@ async def test_follow_group_by_handle_then_post_reaches_follower(
     await eventually(accepted_on_b, what="Accept processed on B")
 
     # A post into the group on A is delivered to B, which verifies the group's signature.
-    post_id = a.cli("post", "--as", "alice", "--group", "cats", "Hello <b>members</b>").stdout.strip()
+    posted = a.cli("post", "--as", "alice", "--group", "cats", "Hello <b>members</b>")
+    post_id = posted.stdout.strip()
     assert post_id.startswith(f"{a.base_url}/posts/")
 
     async def post_on_b() -> list[object]:

@@ -605,7 +605,7 @@ class FedifyPeer:
     async def await_for(
         self,
         predicate: Callable[[dict[str, Any]], T | Awaitable[T | None] | None],
-        timeout: float = 10.0,  # noqa: ASYNC109 - polling deadline, mirrors wait_for()
+        timeout: float = 10.0,
         interval: float = 0.1,
     ) -> T:
         """Async ``wait_for``; ``predicate`` may be sync or async."""
@@ -625,7 +625,7 @@ class FedifyPeer:
         self,
         activity_type: str,
         predicate: Callable[[dict[str, Any]], Any] | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - polling deadline, mirrors wait_for()
+        timeout: float = 10.0,
     ) -> dict[str, Any]:
         return await self.await_for(_activity_finder(activity_type, predicate), timeout)
 
