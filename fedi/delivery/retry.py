@@ -24,7 +24,7 @@ BREAKER_MAX_PAUSE = 6 * 3600.0
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # done | pending | failed
+    state: str  # done | pending | failed | dropped (refused by domain policy)
     next_attempt_at: float
     host_ok: bool  # the host answered like a working server
     host_gone: bool = False
@@ -32,7 +32,7 @@ class Outcome:
 
 def backoff(attempts: int, rng: random.Random) -> float:
     """Full-jitter exponential backoff: up to BASE·2^(n-1), at least a quarter of it."""
-    ceiling = min(MAX_DELAY, BASE_DELAY * 2 ** max(0, attempts - 1))
+    ceiling = min(MAX_DELAY, BASE_DELAY * 2.0 ** max(0, attempts - 1))
     return ceiling * (0.25 + 0.75 * rng.random())
 
 
@@ -67,4 +67,4 @@ def breaker_pause(failures: int) -> float:
     """How long to skip a host after `failures` consecutive failures (0 below the threshold)."""
     if failures < BREAKER_THRESHOLD:
         return 0.0
-    return min(BREAKER_MAX_PAUSE, 60.0 * 2 ** (failures - BREAKER_THRESHOLD))
+    return min(BREAKER_MAX_PAUSE, 60.0 * 2.0 ** (failures - BREAKER_THRESHOLD))

@@ -148,6 +148,8 @@ class DeliveryWorker:
                 .where(OutboundActivity.id.in_(activity_ids))
             )
             for activity_id, body, actor_id, key_id, private_pem in found.all():
+                if key_id is None or private_pem is None:
+                    continue  # only local actors sign; _send fails such rows with a reason
                 key = self._keys.get(actor_id)
                 if key is None or key.key_id != key_id:
                     key = SigningKey(key_id=key_id, private_pem=private_pem)
@@ -163,6 +165,9 @@ class DeliveryWorker:
             refusal = await self._host_policy(row.host)
             if refusal is not None:
                 return _Result(row, Outcome("dropped", self._clock(), host_ok=True), None, refusal)
+        if row.activity_id not in bodies:
+            failed = Outcome("failed", self._clock(), host_ok=True)
+            return _Result(row, failed, None, "the signing actor has no private key")
         body, key = bodies[row.activity_id]
         status: int | None = None
         retry_after: float | None = None

@@ -15,8 +15,7 @@ from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import POST_TYPES, first_type, id_of
 from fedi.content import sanitize_html
 from fedi.errors import FetchError
-from fedi.federation.context import HandlerContext
-from fedi.federation.processor import Ignored
+from fedi.handlers import HandlerContext, Ignored
 from fedi.store.models import Actor, Follow, Post
 
 

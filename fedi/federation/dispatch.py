@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fedi.federation.announced import handle_announce
 from fedi.federation.following import handle_follow_response
-from fedi.federation.processor import Handler
 from fedi.groups.membership import handle_follow, handle_undo
+from fedi.handlers import Handler
 
 HANDLERS: dict[str, Handler] = {
     "Follow": handle_follow,

@@ -10,8 +10,7 @@ from fedi.activitypub.parse import IncomingActivity
 from fedi.activitypub.vocab import id_of
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
-from fedi.federation.context import HandlerContext
-from fedi.federation.processor import Ignored
+from fedi.handlers import HandlerContext, Ignored
 from fedi.store.models import Actor, Follow, now
 from fedi.urls import Urls, new_id
 

@@ -9,28 +9,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fedi.activitypub.parse import IncomingActivity, parse_activity
+from fedi.activitypub.parse import parse_activity
 from fedi.errors import FediError
-from fedi.federation.context import HandlerContext
 from fedi.federation.resolve import ActorResolver
+from fedi.handlers import Handler, HandlerContext, Ignored
 from fedi.store.models import InboxItem
 from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[HandlerContext, IncomingActivity], Awaitable[None]]
-
 LEASE_SECONDS = 120.0
 MAX_ATTEMPTS = 5
-
-
-class Ignored(FediError):
-    """The activity is valid but not for us; it is marked done with this reason."""
 
 
 class InboxProcessor:

@@ -8,8 +8,7 @@ from fedi.activitypub import activities
 from fedi.activitypub.parse import IncomingActivity
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.delivery.enqueue import enqueue
-from fedi.federation.context import HandlerContext
-from fedi.federation.processor import Ignored
+from fedi.handlers import HandlerContext, Ignored
 from fedi.store.models import Actor, Follow, Group, now
 from fedi.urls import new_id
 

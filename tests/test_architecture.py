@@ -1,0 +1,68 @@
+"""The dependency direction of ARCHITECTURE.md, held by walking the imports.
+
+A package may import only from packages in lower layers (or its own)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "fedi"
+
+# Layer of each top-level module or package under fedi/.
+LAYERS: dict[str, float] = {
+    "errors": 0, "config": 0.5, "types": 0.5, "urls": 0.5, "content": 0.5,
+    "activitypub": 1, "privacy": 1,
+    "store": 2,
+    "handlers": 3, "actors": 3, "delivery": 3,
+    "groups": 4, "moderation": 4,
+    "federation": 5,
+    "worker_loop": 5.5, "services": 6,
+    "web": 7, "api": 7, "app": 7.5, "cli": 8, "__main__": 9,
+}
+# What a layer may not import even if it is lower (protocol and policy stay pure).
+FORBIDDEN = {
+    "activitypub": {"store", "sqlalchemy", "starlette", "jinja2"},
+    "privacy": {"store", "sqlalchemy", "starlette", "jinja2", "aiohttp", "httpx"},
+}
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.py") if "migrations" not in p.parts)
+
+
+def component(path: Path) -> str:
+    return path.relative_to(ROOT).parts[0].removesuffix(".py")
+
+
+def imported(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path: Path) -> None:
+    own = component(path)
+    if own == "__init__":
+        return
+    assert own in LAYERS, f"{own} has no layer; add it to LAYERS"
+    for name in imported(path):
+        top = name.split(".")[0]
+        if top in FORBIDDEN.get(own, set()):
+            raise AssertionError(f"{path.name}: {own} must not import {name}")
+        if top != "fedi" or name == "fedi":
+            continue
+        target = name.split(".")[1]
+        if target == own:
+            continue
+        assert LAYERS[target] < LAYERS[own], (
+            f"{path.relative_to(ROOT)}: {own} (layer {LAYERS[own]}) imports {name} "
+            f"(layer {LAYERS[target]})"
+        )
