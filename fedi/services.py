@@ -90,7 +90,7 @@ def build_services(settings: Settings) -> Services:
     processor = InboxProcessor(sessionmaker, resolver, urls, HANDLERS)
     delivery = DeliveryWorker(
         sessionmaker, client, concurrency=settings.delivery_concurrency,
-        per_host=settings.delivery_per_host,
+        per_host=settings.delivery_per_host, lease_seconds=settings.delivery_lease_seconds,
     )
     services = Services(
         settings, urls, engine, sessionmaker, client, resolver, receiver, processor, delivery,

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 
+from fedi.activitypub.httpsig_common import lower_headers
 from fedi.activitypub.httpsig_sfv import Item, StructuredFieldError, parse_dictionary
 from fedi.errors import SignatureError
 
@@ -33,7 +34,7 @@ def verify_body_digest(headers: Mapping[str, str], body: bytes) -> None:
     Unknown algorithms are skipped, but at least one SHA-256 or SHA-512 value must be present,
     and every one present must match.
     """
-    lowered = {name.lower(): value for name, value in headers.items()}
+    lowered = lower_headers(headers)  # repeated lines are combined, so every value is checked
     digest = lowered.get("digest")
     content_digest = lowered.get("content-digest")
     if digest is None and content_digest is None:

@@ -105,3 +105,15 @@ def test_both_headers_are_checked() -> None:
 def test_malformed_values_rejected(headers: dict[str, str]) -> None:
     with pytest.raises(SignatureError):
         verify_body_digest(headers, BODY)
+
+
+class _RepeatedLines(dict[str, str]):
+    """Like Starlette's Headers: items() yields every line, repeated names included."""
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return [("Digest", CAVAGE_DIGEST), ("digest", "SHA-256=" + "A" * 43 + "=")]
+
+
+def test_repeated_digest_lines_are_all_checked() -> None:
+    with pytest.raises(SignatureError, match="does not match the body"):
+        verify_body_digest(_RepeatedLines(), BODY)

@@ -78,7 +78,9 @@ def cavage_signed(
     *,
     headers: dict[str, str] | None = None,
     url: str = URL,
-    **params: int | str | None,
+    algorithm: str | None = None,
+    created: int | None = None,
+    expires: int | None = None,
 ) -> dict[str, str]:
     headers = request_headers() if headers is None else headers
     signature = httpsig_cavage.sign(
@@ -88,7 +90,9 @@ def cavage_signed(
         covered,
         signing_key.private_key,
         signing_key.key_id,
-        **params,  # type: ignore[arg-type]
+        algorithm=algorithm,
+        created=created,
+        expires=expires,
     )
     return headers | {"Signature": signature}
 
@@ -100,7 +104,8 @@ def rfc_signed(
     headers: dict[str, str] | None = None,
     url: str = URL,
     created: int | None = NOW,
-    **params: int | str | None,
+    expires: int | None = None,
+    alg: str | None = None,
 ) -> dict[str, str]:
     headers = request_headers() if headers is None else headers
     signature_input, signature = httpsig_rfc9421.sign(
@@ -111,7 +116,8 @@ def rfc_signed(
         signing_key.private_key,
         signing_key.key_id,
         created=created,
-        **params,  # type: ignore[arg-type]
+        expires=expires,
+        alg=alg,
     )
     return headers | {"Signature-Input": signature_input, "Signature": signature}
 
@@ -533,6 +539,19 @@ def test_host_comes_from_the_request(scheme: Scheme, key: SigningKey) -> None:
     verify(without_host, key)
     with pytest.raises(SignatureError, match="does not verify"):
         verify(without_host, key, url="https://elsewhere.example/groups/g/inbox")
+
+
+def test_host_header_wins_over_the_url_authority(key: SigningKey) -> None:
+    # host / @authority are taken from the Host header when there is one, not from the URL.
+    internal = "http://127.0.0.1:8000/groups/g/inbox"
+    verify(cavage_signed(key, CAVAGE_FULL), key, url=internal)
+    components = ["@method", "@path", "@authority", "date", "content-digest"]
+    verify(rfc_signed(key, components), key, url=internal)
+    verify(
+        rfc_signed(key, ["@method", "@path", "@authority", "host", "date", "content-digest"]),
+        key,
+        url=internal,
+    )
 
 
 # --- malformed input ------------------------------------------------------------------------

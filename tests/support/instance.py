@@ -28,6 +28,7 @@ class FediInstance:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._others: list[subprocess.Popen[bytes]] = []
 
     @property
     def env(self) -> dict[str, str]:
@@ -52,11 +53,22 @@ class FediInstance:
             )
         return result
 
-    def start(self, extra_args: Sequence[str] = ()) -> None:
+    def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Another `fedi` process of this instance (e.g. `worker`), logging to the same file."""
+        log = self.log_path.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fedi", *args], env={**self.env, **(env or {})},
+            cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self._others.append(process)
+        return process
+
+    def start(self, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "fedi", "serve", "--port", str(self.port), *extra_args],
-            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            env={**self.env, **(env or {})}, cwd=self.workdir, stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -71,6 +83,11 @@ class FediInstance:
         raise AssertionError(f"{self.name} did not start:\n{self.log()}")
 
     def stop(self) -> None:
+        for process in self._others:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self._others.clear()
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:

@@ -6,6 +6,7 @@ signatures with fedi's own checker against the signer's public key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -68,6 +69,8 @@ class FakeRemote:
     statuses: list[int] = field(default_factory=lambda: [202])
     response_headers: dict[str, str] = field(default_factory=dict)
     on_post: Callable[[InboxPost], None] | None = None
+    delay: float = 0.0  # seconds before each inbox answer (a slow peer)
+    publish_shared_inbox: bool = True
     _runner: web.AppRunner | None = None
 
     @property
@@ -91,7 +94,7 @@ class FakeRemote:
             "id": actor.uri, "type": "Person", "preferredUsername": actor.name,
             "inbox": actor.inbox, "outbox": f"{actor.uri}/outbox",
             "followers": f"{actor.uri}/followers",
-            "endpoints": {"sharedInbox": self.shared_inbox},
+            "endpoints": {"sharedInbox": self.shared_inbox} if self.publish_shared_inbox else {},
             "publicKey": {"id": actor.key_id, "owner": actor.uri,
                           "publicKeyPem": actor.public_pem},
         }
@@ -128,6 +131,8 @@ class FakeRemote:
 
     async def _inbox(self, request: web.Request) -> web.StreamResponse:
         post = InboxPost(request.path, dict(request.headers), await request.read())
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.posts.append(post)
         if self.on_post is not None:
             self.on_post(post)
