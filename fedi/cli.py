@@ -10,6 +10,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from fedi.actors.local import JOIN_POLICIES, create_group, create_user, find_local
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
@@ -230,18 +232,17 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
-async def _target_uri(services: Services, target: str) -> str:
+async def _remote(services: Services, session: AsyncSession, target: str) -> Actor:
     if target.startswith(("http://", "https://")):
-        return target
-    return await services.resolver.webfinger(target)
+        return await services.resolver.actor(session, target)
+    return await services.resolver.resolve_handle(session, target)
 
 
 def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
-        target_uri = await _target_uri(services, args.target)
         async with services.sessionmaker() as session, session.begin():
-            target = await services.resolver.actor(session, target_uri)
+            target = await _remote(services, session, args.target)
             follower = await session.merge(follower)
             row = await follow_remote(session, services.urls, follower, target)
         print(f"{target.uri} {row.state}")
@@ -253,9 +254,8 @@ def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_unfollow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
-        target_uri = await _target_uri(services, args.target)
         async with services.sessionmaker() as session, session.begin():
-            target = await services.resolver.actor(session, target_uri)
+            target = await _remote(services, session, args.target)
             follower = await session.merge(follower)
             undone = await unfollow_remote(session, services.urls, follower, target)
         if not undone:

@@ -17,7 +17,7 @@ from urllib.parse import urldefrag
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fedi.activitypub.client import FederationClient
+from fedi.activitypub.client import FederationClient, parse_handle
 from fedi.activitypub.keys import SigningKey
 from fedi.activitypub.parse import RemoteActor, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
@@ -130,8 +130,22 @@ class ActorResolver:
     async def fetch(self, url: str) -> dict[str, Any]:
         return await self._client.fetch_object(url, sign_as=self._instance_key())
 
-    async def webfinger(self, handle: str) -> str:
-        return await self._client.webfinger(handle)
+    async def resolve_handle(self, session: AsyncSession, handle: str) -> Actor:
+        """@name@host → the actor, checked both ways: the actor must call itself `name`,
+        so a WebFinger answer cannot hand us someone else's account."""
+        name, host = parse_handle(handle)
+        uri = await self._client.webfinger(handle)
+        actor = await self.actor(session, uri, refresh=True)
+        if actor.username.lower() != name.lower():
+            raise FetchError(
+                f"{handle} points to {uri}, whose preferredUsername is {actor.username!r}"
+            )
+        if actor.domain != host.lower():
+            # Split domains: the actor's own host must agree that this handle is theirs.
+            back = await self._client.webfinger(f"{actor.username}@{host}")
+            if back != actor.uri:
+                raise FetchError(f"{handle} and {uri} do not resolve to each other")
+        return actor
 
 
 async def upsert_actor(session: AsyncSession, remote: RemoteActor) -> Actor:

@@ -71,6 +71,8 @@ class FakeRemote:
     on_post: Callable[[InboxPost], None] | None = None
     delay: float = 0.0  # seconds before each inbox answer (a slow peer)
     publish_shared_inbox: bool = True
+    # WebFinger answers: acct name → actor URI (defaults to the actor of that name).
+    webfinger_links: dict[str, str] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -108,6 +110,7 @@ class FakeRemote:
 
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/.well-known/webfinger", self._webfinger)
         app.router.add_get("/users/{name}", self._actor)
         app.router.add_post("/users/{name}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
@@ -127,6 +130,20 @@ class FakeRemote:
             return web.Response(status=410)
         return web.Response(
             body=json.dumps(self.document(actor)), content_type="application/activity+json"
+        )
+
+    async def _webfinger(self, request: web.Request) -> web.StreamResponse:
+        resource = request.query.get("resource", "")
+        name = resource.removeprefix("acct:").split("@")[0]
+        href = self.webfinger_links.get(name) or (
+            self.actors[name].uri if name in self.actors else None
+        )
+        if href is None:
+            return web.Response(status=404)
+        return web.json_response(
+            {"subject": resource,
+             "links": [{"rel": "self", "type": "application/activity+json", "href": href}]},
+            content_type="application/jrd+json",
         )
 
     async def _inbox(self, request: web.Request) -> web.StreamResponse:
