@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import JOIN_POLICIES, create_group, create_user, find_local
+from fedi.cli_mod import build_mod_parser
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
-from fedi.groups.posting import post_to_group
+from fedi.groups.posting import delete_post, edit_post, post_to_group
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
@@ -99,22 +100,47 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--title", default=None, help="display title")
     group.add_argument("--summary", default=None, help="short description")
     group.add_argument("--join", choices=JOIN_POLICIES, default="open",
-                       help="who may join: open (default), approval or invite")
+                       help="who may join: open (default; Follow is accepted at once), "
+                       "approval (a moderator decides) or invite (only with an invite link)")
+    group.add_argument("--rule", action="append", default=[], metavar="TEXT",
+                       help="a group rule, shown on its profile (repeat for several)")
+    group.add_argument("--question", action="append", default=[], metavar="TEXT",
+                       help="a question people answer when asking to join (repeatable)")
     group.set_defaults(run=cmd_create_group)
 
     post = commands.add_parser(
-        "post", help="post into a group as a local user; prints the new post's id (URL)"
+        "post", help="post into a group as a local user; prints the new post's id (URL)",
+        description="Post or reply in a group. The group may be local (NAME) or on another "
+        "server (@name@host or its URL) that the user has joined.",
     )
     post.add_argument("--as", dest="author", required=True, help="local user name")
-    post.add_argument("--group", required=True, help="local group name")
+    post.add_argument("--group", required=True, help="group: local NAME, @name@host or URL")
+    post.add_argument("--reply-to", default=None, metavar="POST_ID",
+                      help="the id (URL) of the post this answers")
+    post.add_argument("--title", default=None, help="title of a new thread")
     post.add_argument("text", help="the post's text (plain text; blank lines split paragraphs)")
     post.set_defaults(run=cmd_post)
+
+    edit = commands.add_parser("edit", help="edit one of a local user's posts")
+    edit.add_argument("--as", dest="author", required=True, help="local user name")
+    edit.add_argument("post_id", metavar="POST_ID", help="the post's id (URL)")
+    edit.add_argument("text", help="the new text")
+    edit.set_defaults(run=cmd_edit)
+
+    remove = commands.add_parser("delete", help="delete one of a local user's posts")
+    remove.add_argument("--as", dest="author", required=True, help="local user name")
+    remove.add_argument("post_id", metavar="POST_ID", help="the post's id (URL)")
+    remove.set_defaults(run=cmd_delete)
+
+    build_mod_parser(commands)
 
     follow = commands.add_parser(
         "follow", help="a local user follows (joins) a remote actor or group"
     )
     follow.add_argument("--as", dest="follower", required=True, help="local user name")
     follow.add_argument("target", help="@name@host or an actor URL")
+    follow.add_argument("--invite", default=None, metavar="LINK",
+                        help="invite link for an invite-only group")
     follow.set_defaults(run=cmd_follow)
 
     unfollow = commands.add_parser(
@@ -203,7 +229,8 @@ def cmd_create_group(settings: Settings, args: argparse.Namespace) -> int:
         async with services.sessionmaker() as session, session.begin():
             actor = await create_group(
                 session, services.urls, args.name, owner=args.owner, title=args.title,
-                summary=args.summary, join_policy=args.join,
+                summary=args.summary, join_policy=args.join, rules=args.rule,
+                questions=args.question,
             )
         print(actor.uri)
         return 0
@@ -220,13 +247,56 @@ async def _local(services: Services, name: str, kind: str) -> Actor:
     return actor
 
 
+async def _group(services: Services, session: AsyncSession, name: str) -> Actor:
+    """A local group by name, or a remote one by @name@host or URL."""
+    if "@" in name or "://" in name:
+        group = await _remote(services, session, name)
+        if group.type != "Group":
+            raise FediError(f"{name} is not a group")
+        return group
+    found = await find_local(session, name)
+    if found is None or found.type != "Group":
+        raise FediError(f"there is no local group {name!r}")
+    return found
+
+
 def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         author = await _local(services, args.author, "Person")
-        group = await _local(services, args.group, "Group")
         async with services.sessionmaker() as session, session.begin():
-            published = await post_to_group(session, services.urls, author, group, args.text)
+            group = await _group(services, session, args.group)
+            author = await session.merge(author)
+            published = await post_to_group(
+                session, services.urls, author, group, args.text, reply_to=args.reply_to,
+                title=args.title,
+            )
         print(published.post.uri)
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_edit(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        author = await _local(services, args.author, "Person")
+        async with services.sessionmaker() as session, session.begin():
+            post = await edit_post(
+                session, services.urls, await session.merge(author), args.post_id, args.text
+            )
+        print(post.uri)
+        return 0
+
+    return _run(settings, work)
+
+
+def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        author = await _local(services, args.author, "Person")
+        async with services.sessionmaker() as session, session.begin():
+            post = await delete_post(
+                session, services.urls, await session.merge(author), args.post_id
+            )
+        print(f"{post.uri} deleted")
         return 0
 
     return _run(settings, work)
@@ -244,7 +314,9 @@ def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
         async with services.sessionmaker() as session, session.begin():
             target = await _remote(services, session, args.target)
             follower = await session.merge(follower)
-            row = await follow_remote(session, services.urls, follower, target)
+            row = await follow_remote(
+                session, services.urls, follower, target, invite=args.invite
+            )
         print(f"{target.uri} {row.state}")
         return 0
 

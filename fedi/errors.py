@@ -25,7 +25,15 @@ class SignatureError(FediError):
 
 
 class FetchError(FediError):
-    pass
+    """`status` is the remote's HTTP status when it answered with an error, else None."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+    @property
+    def gone(self) -> bool:
+        return self.status in (404, 410)
 
 
 class ValidationError(FediError):

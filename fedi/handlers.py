@@ -30,6 +30,8 @@ class ActorSource(Protocol):
 
     async def fetch(self, url: str) -> dict[str, Any]: ...
 
+    async def software(self, session: AsyncSession, host: str) -> str | None: ...
+
 
 @dataclass
 class HandlerContext:
@@ -38,6 +40,8 @@ class HandlerContext:
     resolver: ActorSource
     # How many remote fetches this activity may still cause (SECURITY 14).
     fetch_budget: int = 20
+    # What happened, when it is worth recording on the inbox item (e.g. a refusal).
+    outcome: str | None = None
 
     def spend_fetch(self) -> bool:
         if self.fetch_budget <= 0:

@@ -84,7 +84,10 @@ def build_services(settings: Settings) -> Services:
     def instance_key() -> SigningKey:
         return holder[0].signing_key()
 
-    resolver = ActorResolver(sessionmaker, client, urls, instance_key)
+    # Plain-http NodeInfo only where private addresses are allowed (development and tests).
+    resolver = ActorResolver(
+        sessionmaker, client, urls, instance_key, allow_http=settings.allow_private_addresses
+    )
     inbox_wake = asyncio.Event()
     receiver = Receiver(sessionmaker, resolver, settings.domain, on_stored=inbox_wake.set)
     processor = InboxProcessor(sessionmaker, resolver, urls, HANDLERS)

@@ -50,15 +50,31 @@ def create(activity_id: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def announce(
-    activity_id: str, group: str, wrapped: dict[str, Any], *, to: list[str], cc: list[str],
-    published: float,
+    activity_id: str, group: str, wrapped: dict[str, Any] | str, *, to: list[str],
+    cc: list[str], published: float,
 ) -> dict[str, Any]:
-    """FEP-1b12: the group wraps the member's activity unchanged."""
-    embedded = {k: v for k, v in wrapped.items() if k != "@context"} if isinstance(
-        wrapped, dict) else wrapped
+    """FEP-1b12: the group wraps the member's activity unchanged (or names a bare object)."""
+    embedded: dict[str, Any] | str = (
+        {k: v for k, v in wrapped.items() if k != "@context"}
+        if isinstance(wrapped, dict) else wrapped
+    )
     return {"@context": AS_CONTEXT, "id": activity_id, "type": "Announce", "actor": group,
             "object": embedded, "to": to, "cc": cc, "audience": group,
             "published": iso(published)}
+
+
+def activity(
+    kind: str, activity_id: str, actor: str, obj: dict[str, Any] | str, *, to: list[str],
+    cc: list[str] | None = None, target: str | None = None,
+) -> dict[str, Any]:
+    """Any other activity (Add, Remove, Block, Update, Delete…)."""
+    built: dict[str, Any] = {"@context": AS_CONTEXT, "id": activity_id, "type": kind,
+                             "actor": actor, "object": obj, "to": to}
+    if cc:
+        built["cc"] = cc
+    if target is not None:
+        built["target"] = target
+    return built
 
 
 def public_addressing(group: str, followers: str) -> tuple[list[str], list[str]]:

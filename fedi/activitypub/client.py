@@ -267,7 +267,9 @@ class FederationClient:
                     redirects += 1
                     continue
                 if not 200 <= resp.status < 300:
-                    raise FetchError(f"fetching {url} failed with HTTP status {resp.status}")
+                    raise FetchError(
+                        f"fetching {url} failed with HTTP status {resp.status}", resp.status
+                    )
                 ctype = resp.headers.get("Content-Type", "")
                 if content_type_ok is not None and not content_type_ok(ctype):
                     raise FetchError(f"{url} is not served as ActivityPub: {ctype[:100]!r}")

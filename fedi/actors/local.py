@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub.keys import generate_rsa_keypair
 from fedi.errors import ValidationError
-from fedi.store.models import Actor, Group, User
+from fedi.store.models import Actor, Group, GroupRole, User
 from fedi.urls import GROUPS, USERS, Urls
 
 NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,62}$")
@@ -77,7 +79,8 @@ async def create_user(
 
 async def create_group(
     session: AsyncSession, urls: Urls, name: str, *, owner: str, title: str | None = None,
-    summary: str | None = None, join_policy: str = "open",
+    summary: str | None = None, join_policy: str = "open", rules: Sequence[str] = (),
+    questions: Sequence[str] = (),
 ) -> Actor:
     if join_policy not in JOIN_POLICIES:
         raise ValidationError(f"join policy must be one of {', '.join(JOIN_POLICIES)}")
@@ -86,7 +89,12 @@ async def create_group(
         raise ValidationError(f"there is no local user {owner!r}; create it with fedi create-user")
     actor = await _new_local_actor(session, urls, "Group", GROUPS, check_name(name), title, summary)
     actor.manually_approves_followers = join_policy != "open"
-    session.add(Group(actor_id=actor.id, owner_id=owner_actor.id, join_policy=join_policy))
+    session.add(Group(
+        actor_id=actor.id, owner_id=owner_actor.id, join_policy=join_policy,
+        rules=json.dumps([r.strip() for r in rules if r.strip()]),
+        questions=json.dumps([q.strip() for q in questions if q.strip()]),
+    ))
+    session.add(GroupRole(group_id=actor.id, actor_id=owner_actor.id, role="owner"))
     return actor
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fedi.federation.announced import handle_announce
 from fedi.federation.following import handle_follow_response
+from fedi.groups.inbound import handle_create, handle_delete, handle_reaction, handle_update
 from fedi.groups.membership import handle_follow, handle_undo
 from fedi.handlers import Handler
 
@@ -13,4 +14,9 @@ HANDLERS: dict[str, Handler] = {
     "Accept": handle_follow_response,
     "Reject": handle_follow_response,
     "Announce": handle_announce,
+    "Create": handle_create,
+    "Update": handle_update,
+    "Delete": handle_delete,
+    "Like": handle_reaction,
+    "EmojiReact": handle_reaction,
 }

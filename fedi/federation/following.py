@@ -16,7 +16,8 @@ from fedi.urls import Urls, new_id
 
 
 async def follow_remote(
-    session: AsyncSession, urls: Urls, follower: Actor, target: Actor
+    session: AsyncSession, urls: Urls, follower: Actor, target: Actor,
+    *, invite: str | None = None,
 ) -> Follow:
     """Record a pending follow and queue the Follow activity in the same transaction."""
     if target.local:
@@ -29,6 +30,9 @@ async def follow_remote(
     if existing is not None and existing.state in ("pending", "accepted"):
         return existing
     activity = activities.follow(urls.activity(new_id()), follower.uri, target.uri)
+    if invite:
+        # Invite-only groups look for the invite link here (fedi.groups.membership).
+        activity["instrument"] = invite
     if existing is None:
         existing = Follow(follower_id=follower.id, target_id=target.id, state="pending")
         session.add(existing)

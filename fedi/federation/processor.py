@@ -81,8 +81,10 @@ class InboxProcessor:
                 handler = self._handlers.get(activity.type)
                 if handler is None:
                     raise Ignored(f"no handler for {activity.type}")
-                await handler(HandlerContext(session, self._urls, self._resolver), activity)
+                context = HandlerContext(session, self._urls, self._resolver)
+                await handler(context, activity)
                 item.state = "done"
+                item.error = context.outcome
                 item.processed_at = self._clock()
                 await session.commit()
                 return

@@ -19,14 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.activitypub.client import FederationClient, parse_handle
 from fedi.activitypub.keys import SigningKey
-from fedi.activitypub.parse import RemoteActor, parse_actor
+from fedi.activitypub.parse import RemoteActor, host_of, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
 from fedi.errors import FetchError, ValidationError
-from fedi.store.models import Actor, now
+from fedi.store.models import Actor, Host, now
 from fedi.urls import Urls
 
 REFRESH_INTERVAL = 60.0
 KEY_CACHE_SIZE = 10_000
+SOFTWARE_TTL = 24 * 3600.0
+NODEINFO_REL = "http://nodeinfo.diaspora.software/ns/schema/2."
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,9 @@ class ActorResolver:
         urls: Urls,
         instance_key: Callable[[], SigningKey],
         clock: Callable[[], float] = time.time,
+        allow_http: bool = False,
     ) -> None:
+        self._allow_http = allow_http
         self._sessionmaker = sessionmaker
         self._client = client
         self._urls = urls
@@ -129,6 +133,43 @@ class ActorResolver:
 
     async def fetch(self, url: str) -> dict[str, Any]:
         return await self._client.fetch_object(url, sign_as=self._instance_key())
+
+    async def software(self, session: AsyncSession, host: str) -> str | None:
+        """The NodeInfo software name of a host, looked up at most once a day."""
+        record = await session.get(Host, host)
+        moment = self._clock()
+        if record is not None and moment - record.software_checked_at < SOFTWARE_TTL:
+            return record.software or None
+        if record is None:
+            record = Host(host=host, failures=0, down_until=0.0, gone=False)
+            session.add(record)
+        record.software_checked_at = moment
+        record.software = await self._nodeinfo_software(host) or ""
+        return record.software or None
+
+    async def _nodeinfo_software(self, host: str) -> str | None:
+        if self._urls.is_local(f"{self._urls.base.split('://')[0]}://{host}"):
+            return "fedi"
+        for scheme in ("https", "http") if self._allow_http else ("https",):
+            try:
+                _, links = await self._client.fetch_json(
+                    f"{scheme}://{host}/.well-known/nodeinfo", accept="application/json"
+                )
+                hrefs = [
+                    link.get("href") for link in links.get("links", [])
+                    if isinstance(link, dict)
+                    and str(link.get("rel", "")).startswith(NODEINFO_REL)
+                ]
+                href = next((h for h in reversed(hrefs) if isinstance(h, str)
+                             and host_of(h) == host), None)
+                if href is None:
+                    return None
+                _, info = await self._client.fetch_json(href, accept="application/json")
+                name = info.get("software", {}).get("name")
+                return name.lower()[:64] if isinstance(name, str) else None
+            except (FetchError, AttributeError):
+                continue
+        return None
 
     async def resolve_handle(self, session: AsyncSession, handle: str) -> Actor:
         """@name@host → the actor, checked both ways: the actor must call itself `name`,

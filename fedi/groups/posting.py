@@ -1,4 +1,4 @@
-"""A local member posts into a local group; the group relays it to its members (FEP-1b12)."""
+"""A local member posts or replies in a local group, under the same rules as remote members."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
 from fedi.content import text_to_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
-from fedi.privacy.audience import Recipient, delivery_inboxes
+from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
+from fedi.groups.roles import Standing, standing
+from fedi.groups.threads import find_post, store_post
 from fedi.store.models import Actor, Follow, OutboundActivity, Post, now
 from fedi.urls import Urls, new_id
 
@@ -25,31 +27,57 @@ MAX_TEXT = 50_000
 class Published:
     post: Post
     create: dict[str, Any]
-    announce: dict[str, Any]
 
 
-async def group_recipients(session: AsyncSession, group: Actor) -> list[Recipient]:
-    rows = await session.execute(
-        select(Actor)
-        .join(Follow, Follow.follower_id == Actor.id)
-        .where(Follow.target_id == group.id, Follow.state == "accepted")
+def _mention(actor: Actor) -> dict[str, str]:
+    return {"type": "Mention", "href": actor.uri, "name": f"@{actor.username}@{actor.domain}"}
+
+
+async def _membership_check(session: AsyncSession, author: Actor, group: Actor) -> None:
+    if group.local:
+        member = await standing(session, group, author)
+        if member is Standing.BANNED:
+            raise ValidationError(f"{author.username} is banned from {group.username}")
+        if not member.may_post:
+            raise ValidationError(f"{author.username} is not a member of {group.username}")
+        return
+    joined = await session.execute(
+        select(Follow.id).where(
+            Follow.follower_id == author.id, Follow.target_id == group.id,
+            Follow.state == "accepted",
+        )
     )
-    return [Recipient(a.uri, a.inbox, a.shared_inbox, a.local) for a in rows.scalars()]
+    if joined.first() is None:
+        raise ValidationError(
+            f"{author.username} is not a member of {group.uri}; join it with fedi follow first"
+        )
 
 
 async def post_to_group(
-    session: AsyncSession, urls: Urls, author: Actor, group: Actor, text: str
+    session: AsyncSession, urls: Urls, author: Actor, group: Actor, text: str,
+    *, reply_to: str | None = None, title: str | None = None,
 ) -> Published:
+    """Post into a group, local or on another server; the group relays it to its members."""
     if not author.local or author.type != "Person":
         raise ValidationError("only local users can post with this command")
-    if not group.local or group.type != "Group":
-        raise ValidationError(f"{group.username} is not a local group")
-    if not text.strip():
-        raise ValidationError("the post is empty; give the text to post")
-    if len(text) > MAX_TEXT:
-        raise ValidationError(f"the post is {len(text)} characters; the limit is {MAX_TEXT}")
-    published = now()
+    if group.type != "Group":
+        raise ValidationError(f"{group.uri} is not a group")
+    _check_text(text)
+    await _membership_check(session, author, group)
+    parent: Post | None = None
+    parent_author: Actor | None = None
+    if reply_to is not None:
+        parent = await find_post(session, reply_to)
+        if parent is None or parent.group_id != group.id or parent.deleted_at is not None:
+            raise ValidationError(f"{reply_to} is not a post in {group.username}")
+        parent_author = await session.get(Actor, parent.author_id)
+
     post_uri = urls.post(new_id())
+    cc = [Urls.followers(group.uri)]
+    tags = [_mention(group)]
+    if parent_author is not None and parent_author.id != author.id:
+        cc.append(parent_author.uri)  # the person answered is told, as Mastodon expects
+        tags.append(_mention(parent_author))
     note: dict[str, Any] = {
         "@context": AS_CONTEXT,
         "id": post_uri,
@@ -57,30 +85,113 @@ async def post_to_group(
         "attributedTo": author.uri,
         "content": text_to_html(text),
         "source": {"content": text, "mediaType": "text/plain"},
-        "published": activities.iso(published),
+        "published": activities.iso(now()),
         "to": [PUBLIC, group.uri],
-        "cc": [Urls.followers(group.uri)],
+        "cc": cc,
         "audience": group.uri,
-        "context": f"{post_uri}/context",
         "replies": f"{post_uri}/replies",
         "url": post_uri,
-        "tag": [
-            {"type": "Mention", "href": group.uri, "name": f"@{group.username}@{group.domain}"}
-        ],
+        "tag": tags,
     }
-    post = Post(
-        uri=post_uri, type="Note", author_id=author.id, group_id=group.id,
-        context=note["context"], content=note["content"], visibility="public", local=True,
-        published=published, document=json.dumps(note),
+    if parent is not None:
+        note["inReplyTo"] = parent.uri
+        if parent.context:
+            note["context"] = parent.context
+    if title and parent is None:
+        note["name"] = title
+    post = await store_post(
+        session, urls, note, author=author, group=group, parent=parent, local=True,
+        own_context=group.local,
     )
-    session.add(post)
+    if post.context:
+        note["context"] = post.context
+    post.document = json.dumps(note)
     create = activities.create(urls.activity(new_id()), note)
-    session.add(OutboundActivity(uri=create["id"], actor_id=author.id, body=json.dumps(create)))
-    to, cc = activities.public_addressing(group.uri, Urls.followers(group.uri))
-    announce = activities.announce(
-        urls.activity(new_id()), group.uri, create, to=to, cc=cc, published=published
+    await _send(session, urls, author, group, post, create, new_post=True)
+    return Published(post, create)
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise ValidationError("the post is empty; give the text to post")
+    if len(text) > MAX_TEXT:
+        raise ValidationError(f"the post is {len(text)} characters; the limit is {MAX_TEXT}")
+
+
+async def _send(
+    session: AsyncSession, urls: Urls, author: Actor, group: Actor, post: Post,
+    activity: dict[str, Any], *, new_post: bool,
+) -> None:
+    """A local group relays at once; a remote group gets the activity in its inbox."""
+    if group.local:
+        session.add(
+            OutboundActivity(uri=activity["id"], actor_id=author.id, body=json.dumps(activity))
+        )
+        if new_post:
+            await relay_post(session, urls, group, post, activity, author_uri=author.uri)
+        else:
+            await relay_activity(session, urls, group, activity, author_uri=author.uri,
+                                 thread_id=post.thread_id)
+    else:
+        inbox = group.inbox or ""
+        parent_author = await _parent_author_inbox(session, post)
+        await enqueue(session, author, activity, [i for i in (inbox, parent_author) if i])
+
+
+async def _parent_author_inbox(session: AsyncSession, post: Post) -> str | None:
+    if post.in_reply_to is None:
+        return None
+    parent = await find_post(session, post.in_reply_to)
+    if parent is None:
+        return None
+    parent_author = await session.get(Actor, parent.author_id)
+    if parent_author is None or parent_author.local:
+        return None
+    return parent_author.shared_inbox or parent_author.inbox
+
+
+async def _own(session: AsyncSession, author: Actor, post_uri: str) -> tuple[Post, Actor]:
+    post = await find_post(session, post_uri)
+    if post is None or post.deleted_at is not None or not post.local:
+        raise ValidationError(f"{post_uri} is not a post on this instance")
+    if post.author_id != author.id:
+        raise ValidationError(f"{post_uri} is not {author.username}'s post")
+    group = await session.get(Actor, post.group_id) if post.group_id else None
+    if group is None:
+        raise ValidationError(f"{post_uri} is not in a group")
+    return post, group
+
+
+async def edit_post(
+    session: AsyncSession, urls: Urls, author: Actor, post_uri: str, text: str
+) -> Post:
+    _check_text(text)
+    post, group = await _own(session, author, post_uri)
+    note = json.loads(post.document)
+    note["content"] = text_to_html(text)
+    note["source"] = {"content": text, "mediaType": "text/plain"}
+    note["updated"] = activities.iso(now())
+    post.content = note["content"]
+    post.updated = now()
+    post.document = json.dumps(note)
+    update = activities.activity(
+        "Update", urls.activity(new_id()), author.uri,
+        {k: v for k, v in note.items() if k != "@context"}, to=note["to"], cc=note["cc"],
     )
-    inboxes = delivery_inboxes(await group_recipients(session, group), exclude=[author.uri])
-    await enqueue(session, group, announce, inboxes)
-    await session.flush()
-    return Published(post, create, announce)
+    await _send(session, urls, author, group, post, update, new_post=False)
+    return post
+
+
+async def delete_post(session: AsyncSession, urls: Urls, author: Actor, post_uri: str) -> Post:
+    post, group = await _own(session, author, post_uri)
+    note = json.loads(post.document)
+    post.deleted_at = now()
+    post.content = ""
+    tombstone = {"id": post.uri, "type": "Tombstone"}
+    delete = activities.activity(
+        "Delete", urls.activity(new_id()), author.uri, tombstone, to=note["to"], cc=note["cc"],
+    )
+    await _send(session, urls, author, group, post, delete, new_post=False)
+    if group.local:
+        await withdraw_boost(session, urls, group, post, author_uri=author.uri)
+    return post

@@ -82,7 +82,47 @@ class Group(Base):
     actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
     join_policy: Mapped[str] = mapped_column(String(16), default="open")
+    rules: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
+    questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
     created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class GroupRole(Base):
+    """Owner and moderators of a group (members are accepted follows)."""
+
+    __tablename__ = "group_roles"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    role: Mapped[str] = mapped_column(String(16))  # owner | moderator
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("group_id", "actor_id"),)
+
+
+class GroupBan(Base):
+    __tablename__ = "group_bans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    banned_by: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("group_id", "actor_id"),)
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    max_uses: Mapped[int | None] = mapped_column(Integer, default=None)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # An invite redeemed on the web for a remote account that has not followed yet.
+    redeemed_for: Mapped[str | None] = mapped_column(Text, default=None)  # JSON list of actor ids
 
 
 class Follow(Base):
@@ -94,6 +134,10 @@ class Follow(Base):
     target_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
     state: Mapped[str] = mapped_column(String(16))  # pending | accepted | rejected
     activity_uri: Mapped[str | None] = mapped_column(URI, default=None)
+    # Answers to the group's join questions, for moderators deciding a pending request.
+    answers: Mapped[str | None] = mapped_column(Text, default=None)
+    # A microblog member who asked for every reply, not only new threads.
+    wants_all_replies: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     updated_at: Mapped[float] = mapped_column(Float, default=now)
     __table_args__ = (UniqueConstraint("follower_id", "target_id"),)
@@ -107,6 +151,8 @@ class Post(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(URI, default=None, index=True)
+    # The thread's first post (its own id for a thread starter).
+    thread_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
     context: Mapped[str | None] = mapped_column(URI, default=None, index=True)
     name: Mapped[str | None] = mapped_column(Text, default=None)
     summary: Mapped[str | None] = mapped_column(Text, default=None)
@@ -116,7 +162,25 @@ class Post(Base):
     published: Mapped[float] = mapped_column(Float, default=now)
     updated: Mapped[float | None] = mapped_column(Float, default=None)
     deleted_at: Mapped[float | None] = mapped_column(Float, default=None)
+    pinned_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # The group's Announce of the bare object (the boost microblogs see), to undo on delete.
+    boost_uri: Mapped[str | None] = mapped_column(URI, default=None)
+    like_count: Mapped[int] = mapped_column(Integer, default=0)
+    reply_count: Mapped[int] = mapped_column(Integer, default=0)
     document: Mapped[str] = mapped_column(Text)  # the AS object as served / received
+
+
+class Reaction(Base):
+    """A Like or EmojiReact of a post."""
+
+    __tablename__ = "reactions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    type: Mapped[str] = mapped_column(String(16))  # Like | EmojiReact
+    content: Mapped[str | None] = mapped_column(String(255), default=None)
+    activity_uri: Mapped[str] = mapped_column(URI, unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
 class InboxItem(Base):
@@ -180,3 +244,6 @@ class Host(Base):
     gone: Mapped[bool] = mapped_column(Boolean, default=False)
     last_success_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # NodeInfo software name, and whether that software shows threads (see groups.kinds).
+    software: Mapped[str | None] = mapped_column(String(64), default=None)
+    software_checked_at: Mapped[float] = mapped_column(Float, default=0.0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 11:01:55.405934
+Create Date: 2026-11-21
 
 """
 
@@ -65,6 +65,8 @@ def upgrade() -> None:
         sa.Column("gone", sa.Boolean(), nullable=False),
         sa.Column("last_success_at", sa.Float(), nullable=True),
         sa.Column("last_failure_at", sa.Float(), nullable=True),
+        sa.Column("software", sa.String(length=64), nullable=True),
+        sa.Column("software_checked_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("host"),
     )
     op.create_table(
@@ -93,6 +95,8 @@ def upgrade() -> None:
         sa.Column("target_id", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("activity_uri", sa.String(length=2048), nullable=True),
+        sa.Column("answers", sa.Text(), nullable=True),
+        sa.Column("wants_all_replies", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -111,10 +115,59 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_follows_target_id"), ["target_id"], unique=False)
 
     op.create_table(
+        "group_bans",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("banned_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["banned_by"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("group_id", "actor_id"),
+    )
+    with op.batch_alter_table("group_bans", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_group_bans_group_id"), ["group_id"], unique=False)
+
+    op.create_table(
+        "group_roles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("group_id", "actor_id"),
+    )
+    with op.batch_alter_table("group_roles", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_group_roles_group_id"), ["group_id"], unique=False)
+
+    op.create_table(
         "groups",
         sa.Column("actor_id", sa.Integer(), nullable=False),
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("join_policy", sa.String(length=16), nullable=False),
+        sa.Column("rules", sa.Text(), nullable=False),
+        sa.Column("questions", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
             ["actor_id"],
@@ -126,6 +179,32 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("actor_id"),
     )
+    op.create_table(
+        "invites",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=True),
+        sa.Column("max_uses", sa.Integer(), nullable=True),
+        sa.Column("uses", sa.Integer(), nullable=False),
+        sa.Column("revoked_at", sa.Float(), nullable=True),
+        sa.Column("redeemed_for", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("token"),
+    )
+    with op.batch_alter_table("invites", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invites_group_id"), ["group_id"], unique=False)
+
     op.create_table(
         "outbound_activities",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -148,6 +227,7 @@ def upgrade() -> None:
         sa.Column("author_id", sa.Integer(), nullable=False),
         sa.Column("group_id", sa.Integer(), nullable=True),
         sa.Column("in_reply_to", sa.String(length=2048), nullable=True),
+        sa.Column("thread_id", sa.Integer(), nullable=True),
         sa.Column("context", sa.String(length=2048), nullable=True),
         sa.Column("name", sa.Text(), nullable=True),
         sa.Column("summary", sa.Text(), nullable=True),
@@ -157,6 +237,10 @@ def upgrade() -> None:
         sa.Column("published", sa.Float(), nullable=False),
         sa.Column("updated", sa.Float(), nullable=True),
         sa.Column("deleted_at", sa.Float(), nullable=True),
+        sa.Column("pinned_at", sa.Float(), nullable=True),
+        sa.Column("boost_uri", sa.String(length=2048), nullable=True),
+        sa.Column("like_count", sa.Integer(), nullable=False),
+        sa.Column("reply_count", sa.Integer(), nullable=False),
         sa.Column("document", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
             ["author_id"],
@@ -174,6 +258,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_posts_context"), ["context"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_group_id"), ["group_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_in_reply_to"), ["in_reply_to"], unique=False)
+        batch_op.create_index(batch_op.f("ix_posts_thread_id"), ["thread_id"], unique=False)
 
     op.create_table(
         "users",
@@ -214,12 +299,39 @@ def upgrade() -> None:
         batch_op.create_index("ix_deliveries_due", ["state", "next_attempt_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_deliveries_host"), ["host"], unique=False)
 
+    op.create_table(
+        "reactions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("post_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("content", sa.String(length=255), nullable=True),
+        sa.Column("activity_uri", sa.String(length=2048), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("activity_uri"),
+    )
+    with op.batch_alter_table("reactions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reactions_post_id"), ["post_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("reactions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reactions_post_id"))
+
+    op.drop_table("reactions")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deliveries_host"))
         batch_op.drop_index("ix_deliveries_due")
@@ -228,6 +340,7 @@ def downgrade() -> None:
     op.drop_table("deliveries")
     op.drop_table("users")
     with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_posts_thread_id"))
         batch_op.drop_index(batch_op.f("ix_posts_in_reply_to"))
         batch_op.drop_index(batch_op.f("ix_posts_group_id"))
         batch_op.drop_index(batch_op.f("ix_posts_context"))
@@ -235,7 +348,19 @@ def downgrade() -> None:
 
     op.drop_table("posts")
     op.drop_table("outbound_activities")
+    with op.batch_alter_table("invites", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invites_group_id"))
+
+    op.drop_table("invites")
     op.drop_table("groups")
+    with op.batch_alter_table("group_roles", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_group_roles_group_id"))
+
+    op.drop_table("group_roles")
+    with op.batch_alter_table("group_bans", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_group_bans_group_id"))
+
+    op.drop_table("group_bans")
     with op.batch_alter_table("follows", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_follows_target_id"))
         batch_op.drop_index(batch_op.f("ix_follows_follower_id"))

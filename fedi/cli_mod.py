@@ -1,0 +1,183 @@
+"""`fedi mod …`: group moderation from the command line (until the web UI exists)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.actors.local import find_local
+from fedi.config import Settings
+from fedi.errors import FediError
+from fedi.groups import moderation
+from fedi.groups.invites import create_invite, invite_url, revoke
+from fedi.groups.threads import find_post
+from fedi.services import Services, build_services
+from fedi.store.migrate import migrate
+from fedi.store.models import Actor
+
+Work = Callable[[Services, AsyncSession, Actor, argparse.Namespace], Awaitable[None]]
+
+
+def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    mod = commands.add_parser(
+        "mod", help="moderate a local group: join requests, invites, bans, moderators, pins",
+        description="Moderate a local group. ACTOR is an actor URL, @name@host, or a local "
+        "user name. Each decision is federated to the servers concerned.",
+    )
+    actions = mod.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(
+        name: str, help_text: str, work: Work, *, actor: bool = True
+    ) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(
+            name, help=help_text, description=help_text
+        )
+        parser.add_argument("group", metavar="GROUP", help="local group name")
+        if actor:
+            parser.add_argument("actor", metavar="ACTOR_ID", help="actor URL, @name@host or name")
+        parser.set_defaults(run=lambda settings, args: _run(settings, args, work, actor))
+        return parser
+
+    action("pending", "list join requests waiting for a decision, with their answers",
+           _pending, actor=False)
+    action("approve", "accept a join request (sends Accept)", _approve)
+    action("reject", "refuse a join request (sends Reject)", _reject)
+    invite = action("invite", "make an invite link for the group (prints it)", _invite,
+                    actor=False)
+    invite.add_argument("--expires-in-days", type=float, default=None,
+                        help="the link stops working after this many days")
+    invite.add_argument("--max-uses", type=int, default=None, help="how many people it admits")
+    revoke_parser = action("revoke-invite", "stop an invite link from working", _revoke,
+                           actor=False)
+    revoke_parser.add_argument("token", metavar="LINK", help="the invite link or its token")
+    ban = action("ban", "ban a member: removed from the group, posts no longer relayed; "
+                 "their server is told (Block)", _ban)
+    ban.add_argument("--reason", default=None, help="why (sent to the member's server)")
+    action("unban", "lift a ban (sends Undo Block)", _unban)
+    action("add-moderator", "make someone a moderator (announced with Add)", _add_moderator)
+    action("remove-moderator", "remove a moderator (announced with Remove)", _remove_moderator)
+    pin = action("pin", "pin a thread (listed in the group's featured collection)", _pin,
+                 actor=False)
+    pin.add_argument("post_id", metavar="POST_ID")
+    unpin = action("unpin", "unpin a thread", _unpin, actor=False)
+    unpin.add_argument("post_id", metavar="POST_ID")
+
+
+def _run(settings: Settings, args: argparse.Namespace, work: Work, needs_actor: bool) -> int:
+    async def runner() -> int:
+        services = build_services(settings)
+        try:
+            await migrate(services.engine)
+            await services.start()
+            async with services.sessionmaker() as session, session.begin():
+                group = await find_local(session, args.group)
+                if group is None or group.type != "Group":
+                    raise FediError(f"there is no local group {args.group!r}")
+                await work(services, session, group, args)
+            return 0
+        finally:
+            await services.close()
+
+    return asyncio.run(runner())
+
+
+async def _actor(services: Services, session: AsyncSession, ref: str) -> Actor:
+    if "@" not in ref and "://" not in ref:
+        found = await find_local(session, ref)
+        if found is None:
+            raise FediError(f"there is no local user {ref!r}")
+        return found
+    if ref.startswith(("http://", "https://")):
+        return await services.resolver.actor(session, ref)
+    return await services.resolver.resolve_handle(session, ref)
+
+
+async def _pending(services: Services, session: AsyncSession, group: Actor,
+                   args: argparse.Namespace) -> None:
+    requests = await moderation.pending(session, group)
+    if not requests:
+        print(f"no pending requests for {group.username}")
+    for request in requests:
+        when = datetime.fromtimestamp(request.requested_at, UTC).strftime("%Y-%m-%d %H:%M")
+        print(f"{request.actor.uri}\t{when}\t{request.answers or ''}")
+
+
+async def _approve(services: Services, session: AsyncSession, group: Actor,
+                   args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.approve(session, services.urls, group, actor)
+    print(f"{actor.uri} is now a member of {group.username}")
+
+
+async def _reject(services: Services, session: AsyncSession, group: Actor,
+                  args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.reject(session, services.urls, group, actor)
+    print(f"{actor.uri}'s request to join {group.username} was refused")
+
+
+async def _invite(services: Services, session: AsyncSession, group: Actor,
+                  args: argparse.Namespace) -> None:
+    days = args.expires_in_days
+    invite = await create_invite(
+        session, group, None, expires_in=days * 86400 if days is not None else None,
+        max_uses=args.max_uses,
+    )
+    print(invite_url(group, invite.token))
+
+
+async def _revoke(services: Services, session: AsyncSession, group: Actor,
+                  args: argparse.Namespace) -> None:
+    token = args.token.rstrip("/").rsplit("/", 1)[-1]
+    await revoke(session, group, token)
+    print(f"invite {token} revoked")
+
+
+async def _ban(services: Services, session: AsyncSession, group: Actor,
+               args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.ban(session, services.urls, group, actor, by=None, reason=args.reason)
+    print(f"{actor.uri} is banned from {group.username}")
+
+
+async def _unban(services: Services, session: AsyncSession, group: Actor,
+                 args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.unban(session, services.urls, group, actor)
+    print(f"{actor.uri} may join {group.username} again")
+
+
+async def _add_moderator(services: Services, session: AsyncSession, group: Actor,
+                         args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.set_moderator(session, services.urls, group, actor, appoint=True)
+    print(f"{actor.uri} moderates {group.username}")
+
+
+async def _remove_moderator(services: Services, session: AsyncSession, group: Actor,
+                            args: argparse.Namespace) -> None:
+    actor = await _actor(services, session, args.actor)
+    await moderation.set_moderator(session, services.urls, group, actor, appoint=False)
+    print(f"{actor.uri} no longer moderates {group.username}")
+
+
+async def _pin(services: Services, session: AsyncSession, group: Actor,
+               args: argparse.Namespace) -> None:
+    post = await find_post(session, args.post_id)
+    if post is None:
+        raise FediError(f"there is no post {args.post_id}")
+    await moderation.set_pinned(session, group, post, pinned=True)
+    print(f"{post.uri} pinned")
+
+
+async def _unpin(services: Services, session: AsyncSession, group: Actor,
+                 args: argparse.Namespace) -> None:
+    post = await find_post(session, args.post_id)
+    if post is None:
+        raise FediError(f"there is no post {args.post_id}")
+    await moderation.set_pinned(session, group, post, pinned=False)
+    print(f"{post.uri} unpinned")

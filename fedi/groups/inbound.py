@@ -1,0 +1,237 @@
+"""Activities from members' servers into local groups: posts, edits, deletions, reactions.
+
+Each is checked (is the author a member? banned? is this their post?) before anything is
+stored or relayed; refusals answer the author's server with a Reject.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from fedi.activitypub import activities
+from fedi.activitypub.parse import IncomingActivity, host_of
+from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of
+from fedi.content import html_to_text, sanitize_html
+from fedi.delivery.enqueue import enqueue
+from fedi.errors import FetchError
+from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
+from fedi.groups.roles import Standing, standing
+from fedi.groups.threads import find_post, store_post, title_for
+from fedi.handlers import HandlerContext, Ignored
+from fedi.store.models import Actor, Follow, Post, Reaction, now
+from fedi.urls import new_id
+
+# A member who mentions the group with only one of these words changes what they receive.
+WANT_ALL = frozenset({"!all", "!everything"})
+WANT_THREADS = frozenset({"!threads", "!new"})
+
+
+async def _local_group(ctx: HandlerContext, uri: str) -> Actor | None:
+    if not ctx.urls.is_local(uri):
+        return None
+    return (
+        await ctx.session.execute(
+            select(Actor).where(Actor.uri == uri, Actor.local, Actor.type == "Group")
+        )
+    ).scalar_one_or_none()
+
+
+async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, Any]:
+    """The activity's object, trusted only from its author's own host (SECURITY 1)."""
+    obj = activity.object
+    if obj is None:
+        if activity.object_id is None:
+            raise Ignored("activity without an object")
+        if host_of(activity.object_id) != host_of(activity.actor):
+            raise Ignored("object on another host than its actor")
+        if not ctx.spend_fetch():
+            raise Ignored("fetch budget spent")
+        try:
+            obj = await ctx.resolver.fetch(activity.object_id)
+        except FetchError as exc:
+            raise Ignored(f"could not fetch the object: {exc.reason}") from None
+    if not isinstance(obj.get("id"), str) or host_of(obj["id"]) != host_of(activity.actor):
+        raise Ignored("object id is not on the actor's host")
+    if id_of(obj.get("attributedTo")) not in (None, activity.actor):
+        raise Ignored("object is attributed to someone other than the actor")
+    return obj
+
+
+async def _target_group(
+    ctx: HandlerContext, obj: dict[str, Any]
+) -> tuple[Actor | None, Post | None]:
+    """A reply belongs to its thread's group; otherwise the group it addresses or mentions."""
+    parent_uri = id_of(obj.get("inReplyTo"))
+    if parent_uri is not None:
+        parent = await find_post(ctx.session, parent_uri)
+        if parent is not None and parent.group_id is not None:
+            group = await ctx.session.get(Actor, parent.group_id)
+            if group is not None and group.local:
+                return group, parent
+    candidates = addressed(obj) + [
+        href for tag in _tags(obj) if tag.get("type") == "Mention" and (href := id_of(tag))
+    ]
+    for uri in dict.fromkeys(candidates):
+        group = await _local_group(ctx, uri)
+        if group is not None:
+            return group, None
+    return None, None
+
+
+def _tags(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    tags = obj.get("tag")
+    items = tags if isinstance(tags, list) else [tags]
+    return [t for t in items if isinstance(t, dict)]
+
+
+async def _refuse(
+    ctx: HandlerContext, group: Actor, author: Actor, activity: IncomingActivity, reason: str
+) -> None:
+    if author.inbox:
+        reject = activities.respond(
+            "Reject", ctx.urls.activity(new_id()), group.uri, activity.document, author.uri
+        )
+        await enqueue(ctx.session, group, reject, [author.inbox])
+    ctx.outcome = f"refused: {reason}"
+
+
+async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    obj = await _object(ctx, activity)
+    if first_type(obj) not in POST_TYPES:
+        raise Ignored(f"Create of a {first_type(obj)} is not a post")
+    if await find_post(ctx.session, obj["id"]) is not None:
+        raise Ignored("post already known")
+    group, parent = await _target_group(ctx, obj)
+    if group is None:
+        raise Ignored("not addressed to a local group")
+    author = await ctx.resolver.actor(ctx.session, activity.actor)
+    member = await standing(ctx.session, group, author)
+    if member is Standing.BANNED:
+        return await _refuse(ctx, group, author, activity, "banned from the group")
+    if not member.may_post:
+        return await _refuse(ctx, group, author, activity, "only members may post here")
+    if await _member_command(ctx, group, author, obj):
+        return
+    post = await store_post(
+        ctx.session, ctx.urls, obj, author=author, group=group, parent=parent, local=False
+    )
+    await relay_post(ctx.session, ctx.urls, group, post, activity.document, author_uri=author.uri)
+
+
+async def _member_command(
+    ctx: HandlerContext, group: Actor, author: Actor, obj: dict[str, Any]
+) -> bool:
+    """"@group !all" asks for every reply; "@group !threads" for new threads only."""
+    words = [w for w in html_to_text(obj.get("content") or "").split() if not w.startswith("@")]
+    if len(words) != 1 or words[0].lower() not in WANT_ALL | WANT_THREADS:
+        return False
+    await ctx.session.execute(
+        update(Follow)
+        .where(Follow.follower_id == author.id, Follow.target_id == group.id)
+        .values(wants_all_replies=words[0].lower() in WANT_ALL)
+    )
+    ctx.outcome = f"member setting {words[0].lower()}"
+    return True
+
+
+async def _own_post(ctx: HandlerContext, activity: IncomingActivity, uri: str | None) -> Post:
+    post = await find_post(ctx.session, uri) if uri else None
+    if post is None or post.group_id is None:
+        raise Ignored("not a post in a local group")
+    author = await ctx.session.get(Actor, post.author_id)
+    if author is None or author.uri != activity.actor:
+        raise Ignored("only the author may change a post")
+    return post
+
+
+async def handle_update(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    if activity.object_id == activity.actor:
+        await ctx.resolver.actor(ctx.session, activity.actor, refresh=True)
+        return
+    obj = await _object(ctx, activity)
+    post = await _own_post(ctx, activity, obj.get("id"))
+    if post.deleted_at is not None:
+        raise Ignored("update of a deleted post")
+    post.content = sanitize_html(obj.get("content") or "")
+    post.summary = obj.get("summary") if isinstance(obj.get("summary"), str) else None
+    if post.in_reply_to is None:
+        post.name = title_for(obj)
+    post.updated = now()
+    post.document = json.dumps(obj)
+    group = await ctx.session.get(Actor, post.group_id)
+    if group is not None:
+        await relay_activity(ctx.session, ctx.urls, group, activity.document,
+                             author_uri=activity.actor, thread_id=post.thread_id)
+
+
+async def handle_delete(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    if activity.object_id == activity.actor:
+        # The account is gone: it leaves every group it was in.
+        actor = (
+            await ctx.session.execute(select(Actor).where(Actor.uri == activity.actor))
+        ).scalar_one_or_none()
+        if actor is None:
+            raise Ignored("delete of an actor we do not know")
+        await ctx.session.execute(delete(Follow).where(Follow.follower_id == actor.id))
+        return
+    post = await _own_post(ctx, activity, activity.object_id)
+    if post.deleted_at is not None:
+        raise Ignored("already deleted")
+    post.deleted_at = now()
+    post.content = ""
+    group = await ctx.session.get(Actor, post.group_id)
+    if group is not None:
+        await relay_activity(ctx.session, ctx.urls, group, activity.document,
+                             author_uri=activity.actor, thread_id=post.thread_id)
+        await withdraw_boost(ctx.session, ctx.urls, group, post, author_uri=activity.actor)
+
+
+async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    """Like and EmojiReact (Misskey, Pleroma) of a post in a local group."""
+    post = await find_post(ctx.session, activity.object_id) if activity.object_id else None
+    if post is None or post.group_id is None or post.deleted_at is not None:
+        raise Ignored("reaction to something that is not a post in a local group")
+    group = await ctx.session.get(Actor, post.group_id)
+    if group is None or not group.local:
+        raise Ignored("reaction to a post of another server's group")
+    actor = await ctx.resolver.actor(ctx.session, activity.actor)
+    if (await standing(ctx.session, group, actor)) is Standing.BANNED:
+        raise Ignored("banned from the group")
+    exists = await ctx.session.execute(
+        select(Reaction.id).where(Reaction.activity_uri == activity.id)
+    )
+    if exists.first():
+        raise Ignored("reaction already counted")
+    content = activity.document.get("content")
+    ctx.session.add(Reaction(
+        post_id=post.id, actor_id=actor.id, type=activity.type,
+        content=content[:255] if isinstance(content, str) else None, activity_uri=activity.id,
+    ))
+    if activity.type == "Like":
+        post.like_count += 1
+    await relay_activity(ctx.session, ctx.urls, group, activity.document,
+                         author_uri=activity.actor, thread_id=post.thread_id)
+
+
+async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    uri = activity.object_id
+    reaction = (
+        await ctx.session.execute(select(Reaction).where(Reaction.activity_uri == uri))
+    ).scalar_one_or_none()
+    if reaction is None:
+        raise Ignored("undo of a reaction we did not count")
+    actor = await ctx.session.get(Actor, reaction.actor_id)
+    if actor is None or actor.uri != activity.actor:
+        raise Ignored("only the reacting actor may undo a reaction")
+    post = await ctx.session.get(Post, reaction.post_id)
+    await ctx.session.delete(reaction)
+    if post is not None and reaction.type == "Like":
+        post.like_count = max(0, post.like_count - 1)
+    if post is not None and post.group_id is not None:
+        group = await ctx.session.get(Actor, post.group_id)
+        if group is not None:
+            await relay_activity(ctx.session, ctx.urls, group, activity.document,
+                                 author_uri=activity.actor, thread_id=post.thread_id)

@@ -1,0 +1,150 @@
+"""What moderators do to a group: decide join requests, ban, appoint moderators, pin.
+
+Each decision that another server should know about is federated: Accept/Reject to the
+requester, Block (Lemmy's form of a ban) to the banned member's server, Add/Remove of the
+moderators collection to the members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub import activities
+from fedi.delivery.enqueue import enqueue
+from fedi.errors import ValidationError
+from fedi.groups.membership import follow_document, respond_to_follow
+from fedi.groups.relay import announce_to_members
+from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Post, now
+from fedi.urls import Urls, new_id
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    actor: Actor
+    answers: str | None
+    requested_at: float
+
+
+async def pending(session: AsyncSession, group: Actor) -> list[JoinRequest]:
+    rows = await session.execute(
+        select(Actor, Follow)
+        .join(Follow, Follow.follower_id == Actor.id)
+        .where(Follow.target_id == group.id, Follow.state == "pending")
+        .order_by(Follow.created_at)
+    )
+    return [JoinRequest(actor, row.answers, row.created_at) for actor, row in rows.all()]
+
+
+async def _request(session: AsyncSession, group: Actor, actor: Actor) -> Follow:
+    row = (
+        await session.execute(
+            select(Follow).where(
+                Follow.target_id == group.id, Follow.follower_id == actor.id,
+                Follow.state == "pending",
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise ValidationError(f"{actor.uri} has no pending request to join {group.username}")
+    return row
+
+
+async def approve(session: AsyncSession, urls: Urls, group: Actor, actor: Actor) -> None:
+    row = await _request(session, group, actor)
+    row.state = "accepted"
+    row.updated_at = now()
+    await respond_to_follow(session, urls, group, actor, follow_document(row, actor, group),
+                            "Accept")
+
+
+async def reject(session: AsyncSession, urls: Urls, group: Actor, actor: Actor) -> None:
+    row = await _request(session, group, actor)
+    document = follow_document(row, actor, group)
+    await session.delete(row)
+    await respond_to_follow(session, urls, group, actor, document, "Reject")
+
+
+async def ban(
+    session: AsyncSession, urls: Urls, group: Actor, actor: Actor, *, by: Actor | None,
+    reason: str | None,
+) -> None:
+    if actor.id == group.id or (by is not None and actor.id == by.id):
+        raise ValidationError("a moderator cannot ban the group or themselves")
+    owner = (
+        await session.execute(
+            select(GroupRole).where(
+                GroupRole.group_id == group.id, GroupRole.actor_id == actor.id,
+                GroupRole.role == "owner",
+            )
+        )
+    ).scalar_one_or_none()
+    if owner is not None:
+        raise ValidationError("the owner of a group cannot be banned from it")
+    existing = (
+        await session.execute(
+            select(GroupBan).where(GroupBan.group_id == group.id, GroupBan.actor_id == actor.id)
+        )
+    ).scalar_one_or_none()
+    if existing is None:
+        session.add(GroupBan(group_id=group.id, actor_id=actor.id, reason=reason,
+                             banned_by=by.id if by else None))
+    await session.execute(
+        delete(Follow).where(Follow.target_id == group.id, Follow.follower_id == actor.id)
+    )
+    await session.execute(
+        delete(GroupRole).where(GroupRole.group_id == group.id, GroupRole.actor_id == actor.id)
+    )
+    # Lemmy federates a community ban as Block{object: user, target: community}.
+    block = activities.activity(
+        "Block", urls.activity(new_id()), group.uri, actor.uri, to=[actor.uri], target=group.uri
+    )
+    if reason:
+        block["summary"] = reason
+    if actor.inbox and not actor.local:
+        await enqueue(session, group, block, [actor.inbox])
+
+
+async def unban(session: AsyncSession, urls: Urls, group: Actor, actor: Actor) -> None:
+    result = await session.execute(
+        delete(GroupBan).where(GroupBan.group_id == group.id, GroupBan.actor_id == actor.id)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise ValidationError(f"{actor.uri} is not banned from {group.username}")
+    block = activities.activity(
+        "Block", urls.activity(new_id()), group.uri, actor.uri, to=[actor.uri], target=group.uri
+    )
+    undo = activities.undo(urls.activity(new_id()), group.uri, block)
+    if actor.inbox and not actor.local:
+        await enqueue(session, group, undo, [actor.inbox])
+
+
+async def set_moderator(
+    session: AsyncSession, urls: Urls, group: Actor, actor: Actor, *, appoint: bool
+) -> None:
+    role = (
+        await session.execute(
+            select(GroupRole).where(GroupRole.group_id == group.id, GroupRole.actor_id == actor.id)
+        )
+    ).scalar_one_or_none()
+    if appoint:
+        if role is not None:
+            raise ValidationError(f"{actor.uri} is already the group's {role.role}")
+        session.add(GroupRole(group_id=group.id, actor_id=actor.id, role="moderator"))
+    else:
+        if role is None or role.role != "moderator":
+            raise ValidationError(f"{actor.uri} is not a moderator of {group.username}")
+        await session.delete(role)
+    change = activities.activity(
+        "Add" if appoint else "Remove", urls.activity(new_id()), group.uri, actor.uri,
+        to=[Urls.followers(group.uri)], target=Urls.moderators(group.uri),
+    )
+    await announce_to_members(session, group, change)
+
+
+async def set_pinned(session: AsyncSession, group: Actor, post: Post, *, pinned: bool) -> None:
+    if post.group_id != group.id or post.in_reply_to is not None:
+        raise ValidationError("only a thread of this group can be pinned")
+    post.pinned_at = now() if pinned else None

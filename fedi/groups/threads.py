@@ -1,0 +1,90 @@
+"""Posts and threads in groups: titles, thread membership, storing what members post."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub.vocab import first_type, id_of
+from fedi.content import html_to_text, sanitize_html
+from fedi.store.models import Actor, Post
+from fedi.urls import Urls
+
+TITLE_LENGTH = 120
+
+
+def title_for(obj: dict[str, Any]) -> str | None:
+    """A thread title: a Page's or Article's name (Lemmy), else the summary or first line."""
+    name = obj.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()[:TITLE_LENGTH]
+    summary = obj.get("summary")
+    if isinstance(summary, str) and summary.strip():
+        return html_to_text(summary)[:TITLE_LENGTH] or None
+    content = obj.get("content")
+    if isinstance(content, str):
+        for line in html_to_text(content).splitlines():
+            # Drop leading mentions of the group ("@cats@host Hello") from the title.
+            words = [w for w in line.split() if not w.startswith("@")]
+            if words:
+                return " ".join(words)[:TITLE_LENGTH]
+    return None
+
+
+async def find_post(session: AsyncSession, uri: str) -> Post | None:
+    return (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+
+
+def context_uri(urls: Urls, thread_id: int) -> str:
+    return f"{urls.base}/contexts/{thread_id}"
+
+
+async def store_post(
+    session: AsyncSession,
+    urls: Urls,
+    obj: dict[str, Any],
+    *,
+    author: Actor,
+    group: Actor,
+    parent: Post | None,
+    local: bool,
+    visibility: str = "public",
+    own_context: bool = True,
+) -> Post:
+    """Persist a post in a group's thread; a reply joins its parent's thread."""
+    post = Post(
+        uri=obj["id"],
+        type=first_type(obj) or "Note",
+        author_id=author.id,
+        group_id=group.id,
+        in_reply_to=parent.uri if parent else id_of(obj.get("inReplyTo")),
+        name=None if parent else title_for(obj),
+        summary=obj.get("summary") if isinstance(obj.get("summary"), str) else None,
+        content=sanitize_html(obj.get("content") or "") if not local else obj["content"],
+        visibility=visibility,
+        local=local,
+        document=json.dumps(obj),
+    )
+    session.add(post)
+    await session.flush()
+    if parent is not None:
+        post.thread_id = parent.thread_id or parent.id
+        await session.execute(
+            update(Post).where(Post.id == parent.id).values(reply_count=Post.reply_count + 1)
+        )
+    else:
+        post.thread_id = post.id
+    # The group's server owns its threads' context (FEP-7888); a server that only follows
+    # the group keeps the context the post came with.
+    post.context = context_uri(urls, post.thread_id) if own_context else id_of(obj.get("context"))
+    return post
+
+
+async def thread_participants(session: AsyncSession, thread_id: int) -> set[int]:
+    rows = await session.execute(
+        select(Post.author_id).where(Post.thread_id == thread_id, Post.deleted_at.is_(None))
+    )
+    return set(rows.scalars())
