@@ -87,9 +87,8 @@ async def test_fedify_resolves_follows_and_receives_group_posts(
         what="Fedify receives the Announce",
     )
     assert announce[0]["actor"] == group and announce[0]["verified"] is True
-    wrapped = announce[0]["object"]
-    assert wrapped["type"] == "Create"
-    assert wrapped["object"]["id"] == post_id
+    # Fedify's peer is not a threaded server, so it gets the group's boost of the post.
+    assert announce[0]["objectId"] == post_id
     assert peer.received()["rejected"] == []
 
     # The note itself resolves through Fedify at its id.
