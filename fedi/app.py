@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from fedi.config import Settings
 from fedi.services import build_services
-from fedi.web import federation, pages, wellknown
+from fedi.web import collections, federation, invites, pages, wellknown
 
 
 def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
@@ -30,6 +30,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
             await services.close()
 
     return Starlette(
-        routes=[*wellknown.routes, *pages.routes, *federation.routes],
+        routes=[
+            *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
+            *federation.routes,
+        ],
         lifespan=lifespan,
     )

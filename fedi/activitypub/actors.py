@@ -25,8 +25,10 @@ class ActorView:
     url: str | None = None
     manually_approves_followers: bool = False
     moderators: str | None = None
-    attributed_to: tuple[str, ...] = ()
     discoverable: bool = True
+    featured: str | None = None
+    rules: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
 
 
 def actor_document(actor: ActorView) -> dict[str, Any]:
@@ -59,4 +61,10 @@ def actor_document(actor: ActorView) -> dict[str, Any]:
             doc["attributedTo"] = actor.moderators
             doc["moderators"] = actor.moderators
         doc["postingRestrictedToMods"] = False
+        if actor.featured:
+            doc["featured"] = actor.featured
+        if actor.rules:
+            doc["rules"] = [{"type": "Note", "content": rule} for rule in actor.rules]
+        if actor.questions:
+            doc["joinQuestions"] = list(actor.questions)
     return doc

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fedi.activitypub.activities import iso
 from fedi.activitypub.actors import ActorView, actor_document
 from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.federation.receive import InboxRequest
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, OutboundActivity, Post
+from fedi.store.models import Actor, Group, OutboundActivity, Post
 from fedi.urls import GROUPS, USERS, Urls
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
@@ -25,7 +26,7 @@ def _services(request: Request) -> Services:
     return services
 
 
-def view_of(actor: Actor, urls: Urls) -> ActorView:
+def view_of(actor: Actor, urls: Urls, group: Group | None = None) -> ActorView:
     if not (actor.inbox and actor.outbox and actor.followers_url and actor.key_id
             and actor.public_key_pem):
         raise ValueError(f"local actor {actor.uri} is incomplete")
@@ -45,6 +46,9 @@ def view_of(actor: Actor, urls: Urls) -> ActorView:
         url=actor.url,
         manually_approves_followers=actor.manually_approves_followers,
         moderators=Urls.moderators(actor.uri) if actor.type == "Group" else None,
+        featured=f"{actor.uri}/featured" if actor.type == "Group" else None,
+        rules=tuple(json.loads(group.rules or "[]")) if group else (),
+        questions=tuple(json.loads(group.questions or "[]")) if group else (),
     )
 
 
@@ -69,7 +73,10 @@ async def actor(request: Request) -> Response:
         if found.type == "Application":
             return RedirectResponse("/", status_code=303)
         return await render_actor(request, found)
-    return ActivityResponse(actor_document(view_of(found, _services(request).urls)))
+    services = _services(request)
+    async with services.sessionmaker() as session:
+        group = await session.get(Group, found.id) if found.type == "Group" else None
+    return ActivityResponse(actor_document(view_of(found, services.urls, group)))
 
 
 async def inbox(request: Request) -> Response:
@@ -106,44 +113,6 @@ async def inbox(request: Request) -> Response:
     return JSONResponse({"error": result.reason}, status_code=result.status)
 
 
-async def followers(request: Request) -> Response:
-    found = await _local_actor(request)
-    if found is None:
-        return not_found()
-    services = _services(request)
-    async with services.sessionmaker() as session:
-        count = (
-            await session.execute(
-                select(func.count())
-                .select_from(Follow)
-                .where(Follow.target_id == found.id, Follow.state == "accepted")
-            )
-        ).scalar_one()
-    # The count is public; the list of members is not published (members choose privacy).
-    return ActivityResponse(
-        {"@context": AS_CONTEXT, "id": Urls.followers(found.uri), "type": "OrderedCollection",
-         "totalItems": count}
-    )
-
-
-async def outbox(request: Request) -> Response:
-    found = await _local_actor(request)
-    if found is None:
-        return not_found()
-    services = _services(request)
-    async with services.sessionmaker() as session:
-        count = (
-            await session.execute(
-                select(func.count()).select_from(OutboundActivity)
-                .where(OutboundActivity.actor_id == found.id)
-            )
-        ).scalar_one()
-    return ActivityResponse(
-        {"@context": AS_CONTEXT, "id": Urls.outbox(found.uri), "type": "OrderedCollection",
-         "totalItems": count}
-    )
-
-
 async def post(request: Request) -> Response:
     services = _services(request)
     uri = services.urls.post(request.path_params["post_id"])
@@ -151,13 +120,24 @@ async def post(request: Request) -> Response:
         found = (
             await session.execute(select(Post).where(Post.uri == uri, Post.local))
         ).scalar_one_or_none()
-        if found is None or found.deleted_at is not None or found.visibility != "public":
+        if found is None or found.visibility != "public":
             return not_found()
+        if found.deleted_at is not None:
+            return tombstone(found)
         author = await session.get(Actor, found.author_id)
     document: dict[str, Any] = json.loads(found.document)
     if not wants_activitypub(request):
         return await render_post(request, found, author)
     return ActivityResponse(document)
+
+
+def tombstone(post: Post) -> Response:
+    """A deleted post answers 410 with a Tombstone, so peers know to delete their copy."""
+    return ActivityResponse(
+        {"@context": AS_CONTEXT, "id": post.uri, "type": "Tombstone",
+         "formerType": post.type, "deleted": iso(post.deleted_at or 0)},
+        status_code=410,
+    )
 
 
 async def activity(request: Request) -> Response:
@@ -186,6 +166,4 @@ for _kind in (USERS, GROUPS):
     routes += [
         Route(f"/{_kind}/{{name:str}}", actor),
         Route(f"/{_kind}/{{name:str}}/inbox", inbox, methods=["POST"]),
-        Route(f"/{_kind}/{{name:str}}/followers", followers),
-        Route(f"/{_kind}/{{name:str}}/outbox", outbox),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from markupsafe import Markup
@@ -13,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from fedi.activitypub.activities import iso
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, Post
+from fedi.store.models import Actor, Follow, Group, Post
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -48,19 +49,23 @@ async def render_actor(request: Request, actor: Actor) -> Response:
                 .where(Follow.target_id == actor.id, Follow.state == "accepted")
             )
         ).scalar_one()
-        column = Post.group_id if actor.type == "Group" else Post.author_id
+        # A group page lists its threads, pinned first; a user page their posts.
+        conditions = (
+            [Post.group_id == actor.id, Post.in_reply_to.is_(None)]
+            if actor.type == "Group" else [Post.author_id == actor.id]
+        )
         posts = list(
             (
                 await session.execute(
                     select(Post, Actor)
                     .join(Actor, Actor.id == Post.author_id)
-                    .where(column == actor.id, Post.deleted_at.is_(None),
-                           Post.visibility == "public")
-                    .order_by(Post.published.desc())
+                    .where(*conditions, Post.deleted_at.is_(None), Post.visibility == "public")
+                    .order_by(Post.pinned_at.is_(None), Post.published.desc())
                     .limit(50)
                 )
             ).all()
         )
+        config = await session.get(Group, actor.id) if actor.type == "Group" else None
     return templates.TemplateResponse(
         request,
         "actor.html",
@@ -69,22 +74,40 @@ async def render_actor(request: Request, actor: Actor) -> Response:
             "handle": f"@{actor.username}@{services.settings.domain}",
             "members": members,
             "posts": [(p, a, Markup(p.content), iso(p.published)) for p, a in posts],  # noqa: S704
+            "rules": json.loads(config.rules or "[]") if config else [],
+            "join_policy": config.join_policy if config else None,
             "settings": services.settings,
         },
     )
 
 
 async def render_post(request: Request, post: Post, author: Actor | None) -> Response:
+    """A post with the rest of its thread."""
     services = _services(request)
+    async with services.sessionmaker() as session:
+        thread = list(
+            (
+                await session.execute(
+                    select(Post, Actor)
+                    .join(Actor, Actor.id == Post.author_id)
+                    .where(Post.thread_id == post.thread_id, Post.deleted_at.is_(None),
+                           Post.visibility == "public")
+                    .order_by(Post.published)
+                    .limit(500)
+                )
+            ).all()
+        ) if post.thread_id else [(post, author)]
+        root = await session.get(Post, post.thread_id) if post.thread_id else post
     return templates.TemplateResponse(
         request,
         "post.html",
         {
             "post": post,
-            "author": author,
+            "title": root.name if root else post.name,
             # Content was sanitised with nh3 when stored (fedi.content).
-            "content": Markup(post.content),  # noqa: S704
-            "published": iso(post.published),
+            "thread": [
+                (p, a, Markup(p.content), iso(p.published)) for p, a in thread  # noqa: S704
+            ],
             "settings": services.settings,
         },
     )
