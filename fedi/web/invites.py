@@ -7,6 +7,7 @@ account named here; the Follow that follows is accepted (fedi.groups.invites.red
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -45,8 +46,8 @@ async def invite_page(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             return Response("form too large", status_code=413)
-        form = await request.form()
-        account = str(form.get("account", "")).strip()
+        form = parse_qs(body.decode("utf-8", errors="replace"))
+        account = (form.get("account") or [""])[0].strip()
         try:
             if not account:
                 raise FediError("give your account, like @you@your.server")
