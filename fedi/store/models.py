@@ -83,6 +83,12 @@ class Group(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
     join_policy: Mapped[str] = mapped_column(String(16), default="open")
     rules: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
+    privacy: Mapped[str] = mapped_column(String(16), default="public")  # public|private|hidden
+    # Who may reply by default: anyone | members | mentioned | nobody.
+    reply_policy: Mapped[str] = mapped_column(String(16), default="members")
+    premoderation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Member reports after which a post is hidden until a moderator looks (0 = off).
+    report_threshold: Mapped[int] = mapped_column(Integer, default=0)
     questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
@@ -163,6 +169,12 @@ class Post(Base):
     updated: Mapped[float | None] = mapped_column(Float, default=None)
     deleted_at: Mapped[float | None] = mapped_column(Float, default=None)
     pinned_at: Mapped[float | None] = mapped_column(Float, default=None)
+    locked_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # Who may reply: anyone | members | mentioned | nobody (privacy.access decides).
+    reply_policy: Mapped[str] = mapped_column(String(16), default="members")
+    circle_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Held back from relay: "premoderation", "reply-approval", "reports"; None when visible.
+    held: Mapped[str | None] = mapped_column(String(32), default=None)
     # The group's Announce of the bare object (the boost microblogs see), to undo on delete.
     boost_uri: Mapped[str | None] = mapped_column(URI, default=None)
     like_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -247,3 +259,121 @@ class Host(Base):
     # NodeInfo software name, and whether that software shows threads (see groups.kinds).
     software: Mapped[str | None] = mapped_column(String(64), default=None)
     software_checked_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class DomainBlock(Base):
+    """Instance domain policy (Mastodon's domain blocks); covers subdomains."""
+
+    __tablename__ = "domain_blocks"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)  # normalised
+    severity: Mapped[str] = mapped_column(String(16))  # suspend | silence | noop
+    reject_media: Mapped[bool] = mapped_column(Boolean, default=False)
+    reject_reports: Mapped[bool] = mapped_column(Boolean, default=False)
+    public_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    private_comment: Mapped[str | None] = mapped_column(Text, default=None)
+    obfuscate: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    import_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class DomainAllow(Base):
+    """Domains federated with in allowlist mode."""
+
+    __tablename__ = "domain_allows"
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class InstanceSetting(Base):
+    """Admin settings changed at run time (e.g. federation_mode = blocklist | allowlist)."""
+
+    __tablename__ = "instance_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class BlocklistImport(Base):
+    """One applied blocklist import, with what it replaced, so it can be undone in one step."""
+
+    __tablename__ = "blocklist_imports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str | None] = mapped_column(Text, default=None)
+    previous: Mapped[str] = mapped_column(Text)  # JSON: domain → previous block row or null
+    applied_at: Mapped[float] = mapped_column(Float, default=now)
+    undone_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class GroupDomainBlock(Base):
+    """A whole domain blocked from one group."""
+
+    __tablename__ = "group_domain_blocks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("group_id", "domain"),)
+
+
+class Report(Base):
+    """A report (Flag) about an actor and some of their posts."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activity_uri: Mapped[str | None] = mapped_column(URI, default=None, unique=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    target_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    post_uris: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    resolution: Mapped[str | None] = mapped_column(String(32), default=None)
+    resolution_note: Mapped[str | None] = mapped_column(Text, default=None)
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    forwarded_at: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    resolved_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class AuditEntry(Base):
+    """Append-only record of every moderation and admin action."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float, default=now)
+    who: Mapped[str] = mapped_column(Text)  # an actor id, or "admin (cli)"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+
+
+class PostAudience(Base):
+    """The people a `mentioned` or `circle` post is for (fixed when it is posted)."""
+
+    __tablename__ = "post_audience"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    __table_args__ = (UniqueConstraint("post_id", "actor_id"),)
+
+
+class Circle(Base):
+    """A named list of people, kept by a user or by a group's moderators."""
+
+    __tablename__ = "circles"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+
+class CircleMember(Base):
+    __tablename__ = "circle_members"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[int] = mapped_column(ForeignKey("circles.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    __table_args__ = (UniqueConstraint("circle_id", "actor_id"),)

@@ -58,6 +58,36 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "blocklist_imports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("previous", sa.Text(), nullable=False),
+        sa.Column("applied_at", sa.Float(), nullable=False),
+        sa.Column("undone_at", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "domain_allows",
+        sa.Column("domain", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("domain"),
+    )
+    op.create_table(
+        "domain_blocks",
+        sa.Column("domain", sa.String(length=255), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("reject_media", sa.Boolean(), nullable=False),
+        sa.Column("reject_reports", sa.Boolean(), nullable=False),
+        sa.Column("public_comment", sa.Text(), nullable=True),
+        sa.Column("private_comment", sa.Text(), nullable=True),
+        sa.Column("obfuscate", sa.Boolean(), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=True),
+        sa.Column("import_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("updated_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("domain"),
+    )
+    op.create_table(
         "hosts",
         sa.Column("host", sa.String(length=255), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
@@ -87,6 +117,47 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("inbox_items", schema=None) as batch_op:
         batch_op.create_index("ix_inbox_items_state_id", ["state", "id"], unique=False)
+
+    op.create_table(
+        "instance_settings",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.Column("who", sa.Text(), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("details", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_log_group_id"), ["group_id"], unique=False)
+
+    op.create_table(
+        "circles",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("owner_id", "name"),
+    )
+    with op.batch_alter_table("circles", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_circles_owner_id"), ["owner_id"], unique=False)
 
     op.create_table(
         "follows",
@@ -141,6 +212,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_group_bans_group_id"), ["group_id"], unique=False)
 
     op.create_table(
+        "group_domain_blocks",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("domain", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("group_id", "domain"),
+    )
+    with op.batch_alter_table("group_domain_blocks", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_group_domain_blocks_group_id"), ["group_id"], unique=False
+        )
+
+    op.create_table(
         "group_roles",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("group_id", sa.Integer(), nullable=False),
@@ -167,6 +256,10 @@ def upgrade() -> None:
         sa.Column("owner_id", sa.Integer(), nullable=False),
         sa.Column("join_policy", sa.String(length=16), nullable=False),
         sa.Column("rules", sa.Text(), nullable=False),
+        sa.Column("privacy", sa.String(length=16), nullable=False),
+        sa.Column("reply_policy", sa.String(length=16), nullable=False),
+        sa.Column("premoderation", sa.Boolean(), nullable=False),
+        sa.Column("report_threshold", sa.Integer(), nullable=False),
         sa.Column("questions", sa.Text(), nullable=False),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -238,6 +331,10 @@ def upgrade() -> None:
         sa.Column("updated", sa.Float(), nullable=True),
         sa.Column("deleted_at", sa.Float(), nullable=True),
         sa.Column("pinned_at", sa.Float(), nullable=True),
+        sa.Column("locked_at", sa.Float(), nullable=True),
+        sa.Column("reply_policy", sa.String(length=16), nullable=False),
+        sa.Column("circle_id", sa.Integer(), nullable=True),
+        sa.Column("held", sa.String(length=32), nullable=True),
         sa.Column("boost_uri", sa.String(length=2048), nullable=True),
         sa.Column("like_count", sa.Integer(), nullable=False),
         sa.Column("reply_count", sa.Integer(), nullable=False),
@@ -261,6 +358,44 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_posts_thread_id"), ["thread_id"], unique=False)
 
     op.create_table(
+        "reports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("activity_uri", sa.String(length=2048), nullable=True),
+        sa.Column("reporter_id", sa.Integer(), nullable=True),
+        sa.Column("target_id", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=True),
+        sa.Column("post_uris", sa.Text(), nullable=False),
+        sa.Column("comment", sa.Text(), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("resolution", sa.String(length=32), nullable=True),
+        sa.Column("resolution_note", sa.Text(), nullable=True),
+        sa.Column("resolved_by", sa.Integer(), nullable=True),
+        sa.Column("forwarded_at", sa.Float(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("resolved_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["reporter_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_by"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["target_id"],
+            ["actors.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("activity_uri"),
+    )
+    with op.batch_alter_table("reports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reports_target_id"), ["target_id"], unique=False)
+
+    op.create_table(
         "users",
         sa.Column("actor_id", sa.Integer(), nullable=False),
         sa.Column("is_admin", sa.Boolean(), nullable=False),
@@ -271,6 +406,27 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("actor_id"),
     )
+    op.create_table(
+        "circle_members",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("circle_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["circle_id"],
+            ["circles.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("circle_id", "actor_id"),
+    )
+    with op.batch_alter_table("circle_members", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_circle_members_circle_id"), ["circle_id"], unique=False
+        )
+
     op.create_table(
         "deliveries",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -298,6 +454,25 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_deliveries_due", ["state", "next_attempt_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_deliveries_host"), ["host"], unique=False)
+
+    op.create_table(
+        "post_audience",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("post_id", sa.Integer(), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["actor_id"],
+            ["actors.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["posts.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("post_id", "actor_id"),
+    )
+    with op.batch_alter_table("post_audience", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_post_audience_post_id"), ["post_id"], unique=False)
 
     op.create_table(
         "reactions",
@@ -332,13 +507,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_reactions_post_id"))
 
     op.drop_table("reactions")
+    with op.batch_alter_table("post_audience", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_post_audience_post_id"))
+
+    op.drop_table("post_audience")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_deliveries_host"))
         batch_op.drop_index("ix_deliveries_due")
         batch_op.drop_index(batch_op.f("ix_deliveries_activity_id"))
 
     op.drop_table("deliveries")
+    with op.batch_alter_table("circle_members", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_circle_members_circle_id"))
+
+    op.drop_table("circle_members")
     op.drop_table("users")
+    with op.batch_alter_table("reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reports_target_id"))
+
+    op.drop_table("reports")
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_posts_thread_id"))
         batch_op.drop_index(batch_op.f("ix_posts_in_reply_to"))
@@ -357,6 +544,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_group_roles_group_id"))
 
     op.drop_table("group_roles")
+    with op.batch_alter_table("group_domain_blocks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_group_domain_blocks_group_id"))
+
+    op.drop_table("group_domain_blocks")
     with op.batch_alter_table("group_bans", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_group_bans_group_id"))
 
@@ -366,11 +557,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_follows_follower_id"))
 
     op.drop_table("follows")
+    with op.batch_alter_table("circles", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_circles_owner_id"))
+
+    op.drop_table("circles")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_log_group_id"))
+
+    op.drop_table("audit_log")
+    op.drop_table("instance_settings")
     with op.batch_alter_table("inbox_items", schema=None) as batch_op:
         batch_op.drop_index("ix_inbox_items_state_id")
 
     op.drop_table("inbox_items")
     op.drop_table("hosts")
+    op.drop_table("domain_blocks")
+    op.drop_table("domain_allows")
+    op.drop_table("blocklist_imports")
     with op.batch_alter_table("actors", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_actors_local_username",
