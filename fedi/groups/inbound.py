@@ -164,7 +164,7 @@ async def handle_update(ctx: HandlerContext, activity: IncomingActivity) -> None
     group = await ctx.session.get(Actor, post.group_id)
     if group is not None:
         await relay_activity(ctx.session, ctx.urls, group, activity.document,
-                             author_uri=activity.actor, thread_id=post.thread_id)
+                             author_uri=activity.actor, post=post)
 
 
 async def handle_delete(ctx: HandlerContext, activity: IncomingActivity) -> None:
@@ -185,7 +185,7 @@ async def handle_delete(ctx: HandlerContext, activity: IncomingActivity) -> None
     group = await ctx.session.get(Actor, post.group_id)
     if group is not None:
         await relay_activity(ctx.session, ctx.urls, group, activity.document,
-                             author_uri=activity.actor, thread_id=post.thread_id)
+                             author_uri=activity.actor, post=post)
         await withdraw_boost(ctx.session, ctx.urls, group, post, author_uri=activity.actor)
 
 
@@ -213,7 +213,7 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
     if activity.type == "Like":
         post.like_count += 1
     await relay_activity(ctx.session, ctx.urls, group, activity.document,
-                         author_uri=activity.actor, thread_id=post.thread_id)
+                         author_uri=activity.actor, post=post)
 
 
 async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:
@@ -234,4 +234,4 @@ async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None
         group = await ctx.session.get(Actor, post.group_id)
         if group is not None:
             await relay_activity(ctx.session, ctx.urls, group, activity.document,
-                                 author_uri=activity.actor, thread_id=post.thread_id)
+                                 author_uri=activity.actor, post=post)

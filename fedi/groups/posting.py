@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
-from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
+from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.content import text_to_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups.circles import circle_people, resolve_circle
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
-from fedi.groups.roles import Standing, standing
+from fedi.groups.roles import Standing, moderators, standing
 from fedi.groups.threads import find_post, store_post
-from fedi.store.models import Actor, Follow, OutboundActivity, Post, now
+from fedi.groups.viewers import facts_for, viewer_for
+from fedi.privacy.access import can_reply
+from fedi.privacy.interaction import can_reply_property, interaction_policy
+from fedi.privacy.visibility import (
+    GroupPrivacy,
+    ReplyPolicy,
+    Visibility,
+    addressing,
+    check_allowed_in_group,
+    clamp_to_parent,
+    max_for_group,
+    parse_reply_policy,
+    parse_visibility,
+)
+from fedi.store.models import Actor, Follow, Group, OutboundActivity, Post, PostAudience, now
 from fedi.urls import Urls, new_id
 
 MAX_TEXT = 50_000
@@ -53,11 +68,74 @@ async def _membership_check(session: AsyncSession, author: Actor, group: Actor) 
         )
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Who a new post is for: its visibility, reply rule and named people."""
+
+    visibility: Visibility
+    reply_policy: ReplyPolicy
+    people: tuple[Actor, ...] = ()  # for mentioned / circle / moderators
+
+
+async def _group_defaults(session: AsyncSession, group: Actor) -> tuple[GroupPrivacy, ReplyPolicy]:
+    config = await session.get(Group, group.id) if group.local else None
+    if config is None:
+        return GroupPrivacy.PUBLIC, ReplyPolicy.MEMBERS
+    return GroupPrivacy(config.privacy), ReplyPolicy(config.reply_policy)
+
+
+async def choose_audience(
+    session: AsyncSession, author: Actor, group: Actor, *, visibility: str | None,
+    replies: str | None, mentions: list[Actor], parent: Post | None,
+) -> Audience:
+    """Apply the group's privacy and the parent's reach to what the author asked for."""
+    privacy, default_policy = await _group_defaults(session, group)
+    if visibility is None:
+        kind, circle_name = (max_for_group(privacy), None)
+    else:
+        kind, circle_name = parse_visibility(visibility)
+    check_allowed_in_group(kind, privacy)
+    policy = parse_reply_policy(replies) if replies else default_policy
+    people: list[Actor] = list(mentions)
+    if kind is Visibility.CIRCLE:
+        if circle_name is None:
+            raise ValidationError("a circle post names its circle: --visibility circle:NAME")
+        circle = await resolve_circle(session, circle_name, author=author, group=group)
+        people = await circle_people(session, circle)
+        if not people:
+            raise ValidationError(f"the circle {circle_name!r} is empty")
+    elif kind is Visibility.MODERATORS and group.local:
+        people = [a for a in await moderators(session, group) if a.id != author.id]
+    elif kind is Visibility.MENTIONED and not people:
+        raise ValidationError("a post for the mentioned people needs --mention ACTOR")
+    if parent is not None:
+        parent_kind = Visibility(parent.visibility)
+        narrowed = clamp_to_parent(kind, parent_kind)
+        if narrowed is not kind or parent_kind.has_named_audience:
+            # The reply goes no further than the parent: to its audience and its author.
+            kind = narrowed
+            people = await _parent_audience(session, parent) if kind.has_named_audience else []
+    return Audience(kind, policy, tuple(people))
+
+
+async def _parent_audience(session: AsyncSession, parent: Post) -> list[Actor]:
+    rows = await session.execute(
+        select(Actor).join(PostAudience, PostAudience.actor_id == Actor.id)
+        .where(PostAudience.post_id == parent.id)
+    )
+    people = {a.id: a for a in rows.scalars()}
+    author = await session.get(Actor, parent.author_id)
+    if author is not None:
+        people[author.id] = author
+    return list(people.values())
+
+
 async def post_to_group(
     session: AsyncSession, urls: Urls, author: Actor, group: Actor, text: str,
-    *, reply_to: str | None = None, title: str | None = None,
+    *, reply_to: str | None = None, title: str | None = None, visibility: str | None = None,
+    replies: str | None = None, mentions: list[Actor] | None = None,
 ) -> Published:
-    """Post into a group, local or on another server; the group relays it to its members."""
+    """Post into a group, local or on another server; the group relays it to its audience."""
     if not author.local or author.type != "Person":
         raise ValidationError("only local users can post with this command")
     if group.type != "Group":
@@ -71,12 +149,30 @@ async def post_to_group(
         if parent is None or parent.group_id != group.id or parent.deleted_at is not None:
             raise ValidationError(f"{reply_to} is not a post in {group.username}")
         parent_author = await session.get(Actor, parent.author_id)
+        if group.local:
+            facts = await facts_for(session, parent)
+            viewer = await viewer_for(session, author.uri)
+            if (await standing(session, group, author)).may_post:
+                # Local users take part in open groups without following them.
+                viewer = replace(viewer, member_of=viewer.member_of | {group.uri})
+            if not can_reply(facts, viewer):
+                raise ValidationError(
+                    f"{author.username} may not reply to {reply_to}: its reply rule is "
+                    f"{facts.reply_policy}"
+                )
+    audience = await choose_audience(
+        session, author, group, visibility=visibility, replies=replies,
+        mentions=mentions or [], parent=parent,
+    )
+    followers = group.followers_url or Urls.followers(group.uri)
+    named = [p.uri for p in audience.people if p.id != author.id]
+    to, cc = addressing(audience.visibility, group=group.uri, followers=followers, audience=named)
 
     post_uri = urls.post(new_id())
-    cc = [Urls.followers(group.uri)]
-    tags = [_mention(group)]
+    tags = [_mention(group), *(_mention(p) for p in audience.people if p.id != author.id)]
     if parent_author is not None and parent_author.id != author.id:
-        cc.append(parent_author.uri)  # the person answered is told, as Mastodon expects
+        if audience.visibility.open_to_anyone or audience.visibility is Visibility.MEMBERS:
+            cc.append(parent_author.uri)  # the person answered is told, as Mastodon expects
         tags.append(_mention(parent_author))
     note: dict[str, Any] = {
         "@context": AS_CONTEXT,
@@ -86,12 +182,19 @@ async def post_to_group(
         "content": text_to_html(text),
         "source": {"content": text, "mediaType": "text/plain"},
         "published": activities.iso(now()),
-        "to": [PUBLIC, group.uri],
+        "to": to,
         "cc": cc,
         "audience": group.uri,
         "replies": f"{post_uri}/replies",
         "url": post_uri,
-        "tag": tags,
+        "tag": _unique_tags(tags),
+        "interactionPolicy": interaction_policy(
+            audience.reply_policy, author=author.uri, group=group.uri, followers=followers,
+            mentioned=named, public=audience.visibility.open_to_anyone,
+        ),
+        "canReply": can_reply_property(
+            audience.reply_policy, author=author.uri, followers=followers
+        ),
     }
     if parent is not None:
         note["inReplyTo"] = parent.uri
@@ -101,14 +204,21 @@ async def post_to_group(
         note["name"] = title
     post = await store_post(
         session, urls, note, author=author, group=group, parent=parent, local=True,
-        own_context=group.local,
+        own_context=group.local, visibility=audience.visibility.value,
     )
+    post.reply_policy = audience.reply_policy.value
+    session.add_all(PostAudience(post_id=post.id, actor_id=p.id) for p in audience.people)
+    await session.flush()
     if post.context:
         note["context"] = post.context
     post.document = json.dumps(note)
     create = activities.create(urls.activity(new_id()), note)
     await _send(session, urls, author, group, post, create, new_post=True)
     return Published(post, create)
+
+
+def _unique_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
+    return list({tag["href"]: tag for tag in tags}.values())
 
 
 def _check_text(text: str) -> None:
@@ -131,7 +241,7 @@ async def _send(
             await relay_post(session, urls, group, post, activity, author_uri=author.uri)
         else:
             await relay_activity(session, urls, group, activity, author_uri=author.uri,
-                                 thread_id=post.thread_id)
+                                 post=post)
     else:
         inbox = group.inbox or ""
         parent_author = await _parent_author_inbox(session, post)

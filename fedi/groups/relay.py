@@ -1,23 +1,35 @@
-"""What a group relays, and to whom (FEP-1b12).
+"""What a group relays, and to whom (FEP-1b12), within each post's visibility.
 
-Every post, edit, deletion and reaction the group accepts goes out as the group's Announce of
-the member's activity, unchanged. Microblogs, which only understand boosts, get the group's
-Announce of the bare post instead, under the no-flood rule of privacy.audience.
+Public and unlisted posts go out as the group's Announce of the member's activity, unchanged;
+microblogs get the group's boost of the post instead, under the no-flood rule.
+
+Non-public posts (members, moderators, mentioned, circle) reach only people the privacy gate
+lets see them. Threaded servers get the Announce with the post's own narrow addressing.
+Microblogs cannot take those: Mastodon accepts an Announce only of a public or unlisted
+status (or a self-boost), so they get the group's own copy of the post instead — a Note
+attributed to the group, addressed to the group's followers (members) or to the named people;
+Mastodon shows a followers-only post to the author's followers, here the group's members.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
+from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.delivery.enqueue import enqueue
 from fedi.groups.kinds import is_threaded
 from fedi.groups.threads import thread_participants
+from fedi.groups.viewers import facts_for
+from fedi.privacy.access import PostFacts, Viewer, can_view
 from fedi.privacy.audience import Member, Recipient, relay_targets
-from fedi.store.models import Actor, Follow, Host, Post, now
+from fedi.privacy.visibility import Visibility, addressing
+from fedi.store.models import Actor, Follow, GroupRole, Host, Post, now
 from fedi.urls import Urls, new_id
 
 
@@ -40,48 +52,167 @@ async def members(session: AsyncSession, group: Actor, thread_id: int | None) ->
     ]
 
 
-def _addressing(group: Actor) -> tuple[list[str], list[str]]:
-    return activities.public_addressing(group.uri, Urls.followers(group.uri))
+async def _named_people(session: AsyncSession, uris: Iterable[str]) -> list[Member]:
+    """People a post is addressed to by name; their personal inboxes, never shared ones."""
+    rows = await session.execute(
+        select(Actor, Host.software)
+        .outerjoin(Host, Host.host == Actor.domain)
+        .where(Actor.uri.in_(list(uris)))
+    )
+    return [
+        Member(Recipient(actor.uri, actor.inbox, None, actor.local),
+               threaded=is_threaded(software), participant=True, wants_all=True)
+        for actor, software in rows.all()
+    ]
+
+
+async def _moderator_uris(session: AsyncSession, group: Actor) -> frozenset[str]:
+    rows = await session.execute(
+        select(Actor.uri).join(GroupRole, GroupRole.actor_id == Actor.id)
+        .where(GroupRole.group_id == group.id)
+    )
+    return frozenset(rows.scalars())
+
+
+def _as_viewer(member: Member, group: Actor, moderators: frozenset[str]) -> Viewer:
+    """What the gate needs to know of a member, for posts of this group."""
+    uri = member.recipient.uri
+    return Viewer(
+        actor=uri,
+        member_of=frozenset({group.uri}),
+        moderator_of=frozenset({group.uri}) if uri in moderators else frozenset(),
+    )
+
+
+def _addressing_for(group: Actor, facts: PostFacts) -> tuple[list[str], list[str]]:
+    return addressing(
+        facts.visibility, group=group.uri, followers=Urls.followers(group.uri),
+        audience=facts.audience,
+    )
+
+
+async def _audience(
+    session: AsyncSession, group: Actor, post: Post, facts: PostFacts
+) -> list[Member]:
+    """Everyone who may receive this post: filtered through the privacy gate."""
+    moderators = await _moderator_uris(session, group)
+    if facts.visibility is Visibility.MODERATORS:
+        candidates = await _named_people(session, moderators | facts.audience)
+    elif facts.visibility.has_named_audience:
+        candidates = await _named_people(session, facts.audience)
+    else:
+        candidates = await members(session, group, post.thread_id)
+    # The named are members of this audience even when they are not members of the group.
+    return [
+        m for m in candidates
+        if can_view(facts, _as_viewer(m, group, moderators))
+        or (facts.visibility.has_named_audience and m.recipient.uri in facts.audience
+            and can_view(facts, Viewer(actor=m.recipient.uri)))
+        or (facts.visibility is Visibility.MODERATORS and m.recipient.uri in moderators)
+    ]
 
 
 async def relay_post(
     session: AsyncSession, urls: Urls, group: Actor, post: Post, activity: dict[str, Any],
     *, author_uri: str,
 ) -> None:
-    """Announce a new post (thread starter or reply) to the members who should get it."""
-    targets = relay_targets(
-        await members(session, group, post.thread_id),
-        is_reply=post.in_reply_to is not None,
-        exclude=[author_uri],
-    )
-    to, cc = _addressing(group)
+    """Send a new post (thread starter or reply) to the members who should get it."""
+    facts = await facts_for(session, post)
+    if facts.held:
+        return  # waits for a moderator; relayed on approval
+    audience = await _audience(session, group, post, facts)
+    targets = relay_targets(audience, is_reply=post.in_reply_to is not None, exclude=[author_uri])
+    to, cc = _addressing_for(group, facts)
     published = now()
     announce = activities.announce(
         urls.activity(new_id()), group.uri, activity, to=to, cc=cc, published=published
     )
     # Stored even with no remote member: it is the group's outbox.
     await enqueue(session, group, announce, targets.activity_inboxes)
-    if targets.object_inboxes:
+    if not targets.object_inboxes:
+        return
+    if facts.visibility.open_to_anyone:
         boost = activities.announce(
             urls.activity(new_id()), group.uri, post.uri, to=to, cc=cc, published=published
         )
         await enqueue(session, group, boost, targets.object_inboxes)
         post.boost_uri = boost["id"]
+    else:
+        copy = await group_copy(session, urls, group, post, facts)
+        post.copy_uri = copy["id"]
+        create = activities.create(urls.activity(new_id()), copy)
+        await enqueue(session, group, create, targets.object_inboxes)
+
+
+async def group_copy(
+    session: AsyncSession, urls: Urls, group: Actor, post: Post, facts: PostFacts
+) -> dict[str, Any]:
+    """The group's own copy of a non-public post, for servers that only show boosts."""
+    author = await session.get(Actor, post.author_id)
+    to, cc = _addressing_for(group, facts)
+    if facts.visibility is Visibility.MEMBERS:
+        # Mastodon: a Create addressed to the author's followers is a followers-only post.
+        to, cc = [Urls.followers(group.uri)], []
+    byline = ""
+    if author is not None:
+        byline = (f'<p><a href="{author.url or author.uri}">@{author.username}@{author.domain}'
+                  "</a>:</p>")
+    copy: dict[str, Any] = {
+        "@context": AS_CONTEXT,
+        "id": f"{urls.base}/copies/{post.id}",
+        "type": "Note",
+        "attributedTo": group.uri,
+        "content": byline + post.content,
+        "published": activities.iso(post.published),
+        "to": to,
+        "cc": cc,
+        "audience": group.uri,
+        "url": post.uri,
+        "context": post.context,
+        "tag": [{"type": "Mention", "href": uri} for uri in sorted(facts.audience)],
+    }
+    if post.in_reply_to:
+        parent = (
+            await session.execute(select(Post).where(Post.uri == post.in_reply_to))
+        ).scalar_one_or_none()
+        copy["inReplyTo"] = (parent.copy_uri or parent.uri) if parent else post.in_reply_to
+    if post.name:
+        copy["name"] = post.name
+    return copy
 
 
 async def relay_activity(
     session: AsyncSession, urls: Urls, group: Actor, activity: dict[str, Any],
-    *, author_uri: str, thread_id: int | None,
+    *, author_uri: str, post: Post,
 ) -> None:
-    """Announce an edit, deletion or reaction; only threaded servers understand these."""
-    targets = relay_targets(
-        await members(session, group, thread_id), is_reply=False, exclude=[author_uri]
-    )
-    to, cc = _addressing(group)
+    """Announce an edit, deletion or reaction to the post's audience on threaded servers.
+
+    Microblogs cannot take these from the group, except for the group's own copy of a
+    non-public post, which the group updates or deletes itself."""
+    # A Delete goes to the people who could see the post before it was deleted.
+    facts = replace(await facts_for(session, post), deleted=False)
+    if facts.held:
+        return
+    audience = await _audience(session, group, post, facts)
+    targets = relay_targets(audience, is_reply=False, exclude=[author_uri])
+    to, cc = _addressing_for(group, facts)
     announce = activities.announce(
         urls.activity(new_id()), group.uri, activity, to=to, cc=cc, published=now()
     )
     await enqueue(session, group, announce, targets.activity_inboxes)
+    if post.copy_uri and targets.object_inboxes and activity.get("type") in ("Update", "Delete"):
+        if activity["type"] == "Update":
+            copy = await group_copy(session, urls, group, post, facts)
+            change = activities.activity(
+                "Update", urls.activity(new_id()), group.uri,
+                {k: v for k, v in copy.items() if k != "@context"}, to=copy["to"], cc=copy["cc"],
+            )
+        else:
+            change = activities.activity(
+                "Delete", urls.activity(new_id()), group.uri,
+                {"id": post.copy_uri, "type": "Tombstone"}, to=to, cc=cc,
+            )
+        await enqueue(session, group, change, targets.object_inboxes)
 
 
 async def withdraw_boost(
@@ -95,7 +226,7 @@ async def withdraw_boost(
     )
     if not targets.object_inboxes:
         return
-    to, cc = _addressing(group)
+    to, cc = activities.public_addressing(group.uri, Urls.followers(group.uri))
     boost = {"id": post.boost_uri, "type": "Announce", "actor": group.uri, "object": post.uri,
              "to": to, "cc": cc}
     undo = activities.undo(urls.activity(new_id()), group.uri, boost)

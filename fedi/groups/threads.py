@@ -35,7 +35,13 @@ def title_for(obj: dict[str, Any]) -> str | None:
 
 
 async def find_post(session: AsyncSession, uri: str) -> Post | None:
-    return (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+    """A post by its id, or by the id of the group's copy of it (what microblogs reply to)."""
+    found = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+    if found is None:
+        found = (
+            await session.execute(select(Post).where(Post.copy_uri == uri))
+        ).scalars().first()
+    return found
 
 
 def context_uri(urls: Urls, thread_id: int) -> str:

@@ -177,6 +177,8 @@ class Post(Base):
     held: Mapped[str | None] = mapped_column(String(32), default=None)
     # The group's Announce of the bare object (the boost microblogs see), to undo on delete.
     boost_uri: Mapped[str | None] = mapped_column(URI, default=None)
+    # The group's own followers-only copy of a non-public post, for microblogs (see README).
+    copy_uri: Mapped[str | None] = mapped_column(URI, default=None, index=True)
     like_count: Mapped[int] = mapped_column(Integer, default=0)
     reply_count: Mapped[int] = mapped_column(Integer, default=0)
     document: Mapped[str] = mapped_column(Text)  # the AS object as served / received

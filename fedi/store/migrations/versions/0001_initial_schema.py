@@ -336,6 +336,7 @@ def upgrade() -> None:
         sa.Column("circle_id", sa.Integer(), nullable=True),
         sa.Column("held", sa.String(length=32), nullable=True),
         sa.Column("boost_uri", sa.String(length=2048), nullable=True),
+        sa.Column("copy_uri", sa.String(length=2048), nullable=True),
         sa.Column("like_count", sa.Integer(), nullable=False),
         sa.Column("reply_count", sa.Integer(), nullable=False),
         sa.Column("document", sa.Text(), nullable=False),
@@ -353,6 +354,7 @@ def upgrade() -> None:
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_posts_author_id"), ["author_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_context"), ["context"], unique=False)
+        batch_op.create_index(batch_op.f("ix_posts_copy_uri"), ["copy_uri"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_group_id"), ["group_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_in_reply_to"), ["in_reply_to"], unique=False)
         batch_op.create_index(batch_op.f("ix_posts_thread_id"), ["thread_id"], unique=False)
@@ -530,6 +532,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_posts_thread_id"))
         batch_op.drop_index(batch_op.f("ix_posts_in_reply_to"))
         batch_op.drop_index(batch_op.f("ix_posts_group_id"))
+        batch_op.drop_index(batch_op.f("ix_posts_copy_uri"))
         batch_op.drop_index(batch_op.f("ix_posts_context"))
         batch_op.drop_index(batch_op.f("ix_posts_author_id"))
 
