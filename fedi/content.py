@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import nh3
 
@@ -33,7 +34,12 @@ def text_to_html(text: str) -> str:
     )
 
 
+LINE_BREAKS = re.compile(r"<br\s*/?>|</p\s*>", re.IGNORECASE)
+# Invisible characters some servers send for an empty content warning (Misskey: U+200B).
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+
+
 def html_to_text(raw: str) -> str:
-    """Visible text of sanitised HTML (for titles and summaries)."""
-    stripped = nh3.clean(raw.replace("</p>", "\n").replace("<br>", "\n"), tags=set())
-    return html.unescape(stripped).strip()
+    """Visible text of HTML (for titles and summaries); <br> and </p> end lines."""
+    stripped = nh3.clean(LINE_BREAKS.sub("\n", raw), tags=set())
+    return html.unescape(stripped).strip().strip(INVISIBLE).strip()

@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent / "fedi"
 # Layer of each top-level module or package under fedi/.
 LAYERS: dict[str, float] = {
     "errors": 0, "config": 0.5, "types": 0.5, "urls": 0.5, "content": 0.5,
-    "activitypub": 1, "privacy": 1,
+    # privacy may use activitypub's vocabulary helpers (ARCHITECTURE.md).
+    "activitypub": 1, "privacy": 1.5,
     "store": 2,
     "handlers": 3, "actors": 3, "delivery": 3,
     "groups": 4, "moderation": 4,
     "federation": 5,
     "worker_loop": 5.5, "services": 6,
-    "web": 7, "api": 7, "app": 7.5, "cli_mod": 7.8, "cli": 8, "__main__": 9,
+    "web": 7, "api": 7, "app": 7.5, "cli_mod": 7.8, "cli_admin": 7.8, "cli": 8, "__main__": 9,
 }
 # What a layer may not import even if it is lower (protocol and policy stay pure).
 FORBIDDEN = {

@@ -7,6 +7,7 @@ from fedi.federation.following import handle_follow_response
 from fedi.groups.inbound import handle_create, handle_delete, handle_reaction, handle_update
 from fedi.groups.membership import handle_follow, handle_undo
 from fedi.handlers import Handler
+from fedi.moderation.reports import handle_flag
 
 HANDLERS: dict[str, Handler] = {
     "Follow": handle_follow,
@@ -18,5 +19,7 @@ HANDLERS: dict[str, Handler] = {
     "Update": handle_update,
     "Delete": handle_delete,
     "Like": handle_reaction,
+    "Dislike": handle_reaction,
     "EmojiReact": handle_reaction,
+    "Flag": handle_flag,
 }

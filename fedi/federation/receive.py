@@ -60,6 +60,7 @@ class Receiver:
         self._resolver = resolver
         self._domain = domain
         self._host_policy = host_policy
+        self.host_policy = host_policy
         self._on_stored = on_stored
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
 

@@ -13,16 +13,29 @@ from sqlalchemy import delete, select, update
 
 from fedi.activitypub import activities
 from fedi.activitypub.parse import IncomingActivity, host_of
-from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of
+from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of, ids, is_public
 from fedi.content import html_to_text, sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post, store_post, title_for
+from fedi.groups.viewers import facts_for, viewer_for
 from fedi.handlers import HandlerContext, Ignored
-from fedi.store.models import Actor, Follow, Post, Reaction, now
-from fedi.urls import new_id
+from fedi.privacy.access import can_reply, can_view, needs_approval
+from fedi.privacy.visibility import (
+    GroupPrivacy,
+    Visibility,
+    clamp_to_parent,
+    visibility_from_addressing,
+)
+from fedi.store.models import Actor, Follow, Group, Post, PostAudience, Reaction, now
+from fedi.urls import (
+    Urls,
+    new_id,
+)
+
+VOTES = ("Like", "Dislike")
 
 # A member who mentions the group with only one of these words changes what they receive.
 WANT_ALL = frozenset({"!all", "!everything"})
@@ -55,8 +68,10 @@ async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, 
             raise Ignored(f"could not fetch the object: {exc.reason}") from None
     if not isinstance(obj.get("id"), str) or host_of(obj["id"]) != host_of(activity.actor):
         raise Ignored("object id is not on the actor's host")
-    if id_of(obj.get("attributedTo")) not in (None, activity.actor):
-        raise Ignored("object is attributed to someone other than the actor")
+    # Every attributedTo entry must be the actor (a list must not smuggle in someone else).
+    authors = ids(obj.get("attributedTo"))
+    if not authors or any(author != activity.actor for author in authors):
+        raise Ignored("object is attributed to someone other than the actor who sent it")
     return obj
 
 
@@ -115,10 +130,64 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
         return await _refuse(ctx, group, author, activity, "only members may post here")
     if await _member_command(ctx, group, author, obj):
         return
-    post = await store_post(
-        ctx.session, ctx.urls, obj, author=author, group=group, parent=parent, local=False
+    config = await ctx.session.get(Group, group.id)
+    if config is None:
+        raise Ignored("group without settings")
+    followers = Urls.followers(group.uri)
+    visibility = visibility_from_addressing(
+        ids(obj.get("to")), ids(obj.get("cc")), group=group.uri, followers=followers
     )
+    if GroupPrivacy(config.privacy) is not GroupPrivacy.PUBLIC and visibility.open_to_anyone:
+        visibility = Visibility.MEMBERS  # a private group's posts stay among its members
+    named = [u for u in ids(obj.get("to")) + ids(obj.get("cc"))
+             if not is_public(u) and u not in (group.uri, followers, author.uri)
+             and not u.rstrip("/").endswith("/followers")]
+    held: str | None = None
+    if parent is not None:
+        facts = await facts_for(ctx.session, parent)
+        viewer = await viewer_for(ctx.session, author.uri)
+        if not can_reply(facts, viewer):
+            if not needs_approval(facts, viewer):
+                return await _refuse(
+                    ctx, group, author, activity,
+                    f"the post replied to allows replies from {facts.reply_policy} only",
+                )
+            held = "reply-approval"
+        narrowed = clamp_to_parent(visibility, Visibility(parent.visibility))
+        if narrowed is not visibility or Visibility(parent.visibility).has_named_audience:
+            visibility = narrowed
+            named = sorted(facts.audience | {facts.author}) if narrowed.has_named_audience else []
+    if held is None and config.premoderation and not member.moderates:
+        held = "premoderation"
+    post = await store_post(
+        ctx.session, ctx.urls, obj, author=author, group=group, parent=parent, local=False,
+        visibility=visibility.value,
+    )
+    post.reply_policy = config.reply_policy
+    post.held = held
+    post.activity = json.dumps(activity.document)
+    if visibility.has_named_audience:
+        await _store_audience(ctx, post, named)
+    if held is not None:
+        ctx.outcome = f"held for a moderator ({held})"
+        return
     await relay_post(ctx.session, ctx.urls, group, post, activity.document, author_uri=author.uri)
+
+
+async def _store_audience(ctx: HandlerContext, post: Post, uris: list[str]) -> None:
+    """The named people of a mentioned post; unknown ones are fetched within the budget."""
+    for uri in dict.fromkeys(uris):
+        actor = (
+            await ctx.session.execute(select(Actor).where(Actor.uri == uri))
+        ).scalar_one_or_none()
+        if actor is None and ctx.spend_fetch():
+            try:
+                actor = await ctx.resolver.actor(ctx.session, uri)
+            except FetchError:
+                actor = None
+        if actor is not None:
+            ctx.session.add(PostAudience(post_id=post.id, actor_id=actor.id))
+    await ctx.session.flush()
 
 
 async def _member_command(
@@ -190,7 +259,7 @@ async def handle_delete(ctx: HandlerContext, activity: IncomingActivity) -> None
 
 
 async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:
-    """Like and EmojiReact (Misskey, Pleroma) of a post in a local group."""
+    """Like, Dislike (Lemmy) and EmojiReact (Misskey, Pleroma) of a post in a local group."""
     post = await find_post(ctx.session, activity.object_id) if activity.object_id else None
     if post is None or post.group_id is None or post.deleted_at is not None:
         raise Ignored("reaction to something that is not a post in a local group")
@@ -200,15 +269,34 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
     actor = await ctx.resolver.actor(ctx.session, activity.actor)
     if (await standing(ctx.session, group, actor)) is Standing.BANNED:
         raise Ignored("banned from the group")
+    if not can_view(await facts_for(ctx.session, post), await viewer_for(ctx.session, actor.uri)):
+        raise Ignored("reaction to a post the actor may not see")
     exists = await ctx.session.execute(
         select(Reaction.id).where(Reaction.activity_uri == activity.id)
     )
     if exists.first():
         raise Ignored("reaction already counted")
-    content = activity.document.get("content")
+    raw = activity.document.get("content")
+    content = raw[:255] if isinstance(raw, str) else None
+    # One vote per person: a new Like or Dislike replaces the last (Lemmy sends no Undo);
+    # emoji reactions count once per person and emoji.
+    same = (
+        Reaction.type.in_(VOTES) if activity.type in VOTES
+        else (Reaction.type == activity.type) & (Reaction.content == content)
+    )
+    previous = (
+        await ctx.session.execute(
+            select(Reaction).where(Reaction.post_id == post.id, Reaction.actor_id == actor.id,
+                                   same)
+        )
+    ).scalars().all()
+    for old in previous:
+        if old.type == "Like":
+            post.like_count = max(0, post.like_count - 1)
+        await ctx.session.delete(old)
     ctx.session.add(Reaction(
-        post_id=post.id, actor_id=actor.id, type=activity.type,
-        content=content[:255] if isinstance(content, str) else None, activity_uri=activity.id,
+        post_id=post.id, actor_id=actor.id, type=activity.type, content=content,
+        activity_uri=activity.id,
     ))
     if activity.type == "Like":
         post.like_count += 1

@@ -112,7 +112,7 @@ async def handle_follow(ctx: HandlerContext, activity: IncomingActivity) -> None
 async def handle_undo(ctx: HandlerContext, activity: IncomingActivity) -> None:
     undone = activity.object
     kind = first_type(undone) if undone else None
-    if kind in ("Like", "EmojiReact"):
+    if kind in ("Like", "Dislike", "EmojiReact"):
         return await undo_reaction(ctx, activity)
     if kind not in (None, "Follow"):
         raise Ignored(f"Undo of {kind} is not handled")

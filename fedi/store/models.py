@@ -182,6 +182,8 @@ class Post(Base):
     like_count: Mapped[int] = mapped_column(Integer, default=0)
     reply_count: Mapped[int] = mapped_column(Integer, default=0)
     document: Mapped[str] = mapped_column(Text)  # the AS object as served / received
+    # The Create it came in (or went out) with: what the group relays, unchanged.
+    activity: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Reaction(Base):

@@ -6,19 +6,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.groups.roles import moderators as group_moderators
+from fedi.groups.viewers import facts_for
+from fedi.privacy.access import Viewer, can_view
+from fedi.privacy.visibility import GroupPrivacy
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, OutboundActivity, Post
+from fedi.store.models import Actor, Follow, Group, OutboundActivity, Post
 from fedi.urls import GROUPS, USERS, Urls
+from fedi.web.federation import activity_visible
+from fedi.web.gate import viewer_of
 from fedi.web.negotiation import ActivityResponse, not_found
 
 PAGE_SIZE = 20
+MAX_ITEMS = 1000  # newest items a collection lists
 
 
 def _services(request: Request) -> Services:
@@ -43,11 +49,12 @@ def _page_number(request: Request) -> int | None:
     return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
 
 
-async def _paged(
-    request: Request, collection_id: str, total: int, query: Select[Any],
-    render: Any = lambda item: item, extra: dict[str, Any] | None = None,
+def _paged(
+    request: Request, collection_id: str, items: list[Any],
+    extra: dict[str, Any] | None = None,
 ) -> Response:
-    """An OrderedCollection whose items come in pages of PAGE_SIZE (`?page=N`)."""
+    """An OrderedCollection of items this viewer may see, in pages of PAGE_SIZE (`?page=N`)."""
+    total = len(items)
     page = _page_number(request)
     if page is None:
         body: dict[str, Any] = {
@@ -58,49 +65,77 @@ async def _paged(
             body["first"] = f"{collection_id}?page=1"
             body["last"] = f"{collection_id}?page={max(1, -(-total // PAGE_SIZE))}"
         return ActivityResponse(body)
-    async with _services(request).sessionmaker() as session:
-        rows = (
-            await session.execute(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
-        ).scalars()
-        items = [render(row) for row in rows]
+    start = (page - 1) * PAGE_SIZE
     body = {
         "@context": AS_CONTEXT, "id": f"{collection_id}?page={page}",
         "type": "OrderedCollectionPage", "partOf": collection_id, "totalItems": total,
-        "orderedItems": items,
+        "orderedItems": items[start:start + PAGE_SIZE],
     }
-    if page * PAGE_SIZE < total:
+    if start + PAGE_SIZE < total:
         body["next"] = f"{collection_id}?page={page + 1}"
     if page > 1:
         body["prev"] = f"{collection_id}?page={page - 1}"
     return ActivityResponse(body)
 
 
-async def _count(request: Request, query: Select[Any]) -> int:
+async def _visible_posts(
+    request: Request, viewer: Viewer, *conditions: Any
+) -> list[Post]:
+    """Posts matching the conditions that privacy.access lets this viewer see."""
     async with _services(request).sessionmaker() as session:
-        return int((await session.execute(query)).scalar_one())
+        rows = (
+            await session.execute(
+                select(Post).where(*conditions, Post.deleted_at.is_(None))
+                .order_by(Post.published).limit(MAX_ITEMS)
+            )
+        ).scalars()
+        return [p for p in rows if can_view(await facts_for(session, p), viewer)]
 
 
 async def outbox(request: Request) -> Response:
     actor = await _local_actor(request)
     if actor is None:
         return not_found()
-    public = OutboundActivity.actor_id == actor.id
-    total = await _count(request, select(func.count()).select_from(OutboundActivity).where(public))
-    query = select(OutboundActivity.body).where(public).order_by(OutboundActivity.id.desc())
-    return await _paged(request, Urls.outbox(actor.uri), total, query, render=json.loads)
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    async with _services(request).sessionmaker() as session:
+        bodies = (
+            await session.execute(
+                select(OutboundActivity.body).where(OutboundActivity.actor_id == actor.id)
+                .order_by(OutboundActivity.id.desc()).limit(MAX_ITEMS)
+            )
+        ).scalars()
+        items = [doc for doc in map(json.loads, bodies) if activity_visible(doc, viewer)]
+    return _paged(request, Urls.outbox(actor.uri), items)
 
 
 async def followers(request: Request) -> Response:
     actor = await _local_actor(request)
     if actor is None:
         return not_found()
-    accepted = (Follow.target_id == actor.id, Follow.state == "accepted")
-    total = await _count(request, select(func.count()).select_from(Follow).where(*accepted))
-    query = (
-        select(Actor.uri).join(Follow, Follow.follower_id == Actor.id).where(*accepted)
-        .order_by(Follow.id)
-    )
-    return await _paged(request, Urls.followers(actor.uri), total, query)
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    async with _services(request).sessionmaker() as session:
+        uris = list(
+            (
+                await session.execute(
+                    select(Actor.uri).join(Follow, Follow.follower_id == Actor.id)
+                    .where(Follow.target_id == actor.id, Follow.state == "accepted")
+                    .order_by(Follow.id)
+                )
+            ).scalars()
+        )
+        config = await session.get(Group, actor.id) if actor.type == "Group" else None
+    private = config is not None and GroupPrivacy(config.privacy) is not GroupPrivacy.PUBLIC
+    if private and not viewer.is_member(actor.uri):
+        # The count is always public; who the members are is for members only.
+        return ActivityResponse({
+            "@context": AS_CONTEXT, "id": Urls.followers(actor.uri),
+            "type": "OrderedCollection", "totalItems": len(uris),
+        })
+    return _paged(request, Urls.followers(actor.uri), uris)
 
 
 async def moderators(request: Request) -> Response:
@@ -119,16 +154,14 @@ async def featured(request: Request) -> Response:
     group = await _local_actor(request)
     if group is None or group.type != "Group":
         return not_found()
-    async with _services(request).sessionmaker() as session:
-        posts = (
-            await session.execute(
-                select(Post.document).where(
-                    Post.group_id == group.id, Post.pinned_at.is_not(None),
-                    Post.deleted_at.is_(None), Post.visibility == "public",
-                ).order_by(Post.pinned_at.desc())
-            )
-        ).scalars()
-        items = [json.loads(doc) for doc in posts]
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    pinned = await _visible_posts(
+        request, viewer, Post.group_id == group.id, Post.pinned_at.is_not(None)
+    )
+    pinned.sort(key=lambda p: -(p.pinned_at or 0))
+    items = [json.loads(p.document) for p in pinned]
     return ActivityResponse({
         "@context": AS_CONTEXT, "id": f"{group.uri}/featured", "type": "OrderedCollection",
         "totalItems": len(items), "orderedItems": items,
@@ -142,13 +175,16 @@ async def replies(request: Request) -> Response:
         post = (
             await session.execute(select(Post).where(Post.uri == uri, Post.local))
         ).scalar_one_or_none()
-    if post is None or post.visibility != "public":
+    if post is None:
         return not_found()
-    visible = (Post.in_reply_to == post.uri, Post.deleted_at.is_(None),
-               Post.visibility == "public")
-    total = await _count(request, select(func.count()).select_from(Post).where(*visible))
-    query = select(Post.uri).where(*visible).order_by(Post.published)
-    return await _paged(request, f"{post.uri}/replies", total, query)
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    async with services.sessionmaker() as session:
+        if not can_view(await facts_for(session, post), viewer):
+            return not_found()
+    answers = await _visible_posts(request, viewer, Post.in_reply_to == post.uri)
+    return _paged(request, f"{post.uri}/replies", [p.uri for p in answers])
 
 
 async def context(request: Request) -> Response:
@@ -159,17 +195,17 @@ async def context(request: Request) -> Response:
         return not_found()
     async with services.sessionmaker() as session:
         root = await session.get(Post, int(raw))
-        if root is None or root.thread_id != root.id or root.visibility != "public":
-            return not_found()
-        group = await session.get(Actor, root.group_id) if root.group_id else None
-    if group is None or not group.local:
+        group = await session.get(Actor, root.group_id) if root and root.group_id else None
+    if root is None or root.thread_id != root.id or group is None or not group.local:
         return not_found()
-    collection_id = f"{services.urls.base}/contexts/{root.id}"
-    visible = (Post.thread_id == root.id, Post.deleted_at.is_(None),
-               Post.visibility == "public")
-    total = await _count(request, select(func.count()).select_from(Post).where(*visible))
-    return await _paged(
-        request, collection_id, total, select(Post.uri).where(*visible).order_by(Post.published),
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    posts = await _visible_posts(request, viewer, Post.thread_id == root.id)
+    if not any(p.id == root.id for p in posts):
+        return not_found()
+    return _paged(
+        request, f"{services.urls.base}/contexts/{root.id}", [p.uri for p in posts],
         extra={"attributedTo": group.uri, "audience": group.uri},
     )
 

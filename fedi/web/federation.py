@@ -12,11 +12,15 @@ from starlette.routing import Route
 
 from fedi.activitypub.activities import iso
 from fedi.activitypub.actors import ActorView, actor_document
-from fedi.activitypub.vocab import AS_CONTEXT
+from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC, addressed
 from fedi.federation.receive import InboxRequest
+from fedi.groups.relay import group_copy
+from fedi.groups.viewers import facts_for
+from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
 from fedi.store.models import Actor, Group, OutboundActivity, Post
 from fedi.urls import GROUPS, USERS, Urls
+from fedi.web.gate import viewer_of, visible
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
 
@@ -120,14 +124,47 @@ async def post(request: Request) -> Response:
         found = (
             await session.execute(select(Post).where(Post.uri == uri, Post.local))
         ).scalar_one_or_none()
-        if found is None or found.visibility != "public":
-            return not_found()
-        if found.deleted_at is not None:
-            return tombstone(found)
-        author = await session.get(Actor, found.author_id)
-    document: dict[str, Any] = json.loads(found.document)
+        author = await session.get(Actor, found.author_id) if found else None
+    if found is None:
+        return not_found()
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    if found.deleted_at is not None:
+        # Only someone who could have seen it learns that it existed.
+        alive = await visible(request, _undeleted(found), viewer)
+        return tombstone(found) if alive else not_found()
+    if not await visible(request, found, viewer):
+        return not_found()
     if not wants_activitypub(request):
-        return await render_post(request, found, author)
+        return await render_post(request, found, author, viewer)
+    return ActivityResponse(json.loads(found.document))
+
+
+def _undeleted(post: Post) -> Post:
+    copy = Post(**{c.name: getattr(post, c.name) for c in Post.__table__.columns})
+    copy.deleted_at = None
+    return copy
+
+
+async def group_copy_document(request: Request) -> Response:
+    """The group's copy of a non-public post (what microblog members see)."""
+    services = _services(request)
+    raw = request.path_params["post_id"]
+    if not raw.isdigit():
+        return not_found()
+    async with services.sessionmaker() as session:
+        found = await session.get(Post, int(raw))
+        group = await session.get(Actor, found.group_id) if found and found.group_id else None
+        if found is None or group is None or not group.local or found.copy_uri is None:
+            return not_found()
+        facts = await facts_for(session, found)
+        document = await group_copy(session, services.urls, group, found, facts)
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    if not can_view(facts, viewer):
+        return not_found()
     return ActivityResponse(document)
 
 
@@ -150,9 +187,28 @@ async def activity(request: Request) -> Response:
     if found is None:
         return not_found()
     document: dict[str, Any] = json.loads(found.body)
-    if document.get("type") not in ("Create", "Announce", "Update", "Delete"):
+    viewer = await viewer_of(request)
+    if isinstance(viewer, Response):
+        return viewer
+    if not activity_visible(document, viewer):
         return not_found()
     return ActivityResponse(document)
+
+
+def activity_visible(document: dict[str, Any], viewer: Viewer) -> bool:
+    """Activities are served by their own addressing: public, to a group the viewer is a
+    member of, or to the viewer by name. Follows, Accepts and the like are not served."""
+    if document.get("type") not in ("Create", "Announce", "Update", "Delete"):
+        return False
+    if viewer.blocked:
+        return False
+    audience = addressed(document)
+    if PUBLIC in audience:
+        return True
+    if viewer.actor is not None and viewer.actor in audience:
+        return True
+    groups = viewer.member_of | viewer.moderator_of
+    return any(uri in groups or uri.removesuffix("/followers") in groups for uri in audience)
 
 
 routes = [
@@ -161,6 +217,7 @@ routes = [
     Route("/inbox", inbox, methods=["POST"]),
     Route("/posts/{post_id:str}", post),
     Route("/activities/{activity_id:str}", activity),
+    Route("/copies/{post_id:str}", group_copy_document),
 ]
 for _kind in (USERS, GROUPS):
     routes += [

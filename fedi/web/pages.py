@@ -13,6 +13,8 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from fedi.activitypub.activities import iso
+from fedi.groups.viewers import facts_for
+from fedi.privacy.access import Viewer, can_view, listed
 from fedi.services import Services
 from fedi.store.models import Actor, Follow, Group, Post
 
@@ -28,10 +30,13 @@ def _services(request: Request) -> Services:
 async def index(request: Request) -> Response:
     services = _services(request)
     async with services.sessionmaker() as session:
+        # Hidden groups are listed nowhere.
         groups = list(
             (
                 await session.execute(
-                    select(Actor).where(Actor.local, Actor.type == "Group").order_by(Actor.username)
+                    select(Actor).join(Group, Group.actor_id == Actor.id)
+                    .where(Actor.local, Actor.type == "Group", Group.privacy != "hidden")
+                    .order_by(Actor.username)
                 )
             ).scalars()
         )
@@ -49,23 +54,24 @@ async def render_actor(request: Request, actor: Actor) -> Response:
                 .where(Follow.target_id == actor.id, Follow.state == "accepted")
             )
         ).scalar_one()
-        # A group page lists its threads, pinned first; a user page their posts.
+        config = await session.get(Group, actor.id) if actor.type == "Group" else None
+        # A group page lists its public threads, pinned first; a user page their public posts.
+        # Pages are for anyone, so only what privacy.access lists publicly appears here.
         conditions = (
             [Post.group_id == actor.id, Post.in_reply_to.is_(None)]
             if actor.type == "Group" else [Post.author_id == actor.id]
         )
-        posts = list(
-            (
-                await session.execute(
-                    select(Post, Actor)
-                    .join(Actor, Actor.id == Post.author_id)
-                    .where(*conditions, Post.deleted_at.is_(None), Post.visibility == "public")
-                    .order_by(Post.pinned_at.is_(None), Post.published.desc())
-                    .limit(50)
-                )
-            ).all()
-        )
-        config = await session.get(Group, actor.id) if actor.type == "Group" else None
+        candidates = (
+            await session.execute(
+                select(Post, Actor)
+                .join(Actor, Actor.id == Post.author_id)
+                .where(*conditions, Post.deleted_at.is_(None), Post.visibility == "public",
+                       Post.held.is_(None))
+                .order_by(Post.pinned_at.is_(None), Post.published.desc())
+                .limit(50)
+            )
+        ).all()
+        posts = [(p, a) for p, a in candidates if listed(await facts_for(session, p))]
     return templates.TemplateResponse(
         request,
         "actor.html",
@@ -81,23 +87,27 @@ async def render_actor(request: Request, actor: Actor) -> Response:
     )
 
 
-async def render_post(request: Request, post: Post, author: Actor | None) -> Response:
-    """A post with the rest of its thread."""
+async def render_post(
+    request: Request, post: Post, author: Actor | None, viewer: Viewer
+) -> Response:
+    """A post with the rest of its thread: the parts this viewer may see."""
     services = _services(request)
     async with services.sessionmaker() as session:
-        thread = list(
+        candidates = list(
             (
                 await session.execute(
                     select(Post, Actor)
                     .join(Actor, Actor.id == Post.author_id)
-                    .where(Post.thread_id == post.thread_id, Post.deleted_at.is_(None),
-                           Post.visibility == "public")
+                    .where(Post.thread_id == post.thread_id, Post.deleted_at.is_(None))
                     .order_by(Post.published)
                     .limit(500)
                 )
             ).all()
         ) if post.thread_id else [(post, author)]
+        thread = [(p, a) for p, a in candidates if can_view(await facts_for(session, p), viewer)]
         root = await session.get(Post, post.thread_id) if post.thread_id else post
+        if root is not None and not can_view(await facts_for(session, root), viewer):
+            root = None
     return templates.TemplateResponse(
         request,
         "post.html",

@@ -340,6 +340,7 @@ def upgrade() -> None:
         sa.Column("like_count", sa.Integer(), nullable=False),
         sa.Column("reply_count", sa.Integer(), nullable=False),
         sa.Column("document", sa.Text(), nullable=False),
+        sa.Column("activity", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["author_id"],
             ["actors.id"],
