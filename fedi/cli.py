@@ -12,7 +12,16 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.actors.local import JOIN_POLICIES, create_group, create_user, find_local
+from fedi.actors.local import (
+    JOIN_POLICIES,
+    PRIVACIES,
+    REPLY_POLICIES,
+    create_group,
+    create_user,
+    find_local,
+)
+from fedi.cli_admin import build_admin_parser
+from fedi.cli_circle import build_circle_parser
 from fedi.cli_mod import build_mod_parser
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
@@ -36,6 +45,8 @@ environment:
   FEDI_DELIVERY_LEASE_SECONDS   how long a worker owns claimed deliveries; a crashed
                                 worker's rows are retried after this (default 300)
   FEDI_MAX_INBOX_BYTES          largest accepted inbox body (default 1048576)
+  FEDI_AUTHORIZED_FETCH         1 requires an HTTP signature on every ActivityPub fetch
+                                (default 0: unsigned fetches see public content only)
 """
 
 
@@ -99,9 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--owner", required=True, help="local user who owns the group")
     group.add_argument("--title", default=None, help="display title")
     group.add_argument("--summary", default=None, help="short description")
-    group.add_argument("--join", choices=JOIN_POLICIES, default="open",
-                       help="who may join: open (default; Follow is accepted at once), "
-                       "approval (a moderator decides) or invite (only with an invite link)")
+    group.add_argument("--join", choices=JOIN_POLICIES, default=None,
+                       help="who may join: open (Follow is accepted at once), approval (a "
+                       "moderator decides) or invite (only with an invite link); default: "
+                       "open for public groups, approval for private, invite for hidden")
+    group.add_argument("--privacy", choices=PRIVACIES, default="public",
+                       help="public: listed, posts public by default; private: members-only "
+                       "posts, join by approval or invite; hidden: private and listed nowhere")
+    group.add_argument("--replies", choices=REPLY_POLICIES, default="members",
+                       help="who may reply by default (posts can set their own)")
     group.add_argument("--rule", action="append", default=[], metavar="TEXT",
                        help="a group rule, shown on its profile (repeat for several)")
     group.add_argument("--question", action="append", default=[], metavar="TEXT",
@@ -118,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--reply-to", default=None, metavar="POST_ID",
                       help="the id (URL) of the post this answers")
     post.add_argument("--title", default=None, help="title of a new thread")
+    post.add_argument("--visibility", default=None,
+                      metavar="public|unlisted|members|moderators|mentioned|circle:NAME",
+                      help="who may see it (default: public, or members in private groups); "
+                      "a reply is never more visible than what it answers")
+    post.add_argument("--replies", default=None, choices=REPLY_POLICIES,
+                      help="who may reply (default: the group's rule)")
+    post.add_argument("--mention", action="append", default=[], metavar="ACTOR",
+                      help="mention someone (@name@host, URL or local name); repeatable")
     post.add_argument("text", help="the post's text (plain text; blank lines split paragraphs)")
     post.set_defaults(run=cmd_post)
 
@@ -133,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(run=cmd_delete)
 
     build_mod_parser(commands)
+    build_admin_parser(commands)
+    build_circle_parser(commands)
 
     follow = commands.add_parser(
         "follow", help="a local user follows (joins) a remote actor or group"
@@ -230,7 +257,7 @@ def cmd_create_group(settings: Settings, args: argparse.Namespace) -> int:
             actor = await create_group(
                 session, services.urls, args.name, owner=args.owner, title=args.title,
                 summary=args.summary, join_policy=args.join, rules=args.rule,
-                questions=args.question,
+                questions=args.question, privacy=args.privacy, reply_policy=args.replies,
             )
         print(actor.uri)
         return 0
@@ -266,14 +293,25 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
         async with services.sessionmaker() as session, session.begin():
             group = await _group(services, session, args.group)
             author = await session.merge(author)
+            mentions = [await _any_actor(services, session, ref) for ref in args.mention]
             published = await post_to_group(
                 session, services.urls, author, group, args.text, reply_to=args.reply_to,
-                title=args.title,
+                title=args.title, visibility=args.visibility, replies=args.replies,
+                mentions=mentions,
             )
         print(published.post.uri)
         return 0
 
     return _run(settings, work)
+
+
+async def _any_actor(services: Services, session: AsyncSession, ref: str) -> Actor:
+    if "@" not in ref and "://" not in ref:
+        found = await find_local(session, ref)
+        if found is None:
+            raise FediError(f"there is no local user {ref!r}")
+        return found
+    return await _remote(services, session, ref)
 
 
 def cmd_edit(settings: Settings, args: argparse.Namespace) -> int:

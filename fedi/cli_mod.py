@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
 from fedi.config import Settings
+from fedi.content import html_to_text
 from fedi.errors import FediError
 from fedi.groups import moderation
 from fedi.groups.invites import create_invite, invite_url, revoke
@@ -65,6 +66,14 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     pin.add_argument("post_id", metavar="POST_ID")
     unpin = action("unpin", "unpin a thread", _unpin, actor=False)
     unpin.add_argument("post_id", metavar="POST_ID")
+    action("queue", "list posts held for a moderator (premoderation, replies needing "
+           "approval)", _queue, actor=False)
+    approve_post = action("approve-post", "let a held post through: it is relayed now",
+                          _approve_post, actor=False)
+    approve_post.add_argument("post_id", metavar="POST_ID")
+    reject_post = action("reject-post", "refuse a held post (its author's server gets a "
+                         "Reject)", _reject_post, actor=False)
+    reject_post.add_argument("post_id", metavar="POST_ID")
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work, needs_actor: bool) -> int:
@@ -181,3 +190,24 @@ async def _unpin(services: Services, session: AsyncSession, group: Actor,
         raise FediError(f"there is no post {args.post_id}")
     await moderation.set_pinned(session, group, post, pinned=False)
     print(f"{post.uri} unpinned")
+
+
+async def _queue(services: Services, session: AsyncSession, group: Actor,
+                 args: argparse.Namespace) -> None:
+    held = await moderation.held_posts(session, group)
+    if not held:
+        print(f"nothing waits for approval in {group.username}")
+    for post, author in held:
+        print(f"{post.uri}\t{post.held}\t{author.uri}\t{html_to_text(post.content)[:80]}")
+
+
+async def _approve_post(services: Services, session: AsyncSession, group: Actor,
+                        args: argparse.Namespace) -> None:
+    post = await moderation.approve_post(session, services.urls, group, args.post_id)
+    print(f"{post.uri} approved")
+
+
+async def _reject_post(services: Services, session: AsyncSession, group: Actor,
+                       args: argparse.Namespace) -> None:
+    post = await moderation.reject_post(session, services.urls, group, args.post_id)
+    print(f"{post.uri} rejected")

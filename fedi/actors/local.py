@@ -18,6 +18,8 @@ NAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,62}$")
 INSTANCE_USERNAME = "instance.actor"
 RESERVED = frozenset({INSTANCE_USERNAME, "actor", "admin.", "inbox", "static"})
 JOIN_POLICIES = ("open", "approval", "invite")
+PRIVACIES = ("public", "private", "hidden")
+REPLY_POLICIES = ("anyone", "members", "mentioned", "nobody", "approval")
 
 
 def check_name(name: str) -> str:
@@ -79,18 +81,29 @@ async def create_user(
 
 async def create_group(
     session: AsyncSession, urls: Urls, name: str, *, owner: str, title: str | None = None,
-    summary: str | None = None, join_policy: str = "open", rules: Sequence[str] = (),
-    questions: Sequence[str] = (),
+    summary: str | None = None, join_policy: str | None = None, rules: Sequence[str] = (),
+    questions: Sequence[str] = (), privacy: str = "public", reply_policy: str = "members",
 ) -> Actor:
+    if privacy not in PRIVACIES:
+        raise ValidationError(f"group privacy must be one of {', '.join(PRIVACIES)}")
+    if reply_policy not in REPLY_POLICIES:
+        raise ValidationError(f"reply rule must be one of {', '.join(REPLY_POLICIES)}")
+    # Private groups admit by approval or invite; hidden groups by invite only.
+    join_policy = join_policy or {"public": "open", "private": "approval"}.get(privacy, "invite")
     if join_policy not in JOIN_POLICIES:
         raise ValidationError(f"join policy must be one of {', '.join(JOIN_POLICIES)}")
+    if privacy == "private" and join_policy == "open":
+        raise ValidationError("a private group cannot be open: use --join approval or invite")
+    if privacy == "hidden" and join_policy != "invite":
+        raise ValidationError("a hidden group is invite-only: use --join invite")
     owner_actor = await find_local(session, owner)
     if owner_actor is None or owner_actor.type != "Person":
         raise ValidationError(f"there is no local user {owner!r}; create it with fedi create-user")
     actor = await _new_local_actor(session, urls, "Group", GROUPS, check_name(name), title, summary)
     actor.manually_approves_followers = join_policy != "open"
     session.add(Group(
-        actor_id=actor.id, owner_id=owner_actor.id, join_policy=join_policy,
+        actor_id=actor.id, owner_id=owner_actor.id, join_policy=join_policy, privacy=privacy,
+        reply_policy=reply_policy,
         rules=json.dumps([r.strip() for r in rules if r.strip()]),
         questions=json.dumps([q.strip() for q in questions if q.strip()]),
     ))

@@ -12,11 +12,12 @@ from typing import Any
 from sqlalchemy import select
 
 from fedi.activitypub.parse import IncomingActivity, host_of
-from fedi.activitypub.vocab import POST_TYPES, first_type, id_of
+from fedi.activitypub.vocab import POST_TYPES, PUBLIC, addressed, first_type, id_of, ids
 from fedi.content import sanitize_html
 from fedi.errors import FetchError
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.handlers import HandlerContext, Ignored
+from fedi.privacy.visibility import visibility_from_addressing
 from fedi.store.models import Actor, Follow, now
 
 
@@ -49,9 +50,13 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
     author = await ctx.resolver.actor(ctx.session, author_uri)
     parent_uri = id_of(obj.get("inReplyTo"))
     parent = await find_post(ctx.session, parent_uri) if parent_uri else None
+    followers = announcer.followers_url or f"{announcer.uri}/followers"
+    visibility = visibility_from_addressing(
+        ids(obj.get("to")), ids(obj.get("cc")), group=announcer.uri, followers=followers
+    )
     await store_post(
         ctx.session, ctx.urls, obj, author=author, group=announcer, parent=parent, local=False,
-        own_context=False,
+        own_context=False, visibility=visibility.value,
     )
 
 
@@ -74,12 +79,22 @@ async def _trusted(
         return None
     if isinstance(inner, dict) and host_of(uri) == host_of(activity.actor):
         return inner
+    if isinstance(inner, dict) and _vouched_by_group(inner, activity.actor):
+        # A non-public post addressed to the group: its origin will not show it to us (we
+        # are not its audience), and the group verified its author's signature when the
+        # post arrived. We take the group's word, and the post stays within that group.
+        return inner
     if not ctx.spend_fetch():
         raise Ignored("fetch budget spent")
     try:
         return await ctx.resolver.fetch(uri)
     except FetchError as exc:
         raise Ignored(f"could not fetch the announced post: {exc.reason}") from None
+
+
+def _vouched_by_group(obj: dict[str, Any], group: str) -> bool:
+    audience = addressed(obj)
+    return PUBLIC not in audience and (group in audience or id_of(obj.get("audience")) == group)
 
 
 async def _apply_update(

@@ -7,6 +7,7 @@ moderators collection to the members.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -16,7 +17,7 @@ from fedi.activitypub import activities
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups.membership import follow_document, respond_to_follow
-from fedi.groups.relay import announce_to_members
+from fedi.groups.relay import announce_to_members, relay_post
 from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Post, now
 from fedi.urls import Urls, new_id
 
@@ -148,3 +149,49 @@ async def set_pinned(session: AsyncSession, group: Actor, post: Post, *, pinned:
     if post.group_id != group.id or post.in_reply_to is not None:
         raise ValidationError("only a thread of this group can be pinned")
     post.pinned_at = now() if pinned else None
+
+
+async def held_posts(session: AsyncSession, group: Actor) -> list[tuple[Post, Actor]]:
+    rows = await session.execute(
+        select(Post, Actor).join(Actor, Actor.id == Post.author_id)
+        .where(Post.group_id == group.id, Post.held.is_not(None), Post.deleted_at.is_(None))
+        .order_by(Post.published)
+    )
+    return [(post, author) for post, author in rows.all()]
+
+
+async def _held(session: AsyncSession, group: Actor, uri: str) -> tuple[Post, Actor]:
+    for post, author in await held_posts(session, group):
+        if post.uri == uri:
+            return post, author
+    raise ValidationError(f"{uri} is not waiting for approval in {group.username}")
+
+
+async def approve_post(session: AsyncSession, urls: Urls, group: Actor, uri: str) -> Post:
+    """Let a held post (premoderation, reply approval) through: it is relayed now."""
+    post, author = await _held(session, group, uri)
+    reason = post.held
+    post.held = None
+    activity = json.loads(post.activity) if post.activity else activities.create(
+        urls.activity(new_id()), json.loads(post.document)
+    )
+    await relay_post(session, urls, group, post, activity, author_uri=author.uri)
+    if reason == "reply-approval" and author.inbox and not author.local:
+        # GoToSocial-style approval of an interaction: Accept of the reply.
+        accept = activities.respond(
+            "Accept", urls.activity(new_id()), group.uri, activity, author.uri
+        )
+        await enqueue(session, group, accept, [author.inbox])
+    return post
+
+
+async def reject_post(session: AsyncSession, urls: Urls, group: Actor, uri: str) -> Post:
+    post, author = await _held(session, group, uri)
+    post.deleted_at = now()
+    post.content = ""
+    if post.activity and author.inbox and not author.local:
+        reject = activities.respond(
+            "Reject", urls.activity(new_id()), group.uri, json.loads(post.activity), author.uri
+        )
+        await enqueue(session, group, reject, [author.inbox])
+    return post

@@ -49,8 +49,8 @@ def can_view(post: PostFacts, viewer: Viewer) -> bool:
         return False
     if post.parent is not None and not can_view(post.parent, viewer):
         return False  # a reply is never more visible than what it answers
-    if viewer.actor is not None and viewer.actor == post.author:
-        return True
+    if viewer.actor is not None and viewer.actor in (post.author, post.group):
+        return True  # the author, and the group that relays it
     if post.held:
         return viewer.moderates(post.group)
     if post.visibility.open_to_anyone:

@@ -106,7 +106,9 @@ def addressing(
         return [group, followers], [PUBLIC]
     if visibility is Visibility.MEMBERS:
         return [group, followers], []
-    return named, [group]
+    # Named people only. The group is named by `audience`, not in to/cc: a server that saw
+    # the group in cc would take the post for a members' post.
+    return named, []
 
 
 def visibility_from_addressing(
