@@ -134,6 +134,11 @@ async def test_private_group_posts_reach_only_their_audience(
         "JOIN actors x ON x.id = pa.actor_id WHERE p.uri = :u", u=answer,
     )
     assert {uri for (uri,) in audience} == {carol, f"{a.base_url}/users/alice"}
+
+    # Nothing at all was ever addressed or delivered to the non-member.
+    for uri in (members_post, mentioned, circle, answer):
+        assert f"{dave}/inbox" not in await delivered_to(a, uri)
+        assert dave not in (await fetch(uri, carol_key)).text
     await eventually(lambda: _queue_idle(a), what="A's queue drained")
     assert await stored(b, answer) is None
 
