@@ -116,7 +116,7 @@ class FediInstance:
 
 
 async def eventually(
-    probe: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.2, what: str = ""
+    probe: Callable[[], Any], *, timeout: float = 45.0, interval: float = 0.2, what: str = ""
 ) -> Any:
     """Poll an async or sync probe until it returns something truthy."""
     deadline = time.monotonic() + timeout
