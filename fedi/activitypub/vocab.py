@@ -68,6 +68,12 @@ def addressed(document: dict[str, Any]) -> list[str]:
     return result
 
 
+def addressees(document: dict[str, Any]) -> list[str]:
+    """Who a document is addressed to (to/cc only): `audience` names a context, not readers."""
+    return [PUBLIC if is_public(uri) else uri
+            for key in ("to", "cc") for uri in ids(document.get(key))]
+
+
 def first_type(document: dict[str, Any]) -> str | None:
     kind = document.get("type")
     if isinstance(kind, list):

@@ -12,7 +12,15 @@ from typing import Any
 from sqlalchemy import select
 
 from fedi.activitypub.parse import IncomingActivity, host_of
-from fedi.activitypub.vocab import POST_TYPES, PUBLIC, addressed, first_type, id_of, ids
+from fedi.activitypub.vocab import (
+    POST_TYPES,
+    PUBLIC,
+    addressed,
+    addressees,
+    first_type,
+    id_of,
+    ids,
+)
 from fedi.content import sanitize_html
 from fedi.errors import FetchError
 from fedi.groups.threads import find_post, store_post, title_for
@@ -93,8 +101,8 @@ async def _trusted(
 
 
 def _vouched_by_group(obj: dict[str, Any], group: str) -> bool:
-    audience = addressed(obj)
-    return PUBLIC not in audience and (group in audience or id_of(obj.get("audience")) == group)
+    readers = addressees(obj)
+    return PUBLIC not in readers and (group in addressed(obj))
 
 
 async def _apply_update(

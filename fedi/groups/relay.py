@@ -14,7 +14,7 @@ Mastodon shows a followers-only post to the author's followers, here the group's
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -29,7 +29,7 @@ from fedi.groups.viewers import facts_for
 from fedi.privacy.access import PostFacts, Viewer, can_view
 from fedi.privacy.audience import Member, Recipient, relay_targets
 from fedi.privacy.visibility import Visibility, addressing
-from fedi.store.models import Actor, Follow, GroupRole, Host, Post, now
+from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Host, Post, now
 from fedi.urls import Urls, new_id
 
 
@@ -66,21 +66,39 @@ async def _named_people(session: AsyncSession, uris: Iterable[str]) -> list[Memb
     ]
 
 
-async def _moderator_uris(session: AsyncSession, group: Actor) -> frozenset[str]:
-    rows = await session.execute(
-        select(Actor.uri).join(GroupRole, GroupRole.actor_id == Actor.id)
-        .where(GroupRole.group_id == group.id)
-    )
-    return frozenset(rows.scalars())
+async def _uris(session: AsyncSession, query: Any) -> frozenset[str]:
+    return frozenset((await session.execute(query)).scalars())
 
 
-def _as_viewer(member: Member, group: Actor, moderators: frozenset[str]) -> Viewer:
-    """What the gate needs to know of a member, for posts of this group."""
-    uri = member.recipient.uri
-    return Viewer(
-        actor=uri,
-        member_of=frozenset({group.uri}),
-        moderator_of=frozenset({group.uri}) if uri in moderators else frozenset(),
+@dataclass(frozen=True)
+class _Standing:
+    """Who is what in one group: enough for the gate to judge any post of that group."""
+
+    group: str
+    members: frozenset[str]
+    moderators: frozenset[str]
+    banned: frozenset[str]
+
+    def viewer(self, uri: str) -> Viewer:
+        one = frozenset({self.group})
+        return Viewer(
+            actor=uri,
+            member_of=one if uri in self.members else frozenset(),
+            moderator_of=one if uri in self.moderators else frozenset(),
+            banned_from=one if uri in self.banned else frozenset(),
+        )
+
+
+async def _standing(session: AsyncSession, group: Actor) -> _Standing:
+    return _Standing(
+        group.uri,
+        members=await _uris(session, select(Actor.uri).join(Follow, Follow.follower_id == Actor.id)
+                            .where(Follow.target_id == group.id, Follow.state == "accepted")),
+        moderators=await _uris(session, select(Actor.uri)
+                               .join(GroupRole, GroupRole.actor_id == Actor.id)
+                               .where(GroupRole.group_id == group.id)),
+        banned=await _uris(session, select(Actor.uri).join(GroupBan, GroupBan.actor_id == Actor.id)
+                           .where(GroupBan.group_id == group.id)),
     )
 
 
@@ -91,25 +109,29 @@ def _addressing_for(group: Actor, facts: PostFacts) -> tuple[list[str], list[str
     )
 
 
+async def _admitted(session: AsyncSession, group: Actor, facts: PostFacts) -> PostFacts:
+    """The facts with the named audience cut to those the gate admits (for addressing)."""
+    if not facts.visibility.has_named_audience:
+        return facts
+    standing = await _standing(session, group)
+    return replace(facts, audience=frozenset(
+        uri for uri in facts.audience if can_view(facts, standing.viewer(uri))
+    ))
+
+
 async def _audience(
     session: AsyncSession, group: Actor, post: Post, facts: PostFacts
 ) -> list[Member]:
-    """Everyone who may receive this post: filtered through the privacy gate."""
-    moderators = await _moderator_uris(session, group)
+    """Everyone who may receive this post: candidates filtered through the privacy gate,
+    each judged by their real standing in the group (member, moderator, banned)."""
+    standing = await _standing(session, group)
     if facts.visibility is Visibility.MODERATORS:
-        candidates = await _named_people(session, moderators | facts.audience)
+        candidates = await _named_people(session, standing.moderators | facts.audience)
     elif facts.visibility.has_named_audience:
         candidates = await _named_people(session, facts.audience)
     else:
         candidates = await members(session, group, post.thread_id)
-    # The named are members of this audience even when they are not members of the group.
-    return [
-        m for m in candidates
-        if can_view(facts, _as_viewer(m, group, moderators))
-        or (facts.visibility.has_named_audience and m.recipient.uri in facts.audience
-            and can_view(facts, Viewer(actor=m.recipient.uri)))
-        or (facts.visibility is Visibility.MODERATORS and m.recipient.uri in moderators)
-    ]
+    return [m for m in candidates if can_view(facts, standing.viewer(m.recipient.uri))]
 
 
 async def relay_post(
@@ -122,7 +144,7 @@ async def relay_post(
         return  # waits for a moderator; relayed on approval
     audience = await _audience(session, group, post, facts)
     targets = relay_targets(audience, is_reply=post.in_reply_to is not None, exclude=[author_uri])
-    to, cc = _addressing_for(group, facts)
+    to, cc = _addressing_for(group, await _admitted(session, group, facts))
     published = now()
     announce = activities.announce(
         urls.activity(new_id()), group.uri, activity, to=to, cc=cc, published=published

@@ -106,7 +106,8 @@ async def outbox(request: Request) -> Response:
                 .order_by(OutboundActivity.id.desc()).limit(MAX_ITEMS)
             )
         ).scalars()
-        items = [doc for doc in map(json.loads, bodies) if activity_visible(doc, viewer)]
+        items = [doc for doc in map(json.loads, bodies)
+                 if await activity_visible(session, doc, viewer)]
     return _paged(request, Urls.outbox(actor.uri), items)
 
 

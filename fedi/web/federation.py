@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from fedi.activitypub.activities import iso
 from fedi.activitypub.actors import ActorView, actor_document
-from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC, addressed
+from fedi.activitypub.vocab import AS_CONTEXT, POST_TYPES, PUBLIC, addressees, first_type
 from fedi.federation.receive import InboxRequest
 from fedi.groups.relay import group_copy
+from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for
 from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
@@ -190,19 +193,44 @@ async def activity(request: Request) -> Response:
     viewer = await viewer_of(request)
     if isinstance(viewer, Response):
         return viewer
-    if not activity_visible(document, viewer):
-        return not_found()
+    async with services.sessionmaker() as session:
+        if not await activity_visible(session, document, viewer):
+            return not_found()
     return ActivityResponse(document)
 
 
-def activity_visible(document: dict[str, Any], viewer: Viewer) -> bool:
-    """Activities are served by their own addressing: public, to a group the viewer is a
-    member of, or to the viewer by name. Follows, Accepts and the like are not served."""
+def carried_post(document: dict[str, Any]) -> str | None:
+    """The post an activity carries: Create(post), Announce(post), Announce(Create(post))…"""
+    obj: Any = document.get("object")
+    for _ in range(2):
+        if isinstance(obj, str):
+            return obj
+        if not isinstance(obj, dict):
+            return None
+        if first_type(obj) in POST_TYPES or first_type(obj) == "Tombstone":
+            # The group's copy of a post names the original as its url.
+            if "/copies/" in str(obj.get("id")) and isinstance(obj.get("url"), str):
+                return str(obj["url"])
+            found = obj.get("id")
+            return found if isinstance(found, str) else None
+        obj = obj.get("object")
+    return None
+
+
+async def activity_visible(
+    session: AsyncSession, document: dict[str, Any], viewer: Viewer
+) -> bool:
+    """An activity that carries a post is served to whoever the gate lets see that post;
+    others by their own addressing. Follows, Accepts and the like are not served."""
     if document.get("type") not in ("Create", "Announce", "Update", "Delete"):
         return False
     if viewer.blocked:
         return False
-    audience = addressed(document)
+    uri = carried_post(document)
+    post = await find_post(session, uri) if uri else None
+    if post is not None:
+        return can_view(replace(await facts_for(session, post), deleted=False), viewer)
+    audience = addressees(document)
     if PUBLIC in audience:
         return True
     if viewer.actor is not None and viewer.actor in audience:
