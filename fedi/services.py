@@ -13,9 +13,11 @@ from fedi.actors.local import ensure_instance_actor
 from fedi.config import Settings
 from fedi.delivery.worker import DeliveryWorker
 from fedi.federation.dispatch import HANDLERS
+from fedi.federation.fetch_auth import FetchVerifier
 from fedi.federation.processor import InboxProcessor
 from fedi.federation.receive import Receiver
 from fedi.federation.resolve import ActorResolver
+from fedi.moderation.policy import DomainPolicy
 from fedi.store.db import make_engine, make_sessionmaker
 from fedi.urls import Urls
 from fedi.worker_loop import poll_loop
@@ -32,6 +34,8 @@ class Services:
     receiver: Receiver
     processor: InboxProcessor
     delivery: DeliveryWorker
+    fetch_verifier: FetchVerifier
+    domain_policy: DomainPolicy
     inbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     delivery_wake: asyncio.Event = field(default_factory=asyncio.Event)
     instance_key: SigningKey | None = None
@@ -84,20 +88,28 @@ def build_services(settings: Settings) -> Services:
     def instance_key() -> SigningKey:
         return holder[0].signing_key()
 
+    # Domain blocks and allowlist: asked by the inbox, delivery and every outbound fetch.
+    domain_policy = DomainPolicy(sessionmaker, own_domain=settings.domain)
     # Plain-http NodeInfo only where private addresses are allowed (development and tests).
     resolver = ActorResolver(
-        sessionmaker, client, urls, instance_key, allow_http=settings.allow_private_addresses
+        sessionmaker, client, urls, instance_key, allow_http=settings.allow_private_addresses,
+        host_policy=domain_policy.refusal,
     )
     inbox_wake = asyncio.Event()
-    receiver = Receiver(sessionmaker, resolver, settings.domain, on_stored=inbox_wake.set)
+    receiver = Receiver(
+        sessionmaker, resolver, settings.domain, host_policy=domain_policy.refusal,
+        on_stored=inbox_wake.set,
+    )
     processor = InboxProcessor(sessionmaker, resolver, urls, HANDLERS)
     delivery = DeliveryWorker(
         sessionmaker, client, concurrency=settings.delivery_concurrency,
         per_host=settings.delivery_per_host, lease_seconds=settings.delivery_lease_seconds,
+        host_policy=domain_policy.refusal,
     )
+    fetch_verifier = FetchVerifier(resolver, settings.domain, receiver.host_policy)
     services = Services(
         settings, urls, engine, sessionmaker, client, resolver, receiver, processor, delivery,
-        inbox_wake=inbox_wake,
+        fetch_verifier, domain_policy, inbox_wake=inbox_wake,
     )
     holder.append(services)
     return services

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urldefrag
@@ -30,6 +30,9 @@ KEY_CACHE_SIZE = 10_000
 SOFTWARE_TTL = 24 * 3600.0
 NODEINFO_REL = "http://nodeinfo.diaspora.software/ns/schema/2."
 
+# Domain policy for outbound fetches: None allows the host, a string is why it is refused.
+HostPolicy = Callable[[str], Awaitable[str | None]]
+
 
 @dataclass(frozen=True)
 class KeyInfo:
@@ -47,8 +50,10 @@ class ActorResolver:
         instance_key: Callable[[], SigningKey],
         clock: Callable[[], float] = time.time,
         allow_http: bool = False,
+        host_policy: HostPolicy | None = None,
     ) -> None:
         self._allow_http = allow_http
+        self._host_policy = host_policy
         self._sessionmaker = sessionmaker
         self._client = client
         self._urls = urls
@@ -56,6 +61,15 @@ class ActorResolver:
         self._clock = clock
         self._keys: OrderedDict[str, KeyInfo] = OrderedDict()
         self._last_refresh: dict[str, float] = {}
+
+    async def _check_host(self, url_or_host: str) -> None:
+        """Refuse to contact a host the domain policy refuses (before anything is sent)."""
+        if self._host_policy is None:
+            return
+        host = host_of(url_or_host) if "://" in url_or_host else url_or_host.lower()
+        refusal = await self._host_policy(host)
+        if refusal is not None:
+            raise FetchError(f"not fetching from {host}: {refusal}")
 
     # -- keys -------------------------------------------------------------------------------
     async def key(self, key_id: str) -> KeyInfo:
@@ -91,12 +105,14 @@ class ActorResolver:
 
     async def _fetch_key(self, key_id: str) -> KeyInfo:
         document_url = urldefrag(key_id).url
+        await self._check_host(document_url)
         doc = await self._client.fetch_object(document_url, sign_as=self._instance_key())
         if first_type(doc) not in ACTOR_TYPES:
             # A standalone key document names its owner; the owner must list the key.
             owner = id_of(doc.get("owner"))
             if owner is None or doc.get("id") != key_id:
                 raise FetchError(f"{key_id} is neither an actor nor a key with an owner")
+            await self._check_host(owner)
             doc = await self._client.fetch_object(owner, sign_as=self._instance_key())
         try:
             remote = parse_actor(doc, key_id=key_id)
@@ -120,6 +136,7 @@ class ActorResolver:
             return found
         if self._urls.is_local(uri):
             raise FetchError(f"there is no local actor {uri}")
+        await self._check_host(uri)
         doc = await self._client.fetch_object(uri, sign_as=self._instance_key())
         try:
             remote = parse_actor(doc)
@@ -132,6 +149,7 @@ class ActorResolver:
             await upsert_actor(session, remote)
 
     async def fetch(self, url: str) -> dict[str, Any]:
+        await self._check_host(url)
         return await self._client.fetch_object(url, sign_as=self._instance_key())
 
     async def software(self, session: AsyncSession, host: str) -> str | None:
@@ -150,6 +168,10 @@ class ActorResolver:
     async def _nodeinfo_software(self, host: str) -> str | None:
         if self._urls.is_local(f"{self._urls.base.split('://')[0]}://{host}"):
             return "fedi"
+        try:
+            await self._check_host(host)
+        except FetchError:
+            return None
         for scheme in ("https", "http") if self._allow_http else ("https",):
             try:
                 _, links = await self._client.fetch_json(
@@ -175,6 +197,7 @@ class ActorResolver:
         """@name@host → the actor, checked both ways: the actor must call itself `name`,
         so a WebFinger answer cannot hand us someone else's account."""
         name, host = parse_handle(handle)
+        await self._check_host(host)
         uri = await self._client.webfinger(handle)
         actor = await self.actor(session, uri, refresh=True)
         if actor.username.lower() != name.lower():

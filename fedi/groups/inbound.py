@@ -126,7 +126,8 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
     member = await standing(ctx.session, group, author)
     if member is Standing.BANNED:
         return await _refuse(ctx, group, author, activity, "banned from the group")
-    if not member.may_post:
+    if not member.may_post and parent is None:
+        # New threads are for members; a reply is judged by its parent's reply rule below.
         return await _refuse(ctx, group, author, activity, "only members may post here")
     if await _member_command(ctx, group, author, obj):
         return

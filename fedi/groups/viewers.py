@@ -47,17 +47,17 @@ async def viewer_for(
 async def facts_for(session: AsyncSession, post: Post, depth: int = 0) -> PostFacts:
     author = await session.get(Actor, post.author_id)
     group = await session.get(Actor, post.group_id) if post.group_id else None
-    audience: frozenset[str] = frozenset()
     visibility = Visibility(post.visibility)
-    if visibility.has_named_audience:
-        audience = frozenset(
-            (
-                await session.execute(
-                    select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
-                    .where(PostAudience.post_id == post.id)
-                )
-            ).scalars()
-        )
+    # The named people: who may see a mentioned/circle post, and who may answer under the
+    # `mentioned` reply rule whatever the visibility.
+    audience = frozenset(
+        (
+            await session.execute(
+                select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
+                .where(PostAudience.post_id == post.id)
+            )
+        ).scalars()
+    )
     parent: PostFacts | None = None
     if post.in_reply_to and depth < MAX_DEPTH:
         parent_post = (

@@ -100,7 +100,9 @@ def normalise_domain(raw: str) -> str:
     if not text:
         raise ValidationError("the domain is empty")
     if "/" in text:
-        raise ValidationError(f"{raw!r} is not a domain: give the host only (example.com), not a URL")
+        raise ValidationError(
+            f"{raw!r} is not a domain: give the host only (example.com), not a URL"
+        )
     host, port = split_host(text)
     host = _normalise_host(host, raw)
     return host if port is None else f"{host}:{port}"
@@ -210,8 +212,3 @@ def decide(
     if reason and rule.public_comment:
         reason = f"{reason}: {rule.public_comment}"
     return Decision(kind, rule.reject_media, rule.reject_reports, reason, rule.domain)
-
-
-def is_silenced(decision: Decision) -> bool:
-    """Content from this domain stays out of public listings (members still see it)."""
-    return decision.kind == "silence"

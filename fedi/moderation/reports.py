@@ -1,0 +1,219 @@
+"""Reports: filed here by a member, or arriving as a remote `Flag`; forwarded; resolved.
+
+- A report lands in the queue of the instance admins and, when a reported post is in a local
+  group, of that group's moderators (`Report.group_id`).
+- A remote Flag names actors and/or posts in `object`; only things we already hold count
+  (nothing is fetched for a report). A domain with `reject_reports` is not heard.
+- A report about remote content can be forwarded to the author's server as a `Flag` from
+  the instance actor (Mastodon's form: the reporter stays anonymous), to the shared inbox.
+- Resolving records the action and a note in the report and in the audit log. The action
+  itself (a ban, a removal, a domain suspension) is carried out by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub.parse import IncomingActivity, host_of
+from fedi.activitypub.vocab import AS_CONTEXT, ids
+from fedi.content import html_to_text
+from fedi.delivery.enqueue import enqueue
+from fedi.errors import ValidationError
+from fedi.handlers import HandlerContext, Ignored
+from fedi.moderation import audit
+from fedi.moderation.policy import decision_in
+from fedi.store.models import Actor, Post, Report, now
+from fedi.urls import Urls, new_id
+
+ACTIONS = ("none", "ban", "remove", "suspend-domain")
+MAX_COMMENT = 5000
+MAX_OBJECTS = 50
+REMOVED_MARK = "removed by a moderator"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    report: Report
+    target: Actor
+    reporter: Actor | None
+    group: Actor | None
+
+
+async def _local_group_of(session: AsyncSession, post: Post) -> Actor | None:
+    if post.group_id is None:
+        return None
+    group = await session.get(Actor, post.group_id)
+    return group if group is not None and group.local else None
+
+
+async def report_post(
+    session: AsyncSession, reporter: Actor, post: Post, comment: str | None = None
+) -> Report:
+    """A local member reports a post (to the group's moderators and the admins)."""
+    group = await _local_group_of(session, post)
+    report = Report(
+        reporter_id=reporter.id, target_id=post.author_id, group_id=group.id if group else None,
+        post_uris=json.dumps([post.uri]), comment=(comment or "").strip()[:MAX_COMMENT] or None,
+        state="open", created_at=now(),
+    )
+    session.add(report)
+    await session.flush()
+    return report
+
+
+async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
+    """A remote server reports an account and/or posts we hold."""
+    host = host_of(activity.actor)
+    own = host_of(ctx.urls.base)
+    decision = await decision_in(ctx.session, host, now(), own_domain=own)
+    if decision.refused or decision.reject_reports:
+        raise Ignored(f"refused: reports from {host} are rejected by this instance")
+    session = ctx.session
+    if (
+        await session.execute(select(Report.id).where(Report.activity_uri == activity.id))
+    ).first():
+        raise Ignored("report already received")
+    named = ids(activity.document.get("object"))[:MAX_OBJECTS]
+    actors: list[Actor] = []
+    posts: list[Post] = []
+    for uri in named:
+        post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+        if post is not None:
+            posts.append(post)
+            continue
+        actor = (await session.execute(select(Actor).where(Actor.uri == uri))).scalar_one_or_none()
+        if actor is not None:
+            actors.append(actor)
+    target = actors[0] if actors else None
+    if target is None and posts:
+        target = await session.get(Actor, posts[0].author_id)
+    if target is None:
+        raise Ignored("the Flag names nobody and nothing we hold")
+    posts = [p for p in posts if p.author_id == target.id]
+    group: Actor | None = None
+    for post in posts:
+        group = await _local_group_of(session, post)
+        if group is not None:
+            break
+    if not target.local and group is None:
+        raise Ignored("the Flag is about a remote account with no posts in our groups")
+    reporter = await ctx.resolver.actor(session, activity.actor)
+    content = activity.document.get("content")
+    comment = html_to_text(content)[:MAX_COMMENT] if isinstance(content, str) else None
+    report = Report(
+        activity_uri=activity.id, reporter_id=reporter.id, target_id=target.id,
+        group_id=group.id if group else None, post_uris=json.dumps([p.uri for p in posts]),
+        comment=comment or None, state="open", created_at=now(),
+    )
+    session.add(report)
+    await session.flush()
+    ctx.outcome = f"report {report.id} filed"
+
+
+async def get_report(session: AsyncSession, report_id: int) -> Report:
+    report = await session.get(Report, report_id)
+    if report is None:
+        raise ValidationError(f"there is no report {report_id}")
+    return report
+
+
+async def list_reports(
+    session: AsyncSession, *, include_resolved: bool = False, group_id: int | None = None
+) -> list[ReportView]:
+    """Admins see every report; a group's moderators pass their group's id."""
+    query = select(Report).order_by(Report.id)
+    if not include_resolved:
+        query = query.where(Report.state == "open")
+    if group_id is not None:
+        query = query.where(Report.group_id == group_id)
+    views: list[ReportView] = []
+    for report in (await session.execute(query)).scalars():
+        target = await session.get(Actor, report.target_id)
+        if target is None:
+            continue
+        reporter = await session.get(Actor, report.reporter_id) if report.reporter_id else None
+        group = await session.get(Actor, report.group_id) if report.group_id else None
+        views.append(ReportView(report, target, reporter, group))
+    return views
+
+
+def post_uris(report: Report) -> list[str]:
+    loaded = json.loads(report.post_uris or "[]")
+    return [u for u in loaded if isinstance(u, str)] if isinstance(loaded, list) else []
+
+
+async def forward_report(
+    session: AsyncSession, urls: Urls, report: Report, *, who: str
+) -> str:
+    """Send the report to the reported account's server as a Flag from the instance actor;
+    returns the inbox it goes to."""
+    target = await session.get(Actor, report.target_id)
+    if target is None or target.local:
+        raise ValidationError(f"report {report.id} is about a local account; "
+                              "there is no other server to tell")
+    decision = await decision_in(session, target.domain, now(), own_domain=host_of(urls.base))
+    if decision.refused:
+        raise ValidationError(f"{target.domain} is not federated with: {decision.reason}")
+    inbox = target.shared_inbox or target.inbox
+    if inbox is None:
+        raise ValidationError(f"{target.uri} has no inbox")
+    instance = (
+        await session.execute(select(Actor).where(Actor.uri == urls.instance_actor))
+    ).scalar_one_or_none()
+    if instance is None:
+        raise ValidationError("the instance actor does not exist yet; run fedi migrate")
+    # Only the target's own posts go to the target's server.
+    own_posts = [u for u in post_uris(report) if host_of(u) == host_of(target.uri)]
+    flag = {
+        "@context": AS_CONTEXT, "id": urls.activity(new_id()), "type": "Flag",
+        "actor": instance.uri, "object": [target.uri, *own_posts],
+        "content": report.comment or "", "to": [target.uri],
+    }
+    await enqueue(session, instance, flag, [inbox])
+    report.forwarded_at = now()
+    await audit.record(
+        session, who, "report.forward", f"report {report.id}", group_id=report.group_id,
+        details={"target": target.uri, "inbox": inbox, "activity": flag["id"]},
+    )
+    return inbox
+
+
+async def hide_reported_posts(session: AsyncSession, report: Report) -> int:
+    """Take the reported posts down here (they stop being shown and served)."""
+    removed = 0
+    for uri in post_uris(report):
+        post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+        if post is not None and post.deleted_at is None:
+            post.deleted_at = now()
+            post.held = REMOVED_MARK
+            removed += 1
+    return removed
+
+
+async def resolve(
+    session: AsyncSession, report: Report, *, action: str, note: str, who: str,
+    resolved_by: int | None = None,
+) -> None:
+    """Close a report with the action taken and a note; audited."""
+    if action not in ACTIONS:
+        raise ValidationError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if not note.strip():
+        raise ValidationError("a resolution needs a note saying why")
+    if report.state == "resolved":
+        raise ValidationError(f"report {report.id} was already resolved ({report.resolution})")
+    target = await session.get(Actor, report.target_id)
+    report.state = "resolved"
+    report.resolution = action
+    report.resolution_note = note.strip()
+    report.resolved_by = resolved_by
+    report.resolved_at = now()
+    await audit.record(
+        session, who, "report.resolve", f"report {report.id}", reason=note.strip(),
+        group_id=report.group_id,
+        details={"action": action, "target": target.uri if target else None,
+                 "posts": post_uris(report)},
+    )
