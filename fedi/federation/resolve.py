@@ -7,6 +7,7 @@ turn us into a fetch amplifier.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import urldefrag
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.activitypub.client import FederationClient, parse_handle
@@ -60,6 +62,7 @@ class ActorResolver:
         self._instance_key = instance_key
         self._clock = clock
         self._keys: OrderedDict[str, KeyInfo] = OrderedDict()
+        self._fetching: dict[str, asyncio.Future[KeyInfo]] = {}
         self._last_refresh: dict[str, float] = {}
 
     async def _check_host(self, url_or_host: str) -> None:
@@ -104,6 +107,16 @@ class ActorResolver:
         return await self._fetch_key(key_id)
 
     async def _fetch_key(self, key_id: str) -> KeyInfo:
+        """One fetch per key at a time: a burst of first requests from an unknown actor
+        waits for the same fetch instead of fetching (and inserting) once each."""
+        running = self._fetching.get(key_id)
+        if running is None:
+            running = asyncio.ensure_future(self._fetch_key_once(key_id))
+            self._fetching[key_id] = running
+            running.add_done_callback(lambda _: self._fetching.pop(key_id, None))
+        return await asyncio.shield(running)
+
+    async def _fetch_key_once(self, key_id: str) -> KeyInfo:
         document_url = urldefrag(key_id).url
         await self._check_host(document_url)
         doc = await self._client.fetch_object(document_url, sign_as=self._instance_key())
@@ -145,8 +158,13 @@ class ActorResolver:
         return await upsert_actor(session, remote)
 
     async def store(self, remote: RemoteActor) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            await upsert_actor(session, remote)
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                await upsert_actor(session, remote)
+        except IntegrityError:
+            # Another process stored the same actor first; theirs is as good as ours.
+            async with self._sessionmaker() as session, session.begin():
+                await upsert_actor(session, remote)
 
     async def fetch(self, url: str) -> dict[str, Any]:
         await self._check_host(url)

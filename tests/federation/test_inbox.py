@@ -5,6 +5,7 @@ Covers SECURITY 4, 6, 9 and 13 end to end through the real app.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -209,3 +210,24 @@ async def test_delete_of_a_gone_actor_is_acknowledged_without_storing(
     response = await fedi.http.post(INBOX, content=raw, headers=remote.signed(gone, INBOX, raw))
     assert response.status_code == 202
     assert await stored(fedi) == 0
+
+
+async def test_a_burst_from_an_unknown_actor_fetches_its_key_once(
+    fedi: InProcess, remote: FakeRemote
+) -> None:
+    """Many first requests at once: one fetch, every one accepted (no insert race)."""
+    original = remote._actor
+
+    async def slow(request):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.2)  # the first fetch is still running when the others arrive
+        return await original(request)
+
+    remote._actor = slow  # type: ignore[method-assign]
+    await remote.stop()
+    await remote.start()
+    responses = await asyncio.gather(*(
+        post(fedi, remote, follow(remote, suffix=f"burst{n}")) for n in range(20)
+    ))
+    assert [r.status_code for r in responses] == [202] * 20
+    assert remote.fetches["alice"] == 1
+    assert await stored(fedi) == 20
