@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from fedi.config import Settings
+from fedi.runtime import settle_gc
 from fedi.services import build_services
 from fedi.web import collections, federation, invites, pages, wellknown
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
+def create_app(
+    settings: Settings, *, run_worker: bool = True, tune_gc: bool = False
+) -> Starlette:
+    """tune_gc: tune the garbage collector for a long-running server (fedi serve)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = build_services(settings)
@@ -21,6 +25,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> Starlette:
         app.state.services = services
         stop = asyncio.Event()
         worker = asyncio.create_task(services.run_workers(stop)) if run_worker else None
+        if tune_gc:
+            settle_gc()
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi import runtime
 from fedi.actors.local import (
     JOIN_POLICIES,
     PRIVACIES,
@@ -27,6 +28,7 @@ from fedi.config import Settings, load_settings
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.posting import delete_post, edit_post, post_to_group
+from fedi.runtime import settle_gc
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
@@ -179,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
+def _run(
+    settings: Settings, work: Callable[[Services], Awaitable[int]], *, long_running: bool = False
+) -> int:
     async def runner() -> int:
         services = build_services(settings)
         try:
@@ -189,7 +193,7 @@ def _run(settings: Settings, work: Callable[[Services], Awaitable[int]]) -> int:
         finally:
             await services.close()
 
-    return asyncio.run(runner())
+    return runtime.run(runner()) if long_running else asyncio.run(runner())
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -203,11 +207,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     _run(settings, prepare)  # migrations and instance keys before the first request
-    app = create_app(settings, run_worker=not args.no_worker)
+    app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
     print(f"fedi: listening on http://{args.host}:{port} as {settings.base_url}"
           f"{'' if args.no_worker else ' (with worker)'}", flush=True)
+    # No proxy-header rewriting: fedi never uses the client address, and ids follow
+    # FEDI_BASE_URL, not forwarded headers.
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False,
-                server_header=False)
+                server_header=False, proxy_headers=False)
     return 0
 
 
@@ -217,11 +223,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        settle_gc()
         print("fedi: worker running", flush=True)
         await services.run_workers(stop)
         return 0
 
-    return _run(settings, work)
+    return _run(settings, work, long_running=True)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

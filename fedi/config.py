@@ -27,6 +27,8 @@ class Settings:
     delivery_concurrency: int = 128
     delivery_per_host: int = 8
     max_inbox_bytes: int = 1_048_576
+    # Connections each process keeps to PostgreSQL; near the requests it serves at once.
+    database_pool_size: int = 32
     # Require an HTTP signature on every ActivityPub fetch ("authorized fetch").
     authorized_fetch: bool = False
     # How long a worker owns the rows it claimed; a killed worker's rows go out after this.
@@ -113,6 +115,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         delivery_concurrency=_int(env, "FEDI_DELIVERY_CONCURRENCY", 128),
         delivery_per_host=_int(env, "FEDI_DELIVERY_PER_HOST", 8),
         max_inbox_bytes=_int(env, "FEDI_MAX_INBOX_BYTES", 1_048_576, minimum=1024),
+        database_pool_size=_int(env, "FEDI_DATABASE_POOL_SIZE", 32),
         authorized_fetch=_bool(env, "FEDI_AUTHORIZED_FETCH", False),
         delivery_lease_seconds=_int(env, "FEDI_DELIVERY_LEASE_SECONDS", 300),
     )

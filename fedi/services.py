@@ -67,6 +67,7 @@ class Services:
         )
 
     async def close(self) -> None:
+        await self.receiver.close()
         await self.client.close()
         await self.engine.dispose()
 

@@ -23,7 +23,11 @@ from fedi.activitypub.httpsig_common import (
 from fedi.errors import SignatureError
 
 # One `name="quoted value"` or `name=bare` parameter and the comma after it.
-_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^",\s]*))\s*(,|$)')
+# Unrolled-loop form of a quoted string: about 4x faster than (?:[^"\\]|\\.)* on the
+# ~700-byte headers every inbox POST carries (bench/inbox).
+_PARAM = re.compile(
+    r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^",\s]*))\s*(,|$)'
+)
 _UNESCAPE = re.compile(r"\\(.)")
 
 

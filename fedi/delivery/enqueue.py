@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.store.models import Actor, Delivery, OutboundActivity, now
@@ -23,14 +24,13 @@ async def enqueue(
     session.add(record)
     await session.flush()
     created = now()
-    session.add_all(
-        Delivery(
-            activity_id=record.id,
-            inbox_url=inbox,
-            host=host_of(inbox),
-            next_attempt_at=created,
-            created_at=created,
-        )
+    rows = [
+        {"activity_id": record.id, "inbox_url": inbox, "host": host_of(inbox),
+         "state": "pending", "attempts": 0, "next_attempt_at": created, "claimed_until": 0.0,
+         "created_at": created}
         for inbox in dict.fromkeys(inboxes)
-    )
+    ]
+    if rows:
+        # One executemany, not an ORM object per row: a big group has thousands.
+        await session.execute(insert(Delivery), rows)
     return record

@@ -29,6 +29,7 @@ from fedi.store.models import Actor, Delivery, Host, OutboundActivity
 log = logging.getLogger(__name__)
 
 HostPolicy = Callable[[str], Awaitable[str | None]]
+LAUNCH_WAVE = 32
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,15 @@ class DeliveryWorker:
         rows, bodies = await self._claim()
         if not rows:
             return 0
-        results = await asyncio.gather(*(self._send(row, bodies) for row in rows))
+        tasks: list[asyncio.Task[_Result]] = []
+        for start in range(0, len(rows), LAUNCH_WAVE):
+            tasks += [asyncio.create_task(self._send(row, bodies))
+                      for row in rows[start:start + LAUNCH_WAVE]]
+            # Signing is synchronous CPU work: started all at once, every request would be
+            # signed before the first one reached the network. In waves, the event loop gets
+            # to send the first requests while the next ones are signed.
+            await asyncio.sleep(0)
+        results = await asyncio.gather(*tasks)
         await self._record(results)
         return len(rows)
 
@@ -223,7 +232,10 @@ class DeliveryWorker:
         }
         for host, outcomes in by_host.items():
             record = known.get(host)
+            healthy = any(o.host_ok for o in outcomes) and not any(o.host_gone for o in outcomes)
             if record is None:
+                if healthy:
+                    continue  # a healthy host needs no row: only failures are remembered
                 record = Host(host=host, failures=0, down_until=0.0, gone=False)
                 session.add(record)
             if any(o.host_gone for o in outcomes):

@@ -6,7 +6,6 @@ blocked hosts cost us nothing remote (SECURITY 4–9, 13, 14).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from fedi.activitypub.httpsig import SignatureParams, parse_signature, verify_re
 from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_body
 from fedi.errors import FetchError, SignatureError, ValidationError
 from fedi.federation.resolve import ActorResolver, KeyInfo
+from fedi.store.batch import BatchInserter
 from fedi.store.models import InboxItem, now
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,12 @@ class Receiver:
         self._host_policy = host_policy
         self.host_policy = host_policy
         self._on_stored = on_stored
-        self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+        engine = sessionmaker.kw["bind"]
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # A duplicate id is the same activity sent twice: stored once, processed once.
+        self._writer = BatchInserter(
+            engine, insert(InboxItem).on_conflict_do_nothing(index_elements=["activity_uri"])
+        )
 
     async def receive(self, request: InboxRequest) -> InboxResult:
         try:
@@ -124,23 +129,19 @@ class Receiver:
         return None
 
     async def _store(self, activity: IncomingActivity, request: InboxRequest) -> None:
-        insert = pg_insert if self._postgres else sqlite_insert
-        statement = (
-            insert(InboxItem)
-            .values(
-                activity_uri=activity.id,
-                actor_uri=activity.actor,
-                recipient=request.recipient,
-                body=json.dumps(activity.document),
-                state="new",
-                attempts=0,
-                claimed_until=0.0,
-                received_at=now(),
-            )
-            # A duplicate id is the same activity sent twice: stored once, processed once.
-            .on_conflict_do_nothing(index_elements=["activity_uri"])
-        )
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(statement)
+        # The raw body is stored as received (already parsed once; no need to re-encode).
+        await self._writer.insert({
+            "activity_uri": activity.id,
+            "actor_uri": activity.actor,
+            "recipient": request.recipient,
+            "body": request.body.decode("utf-8", errors="replace"),
+            "state": "new",
+            "attempts": 0,
+            "claimed_until": 0.0,
+            "received_at": now(),
+        })
         if self._on_stored is not None:
             self._on_stored()
+
+    async def close(self) -> None:
+        await self._writer.close()

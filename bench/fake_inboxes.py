@@ -1,0 +1,120 @@
+"""N fake remote shared inboxes, each a distinct host (its own port on 127.0.0.1).
+
+Started by bench.fanout as a separate process. Every POST is read in full, counted, and
+answered 202 after sleeping the simulated round trip; signatures are not verified.
+
+Protocol with the parent: the first stdout line is JSON ``{"ports": [...], "control": P}``;
+``GET http://127.0.0.1:P/stats`` returns the counters. The process exits when its stdin
+closes (the parent ended) or after --max-seconds, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from bench.common import pin, raise_nofile, run
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    signed: int = 0
+    body_bytes: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+    hosts: set[str] = field(default_factory=set)
+
+    def as_json(self) -> dict[str, object]:
+        span = None
+        if self.first_at is not None and self.last_at is not None:
+            span = self.last_at - self.first_at
+        return {
+            "received": self.received,
+            "signed": self.signed,
+            "body_bytes": self.body_bytes,
+            "distinct_hosts": len(self.hosts),
+            "max_in_flight": self.max_in_flight,
+            "arrival_span_s": span,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+
+
+async def serve(n: int, rtt: float, max_seconds: float) -> None:
+    counters = Counters()
+
+    async def inbox(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method != "POST":
+            return web.Response(status=405)
+        body = await request.read()
+        moment = time.monotonic()  # CLOCK_MONOTONIC: comparable with the parent's
+        counters.first_at = counters.first_at if counters.first_at is not None else moment
+        counters.last_at = moment
+        counters.received += 1
+        counters.body_bytes += len(body)
+        counters.signed += "Signature" in request.headers
+        counters.hosts.add(request.host)
+        counters.in_flight += 1
+        counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        try:
+            await asyncio.sleep(rtt)
+        finally:
+            counters.in_flight -= 1
+        return web.Response(status=202)
+
+    async def control(request: web.BaseRequest) -> web.StreamResponse:
+        return web.json_response(counters.as_json())
+
+    loop = asyncio.get_running_loop()
+    inbox_server = web.Server(inbox)
+    control_server = web.Server(control)
+    listeners: list[asyncio.AbstractServer] = []
+    ports: list[int] = []
+    for _ in range(n):
+        listener = await loop.create_server(inbox_server, "127.0.0.1", 0, backlog=64)
+        listeners.append(listener)
+        ports.append(listener.sockets[0].getsockname()[1])
+    control_listener = await loop.create_server(control_server, "127.0.0.1", 0)
+    listeners.append(control_listener)
+    control_port = control_listener.sockets[0].getsockname()[1]
+    print(json.dumps({"ports": ports, "control": control_port}), flush=True)
+
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await asyncio.wait_for(reader.read(), timeout=max_seconds)  # EOF: the parent is done
+    except TimeoutError:
+        print("fake_inboxes: --max-seconds reached, exiting", file=sys.stderr)
+    for each in listeners:
+        each.close()
+    await inbox_server.shutdown(timeout=1.0)
+    await control_server.shutdown(timeout=1.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, required=True, help="number of inboxes (hosts)")
+    parser.add_argument("--rtt-ms", type=float, default=100.0, help="delay before answering")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="hard lifetime")
+    parser.add_argument("--nice", type=int, default=0, help="scheduling priority adjustment")
+    args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)
+    raise_nofile(2 * args.n + 256)
+    pin(0, args.cpu)
+    run(lambda: serve(args.n, args.rtt_ms / 1000.0, args.max_seconds), use_uvloop=True)
+
+
+if __name__ == "__main__":
+    main()
