@@ -28,6 +28,8 @@ from fedi.config import Settings, load_settings
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.posting import delete_post, edit_post, post_to_group
+from fedi.groups.threads import find_post
+from fedi.moderation.reports import report_post
 from fedi.runtime import settle_gc
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
@@ -160,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(run=cmd_delete)
 
     build_mod_parser(commands)
+
+    report = commands.add_parser(
+        "report", help="a local user reports a post to its group's moderators and the admins",
+    )
+    report.add_argument("--as", dest="reporter", required=True, help="local user name")
+    report.add_argument("post_id", metavar="POST_ID", help="the reported post's id (URL)")
+    report.add_argument("--comment", default=None, help="what is wrong with it")
+    report.set_defaults(run=cmd_report)
     build_admin_parser(commands)
     build_circle_parser(commands)
 
@@ -319,6 +329,22 @@ async def _any_actor(services: Services, session: AsyncSession, ref: str) -> Act
             raise FediError(f"there is no local user {ref!r}")
         return found
     return await _remote(services, session, ref)
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        reporter = await _local(services, args.reporter, "Person")
+        async with services.sessionmaker() as session, session.begin():
+            post = await find_post(session, args.post_id)
+            if post is None:
+                raise FediError(f"there is no post {args.post_id}")
+            filed = await report_post(
+                session, await session.merge(reporter), post, args.comment
+            )
+        print(f"report {filed.id} filed")
+        return 0
+
+    return _run(settings, work)
 
 
 def cmd_edit(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,8 +23,8 @@ from fedi.groups import moderation as group_moderation
 from fedi.moderation import audit, blocks, imports, reports
 from fedi.moderation.blocklist_csv import CsvBlock, format_blocklist, parse_blocklist
 from fedi.moderation.blocks import BlockSettings
-from fedi.moderation.domains import MODES, normalise_domain
 from fedi.moderation.policy import get_mode
+from fedi.privacy.domains import MODES, normalise_domain
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor, User, now

@@ -16,6 +16,7 @@ from fedi.errors import FediError
 from fedi.groups import moderation
 from fedi.groups.invites import create_invite, invite_url, revoke
 from fedi.groups.threads import find_post
+from fedi.moderation import audit
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
@@ -66,6 +67,31 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     pin.add_argument("post_id", metavar="POST_ID")
     unpin = action("unpin", "unpin a thread", _unpin, actor=False)
     unpin.add_argument("post_id", metavar="POST_ID")
+    remove = action("remove", "take a post down; the removal is announced to the members' "
+                    "servers and its author's", _remove, actor=False)
+    remove.add_argument("post_id", metavar="POST_ID")
+    remove.add_argument("--reason", default=None, help="why (sent with the removal)")
+    lock = action("lock", "lock a thread: no more replies are accepted", _lock, actor=False)
+    lock.add_argument("post_id", metavar="POST_ID")
+    unlock = action("unlock", "unlock a thread", _unlock, actor=False)
+    unlock.add_argument("post_id", metavar="POST_ID")
+    block = action("block-domain", "keep a whole server out of this group (its members "
+                   "leave; its posts and follows are refused)", _block_domain, actor=False)
+    block.add_argument("domain", metavar="DOMAIN")
+    unblock = action("unblock-domain", "let a server back into this group", _unblock_domain,
+                     actor=False)
+    unblock.add_argument("domain", metavar="DOMAIN")
+    options = action("settings", "change group options", _settings, actor=False)
+    options.add_argument("--premoderation", choices=("on", "off"), default=None,
+                         help="on: members' new posts wait in the queue for a moderator")
+    options.add_argument("--report-threshold", type=int, default=None, metavar="N",
+                         help="hide a post once N members reported it, until a moderator "
+                         "looks (0 turns it off)")
+    options.add_argument("--replies", default=None,
+                         choices=("anyone", "members", "mentioned", "nobody", "approval"),
+                         help="who may reply to new posts by default")
+    action("log", "the group's moderation log (who did what, to what, when, why)", _log,
+           actor=False)
     action("queue", "list posts held for a moderator (premoderation, replies needing "
            "approval)", _queue, actor=False)
     approve_post = action("approve-post", "let a held post through: it is relayed now",
@@ -74,6 +100,17 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     reject_post = action("reject-post", "refuse a held post (its author's server gets a "
                          "Reject)", _reject_post, actor=False)
     reject_post.add_argument("post_id", metavar="POST_ID")
+
+
+READ_ONLY = frozenset({"pending", "queue", "log"})
+
+
+def _target(args: argparse.Namespace) -> str | None:
+    for name in ("actor", "post_id", "domain", "token"):
+        value = getattr(args, name, None)
+        if value:
+            return str(value)
+    return None
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work, needs_actor: bool) -> int:
@@ -87,6 +124,13 @@ def _run(settings: Settings, args: argparse.Namespace, work: Work, needs_actor: 
                 if group is None or group.type != "Group":
                     raise FediError(f"there is no local group {args.group!r}")
                 await work(services, session, group, args)
+                if args.action not in READ_ONLY:
+                    # Every decision is on the record, in the same transaction as the decision.
+                    await audit.record(
+                        session, who="admin (cli)", action=f"group.{args.action}",
+                        target=_target(args) or group.uri, reason=getattr(args, "reason", None),
+                        group_id=group.id,
+                    )
             return 0
         finally:
             await services.close()
@@ -211,3 +255,52 @@ async def _reject_post(services: Services, session: AsyncSession, group: Actor,
                        args: argparse.Namespace) -> None:
     post = await moderation.reject_post(session, services.urls, group, args.post_id)
     print(f"{post.uri} rejected")
+
+
+async def _remove(services: Services, session: AsyncSession, group: Actor,
+                  args: argparse.Namespace) -> None:
+    post = await moderation.remove_post(session, services.urls, group, args.post_id, args.reason)
+    print(f"{post.uri} removed")
+
+
+async def _lock(services: Services, session: AsyncSession, group: Actor,
+                args: argparse.Namespace) -> None:
+    root = await moderation.set_locked(session, services.urls, group, args.post_id, locked=True)
+    print(f"thread {root.uri} locked")
+
+
+async def _unlock(services: Services, session: AsyncSession, group: Actor,
+                  args: argparse.Namespace) -> None:
+    root = await moderation.set_locked(session, services.urls, group, args.post_id,
+                                       locked=False)
+    print(f"thread {root.uri} unlocked")
+
+
+async def _block_domain(services: Services, session: AsyncSession, group: Actor,
+                        args: argparse.Namespace) -> None:
+    domain = await moderation.block_domain(session, group, args.domain, block=True)
+    print(f"{domain} is blocked from {group.username}")
+
+
+async def _unblock_domain(services: Services, session: AsyncSession, group: Actor,
+                          args: argparse.Namespace) -> None:
+    domain = await moderation.block_domain(session, group, args.domain, block=False)
+    print(f"{domain} may take part in {group.username} again")
+
+
+async def _settings(services: Services, session: AsyncSession, group: Actor,
+                    args: argparse.Namespace) -> None:
+    config = await moderation.update_settings(
+        session, group,
+        premoderation=None if args.premoderation is None else args.premoderation == "on",
+        report_threshold=args.report_threshold, reply_policy=args.replies,
+    )
+    print(f"{group.username}: premoderation {'on' if config.premoderation else 'off'}, "
+          f"report threshold {config.report_threshold or 'off'}, replies {config.reply_policy}")
+
+
+async def _log(services: Services, session: AsyncSession, group: Actor,
+               args: argparse.Namespace) -> None:
+    for entry in await audit.for_group(session, group.id):
+        when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{when}\t{entry.who}\t{entry.action}\t{entry.target}\t{entry.reason or ''}")

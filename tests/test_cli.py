@@ -88,3 +88,27 @@ def test_help_lists_the_commands_and_environment(capsys: pytest.CaptureFixture[s
     for word in ("serve", "worker", "migrate", "create-user", "create-group", "post",
                  "FEDI_BASE_URL", "FEDI_DATABASE_URL", "FEDI_ALLOW_PRIVATE_ADDRESSES"):
         assert word in out
+
+
+def test_group_moderation_commands_are_audited(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "create-user", "alice")
+    run(capsys, "create-user", "bob")
+    run(capsys, "create-group", "cats", "--owner", "alice")
+    assert run(capsys, "mod", "add-moderator", "cats", "bob")[0] == 0
+    code, out, _ = run(capsys, "mod", "settings", "cats", "--premoderation", "on",
+                       "--report-threshold", "3")
+    assert code == 0 and "premoderation on, report threshold 3" in out
+    post = run(capsys, "post", "--as", "alice", "--group", "cats", "hello")[1].strip()
+    assert run(capsys, "mod", "lock", "cats", post)[0] == 0
+    assert run(capsys, "mod", "remove", "cats", post, "--reason", "test")[0] == 0
+    code, out, _ = run(capsys, "mod", "log", "cats")
+    lines = [line.split("\t") for line in out.strip().splitlines()]
+    assert {who for _, who, *_ in lines} == {"admin (cli)"}
+    assert sorted(action for _, _, action, *_ in lines) == sorted(
+        ["group.add-moderator", "group.settings", "group.lock", "group.remove"])
+    assert any(line[3] == post and line[4] == "test" for line in lines)
+    # Reading the log or the queue writes nothing to it.
+    run(capsys, "mod", "queue", "cats")
+    assert len(run(capsys, "mod", "log", "cats")[1].strip().splitlines()) == 4

@@ -18,6 +18,7 @@ from fedi.content import html_to_text, sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
+from fedi.groups.restrictions import domain_blocked
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.groups.viewers import facts_for, viewer_for
@@ -126,6 +127,10 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
     member = await standing(ctx.session, group, author)
     if member is Standing.BANNED:
         return await _refuse(ctx, group, author, activity, "banned from the group")
+    if await domain_blocked(ctx.session, group, author.domain):
+        return await _refuse(ctx, group, author, activity, "the group blocks this server")
+    if parent is not None and await _locked(ctx, parent):
+        return await _refuse(ctx, group, author, activity, "the thread is locked")
     if not member.may_post and parent is None:
         # New threads are for members; a reply is judged by its parent's reply rule below.
         return await _refuse(ctx, group, author, activity, "only members may post here")
@@ -173,6 +178,11 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
         ctx.outcome = f"held for a moderator ({held})"
         return
     await relay_post(ctx.session, ctx.urls, group, post, activity.document, author_uri=author.uri)
+
+
+async def _locked(ctx: HandlerContext, parent: Post) -> bool:
+    root = await ctx.session.get(Post, parent.thread_id) if parent.thread_id else parent
+    return root is not None and root.locked_at is not None
 
 
 async def _store_audience(ctx: HandlerContext, post: Post, uris: list[str]) -> None:

@@ -23,6 +23,7 @@ from fedi.content import html_to_text
 from fedi.delivery.enqueue import enqueue
 from fedi.groups.inbound import undo_reaction
 from fedi.groups.invites import redeem
+from fedi.groups.restrictions import domain_blocked
 from fedi.groups.roles import Standing, standing
 from fedi.handlers import HandlerContext, Ignored
 from fedi.store.models import Actor, Follow, Group, now
@@ -77,10 +78,13 @@ async def handle_follow(ctx: HandlerContext, activity: IncomingActivity) -> None
         await ctx.resolver.software(ctx.session, follower.domain)
     policy = "open"
     if target.type == "Group":
-        if (await standing(ctx.session, target, follower)) is Standing.BANNED:
+        refused = (await standing(ctx.session, target, follower)) is Standing.BANNED or (
+            await domain_blocked(ctx.session, target, follower.domain)
+        )
+        if refused:
             await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
                                     "Reject")
-            ctx.outcome = "refused: banned from the group"
+            ctx.outcome = "refused: banned from the group, or its server is"
             return
         group = await ctx.session.get(Group, target.id)
         policy = group.join_policy if group else "open"

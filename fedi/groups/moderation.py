@@ -17,8 +17,20 @@ from fedi.activitypub import activities
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups.membership import follow_document, respond_to_follow
-from fedi.groups.relay import announce_to_members, relay_post
-from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Post, now
+from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
+from fedi.groups.threads import find_post
+from fedi.privacy.domains import covers, normalise_domain
+from fedi.privacy.visibility import parse_reply_policy
+from fedi.store.models import (
+    Actor,
+    Follow,
+    Group,
+    GroupBan,
+    GroupDomainBlock,
+    GroupRole,
+    Post,
+    now,
+)
 from fedi.urls import Urls, new_id
 
 
@@ -172,6 +184,8 @@ async def approve_post(session: AsyncSession, urls: Urls, group: Actor, uri: str
     post, author = await _held(session, group, uri)
     reason = post.held
     post.held = None
+    if reason == "reports":
+        return post  # hidden after reports: it was relayed before, it is only shown again
     activity = json.loads(post.activity) if post.activity else activities.create(
         urls.activity(new_id()), json.loads(post.document)
     )
@@ -195,3 +209,94 @@ async def reject_post(session: AsyncSession, urls: Urls, group: Actor, uri: str)
         )
         await enqueue(session, group, reject, [author.inbox])
     return post
+
+
+async def _group_post(session: AsyncSession, group: Actor, uri: str) -> Post:
+    post = await find_post(session, uri)
+    if post is None or post.group_id != group.id or post.deleted_at is not None:
+        raise ValidationError(f"{uri} is not a post in {group.username}")
+    return post
+
+
+async def remove_post(
+    session: AsyncSession, urls: Urls, group: Actor, uri: str, reason: str | None
+) -> Post:
+    """A moderator takes a post down; the removal is announced to the members' servers."""
+    post = await _group_post(session, group, uri)
+    author = await session.get(Actor, post.author_id)
+    removal = activities.activity(
+        "Delete", urls.activity(new_id()), group.uri, {"id": post.uri, "type": "Tombstone"},
+        to=[Urls.followers(group.uri)],
+    )
+    if reason:
+        removal["summary"] = reason
+    post.deleted_at = now()
+    post.content = ""
+    post.held = "removed"
+    await relay_activity(session, urls, group, removal, author_uri=group.uri, post=post)
+    await withdraw_boost(session, urls, group, post, author_uri=group.uri)
+    if author is not None and author.inbox and not author.local:
+        await enqueue(session, group, removal, [author.inbox])
+    return post
+
+
+async def set_locked(
+    session: AsyncSession, urls: Urls, group: Actor, uri: str, *, locked: bool
+) -> Post:
+    """A locked thread takes no more replies (Lemmy's Lock, announced to members)."""
+    post = await _group_post(session, group, uri)
+    root = await session.get(Post, post.thread_id) if post.thread_id else post
+    if root is None:
+        raise ValidationError(f"{uri} has no thread")
+    root.locked_at = now() if locked else None
+    lock = activities.activity(
+        "Lock", urls.activity(new_id()), group.uri, root.uri, to=[Urls.followers(group.uri)]
+    )
+    change = lock if locked else activities.undo(urls.activity(new_id()), group.uri, lock)
+    await relay_activity(session, urls, group, change, author_uri=group.uri, post=root)
+    return root
+
+
+async def block_domain(session: AsyncSession, group: Actor, raw: str, *, block: bool) -> str:
+    """Keep a whole server out of one group; its members there leave the group."""
+    domain = normalise_domain(raw)
+    existing = (
+        await session.execute(
+            select(GroupDomainBlock).where(
+                GroupDomainBlock.group_id == group.id, GroupDomainBlock.domain == domain
+            )
+        )
+    ).scalar_one_or_none()
+    if not block:
+        if existing is None:
+            raise ValidationError(f"{domain} is not blocked from {group.username}")
+        await session.delete(existing)
+        return domain
+    if existing is None:
+        session.add(GroupDomainBlock(group_id=group.id, domain=domain))
+    followers = await session.execute(
+        select(Follow, Actor).join(Actor, Actor.id == Follow.follower_id)
+        .where(Follow.target_id == group.id)
+    )
+    for follow, actor in followers.all():
+        if covers(domain, actor.domain):
+            await session.delete(follow)
+    return domain
+
+
+async def update_settings(
+    session: AsyncSession, group: Actor, *, premoderation: bool | None = None,
+    report_threshold: int | None = None, reply_policy: str | None = None,
+) -> Group:
+    config = await session.get(Group, group.id)
+    if config is None:
+        raise ValidationError(f"{group.username} has no settings")
+    if premoderation is not None:
+        config.premoderation = premoderation
+    if report_threshold is not None:
+        if report_threshold < 0:
+            raise ValidationError("the report threshold is 0 (off) or more")
+        config.report_threshold = report_threshold
+    if reply_policy is not None:
+        config.reply_policy = parse_reply_policy(reply_policy).value
+    return config

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fedi.errors import ValidationError
-from fedi.moderation.domains import SEVERITIES, Severity, normalise_domain
+from fedi.privacy.domains import SEVERITIES, Severity, normalise_domain
 
 COLUMNS = ("domain", "severity", "reject_media", "reject_reports", "public_comment", "obfuscate")
 HEADER = tuple(f"#{name}" for name in COLUMNS)

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.errors import ValidationError
 from fedi.moderation import audit
-from fedi.moderation.domains import MODES, SEVERITIES, covers, normalise_domain
 from fedi.moderation.policy import get_mode, mark_changed, set_mode
 from fedi.moderation.severance import Severed, sever
+from fedi.privacy.domains import MODES, SEVERITIES, covers, normalise_domain
 from fedi.store.models import DomainAllow, DomainBlock, now
 
 # The fields of a block that an admin sets and that an import compares.

@@ -22,9 +22,9 @@ from fedi.errors import ValidationError
 from fedi.moderation import audit
 from fedi.moderation.blocklist_csv import CsvBlock
 from fedi.moderation.blocks import BLOCK_FIELDS, SAVED_FIELDS, check_not_own, saved
-from fedi.moderation.domains import Rule, find_rule, normalise_or_none
 from fedi.moderation.policy import mark_changed, rule_of
 from fedi.moderation.severance import Severed, link_counts, sever_many
+from fedi.privacy.domains import Rule, find_rule, normalise_or_none
 from fedi.store.models import BlocklistImport, DomainBlock, now
 
 Change = Literal["new", "changed", "unchanged"]

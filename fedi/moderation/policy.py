@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.errors import ValidationError
-from fedi.moderation.domains import (
+from fedi.privacy.domains import (
     MODES,
     Decision,
     Mode,

@@ -26,7 +26,7 @@ from fedi.errors import ValidationError
 from fedi.handlers import HandlerContext, Ignored
 from fedi.moderation import audit
 from fedi.moderation.policy import decision_in
-from fedi.store.models import Actor, Post, Report, now
+from fedi.store.models import Actor, Follow, Group, Post, Report, now
 from fedi.urls import Urls, new_id
 
 ACTIONS = ("none", "ban", "remove", "suspend-domain")
@@ -62,6 +62,7 @@ async def report_post(
     )
     session.add(report)
     await session.flush()
+    await apply_threshold(session, report)
     return report
 
 
@@ -111,6 +112,7 @@ async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
     )
     session.add(report)
     await session.flush()
+    await apply_threshold(session, report)
     ctx.outcome = f"report {report.id} filed"
 
 
@@ -217,3 +219,45 @@ async def resolve(
         details={"action": action, "target": target.uri if target else None,
                  "posts": post_uris(report)},
     )
+
+
+async def apply_threshold(session: AsyncSession, report: Report) -> list[str]:
+    """Community moderation: once enough members have reported a post, it is hidden until
+    a moderator looks at it (`fedi mod queue`). Returns the posts hidden now."""
+    if report.group_id is None:
+        return []
+    config = await session.get(Group, report.group_id)
+    if config is None or config.report_threshold <= 0:
+        return []
+    hidden: list[str] = []
+    open_reports = (
+        await session.execute(
+            select(Report).where(Report.group_id == report.group_id, Report.state == "open")
+        )
+    ).scalars().all()
+    for uri in post_uris(report):
+        reporters = {r.reporter_id for r in open_reports
+                     if uri in post_uris(r) and r.reporter_id is not None}
+        members = await _members_among(session, report.group_id, reporters)
+        post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+        if post is not None and post.held is None and len(members) >= config.report_threshold:
+            post.held = "reports"
+            hidden.append(uri)
+    return hidden
+
+
+async def _members_among(session: AsyncSession, group_id: int, actor_ids: set[int]) -> set[int]:
+    """Reports count when members (or moderators, or local users) made them."""
+    if not actor_ids:
+        return set()
+    rows = await session.execute(
+        select(Follow.follower_id).where(
+            Follow.target_id == group_id, Follow.state == "accepted",
+            Follow.follower_id.in_(actor_ids),
+        )
+    )
+    members = set(rows.scalars())
+    local = await session.execute(
+        select(Actor.id).where(Actor.id.in_(actor_ids), Actor.local)
+    )
+    return members | set(local.scalars())

@@ -71,7 +71,12 @@ async def render_actor(request: Request, actor: Actor) -> Response:
                 .limit(50)
             )
         ).all()
-        posts = [(p, a) for p, a in candidates if listed(await facts_for(session, p))]
+        # Silenced servers' content stays out of public listings (members still get it).
+        posts = [
+            (p, a) for p, a in candidates
+            if listed(await facts_for(session, p))
+            and (a.local or not await services.domain_policy.is_silenced(a.domain))
+        ]
     return templates.TemplateResponse(
         request,
         "actor.html",

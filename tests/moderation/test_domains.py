@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fedi.errors import ValidationError
-from fedi.moderation.domains import Rule, covers, decide, find_rule, normalise_domain
+from fedi.privacy.domains import Rule, covers, decide, find_rule, normalise_domain
 
 NOW = 1_000_000.0
 

@@ -1,0 +1,16 @@
+"""Whole servers kept out of one group (a group's own domain blocks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.privacy.domains import covers
+from fedi.store.models import Actor, GroupDomainBlock
+
+
+async def domain_blocked(session: AsyncSession, group: Actor, host: str) -> bool:
+    blocked = await session.execute(
+        select(GroupDomainBlock.domain).where(GroupDomainBlock.group_id == group.id)
+    )
+    return any(covers(domain, host) for domain in blocked.scalars())
