@@ -101,7 +101,9 @@ def build_services(settings: Settings) -> Services:
         sessionmaker, resolver, settings.domain, host_policy=domain_policy.refusal,
         on_stored=inbox_wake.set,
     )
-    processor = InboxProcessor(sessionmaker, resolver, urls, HANDLERS)
+    processor = InboxProcessor(
+        sessionmaker, resolver, urls, HANDLERS, host_policy=domain_policy.refusal
+    )
     delivery = DeliveryWorker(
         sessionmaker, client, concurrency=settings.delivery_concurrency,
         per_host=settings.delivery_per_host, lease_seconds=settings.delivery_lease_seconds,

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fedi.activitypub.parse import parse_activity
+from fedi.activitypub.parse import host_of, parse_activity
 from fedi.errors import FediError
+from fedi.federation.receive import HostPolicy, allow_all
 from fedi.federation.resolve import ActorResolver
 from fedi.handlers import Handler, HandlerContext, Ignored
 from fedi.store.models import InboxItem
@@ -35,7 +36,10 @@ class InboxProcessor:
         urls: Urls,
         handlers: dict[str, Handler],
         clock: Callable[[], float] = time.time,
+        host_policy: HostPolicy = allow_all,
     ) -> None:
+        # Checked again here: a domain blocked while its activity waited in the queue.
+        self._host_policy = host_policy
         self._sessionmaker = sessionmaker
         self._resolver = resolver
         self._urls = urls
@@ -78,6 +82,9 @@ class InboxProcessor:
             body, attempts, uri = item.body, item.attempts, item.activity_uri
             try:
                 activity = parse_activity(json.loads(body))
+                refusal = await self._host_policy(host_of(activity.actor))
+                if refusal is not None:
+                    raise Ignored(f"refused: {refusal}")
                 handler = self._handlers.get(activity.type)
                 if handler is None:
                     raise Ignored(f"no handler for {activity.type}")

@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import func, select
 
 from fedi.activitypub.httpsig import sign_request
+from fedi.actors.local import create_group, create_user
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError, SignatureError
 from fedi.moderation.blocks import allow
 from fedi.moderation.policy import DomainPolicy, mark_changed
-from fedi.store.models import Actor, Delivery, DomainBlock, InboxItem
+from fedi.store.models import Actor, Delivery, DomainBlock, Follow, InboxItem
 from tests.moderation.conftest import block, federation_mode
-from tests.support.app import BASE_URL, InProcess
+from tests.support.app import BASE_URL, InProcess, running_app
 from tests.support.remote import FakeRemote
 
 GROUP = f"{BASE_URL}/groups/cats"
@@ -182,3 +183,36 @@ async def test_own_domain_is_never_refused(fedi: InProcess) -> None:
     assert await fedi.services.domain_policy.refusal("fedi.test") is None
     assert await fedi.services.domain_policy.refusal("FEDI.test.") is None
     assert await fedi.services.domain_policy.refusal("x@evil.example") is not None
+
+
+async def test_activity_queued_before_a_block_is_not_processed_after_it(
+    database_url: str,
+) -> None:
+    """A domain blocked while its activity waits in the inbox queue: the worker drops it."""
+    remote = FakeRemote()
+    actor = remote.add_actor("late")
+    await remote.start()
+    try:
+        async with running_app(database_url) as fedi:
+            async with fedi.services.sessionmaker() as session, session.begin():
+                await create_user(session, fedi.services.urls, "owner")
+                await create_group(session, fedi.services.urls, "g", owner="owner")
+            inbox = f"{BASE_URL}/groups/g/inbox"
+            body = json.dumps({"id": f"{actor.uri}/f", "type": "Follow", "actor": actor.uri,
+                               "object": f"{BASE_URL}/groups/g"}).encode()
+            response = await fedi.http.post(inbox, content=body,
+                                            headers=remote.signed(actor, inbox, body))
+            assert response.status_code == 202
+            blocked = f"127.0.0.1:{remote.port}"
+
+            async def suspended(host: str) -> str | None:
+                return "suspended" if host == blocked else None
+
+            fedi.services.processor._host_policy = suspended
+            await fedi.services.processor.run_once()
+            async with fedi.services.sessionmaker() as session:
+                item = (await session.execute(select(InboxItem))).scalar_one()
+                assert item.state == "done" and item.error == "refused: suspended"
+                assert (await session.execute(select(Follow))).first() is None
+    finally:
+        await remote.stop()
