@@ -79,6 +79,7 @@ class Options:
     whatif: list[str]  # bench.serve_whatif options; empty: plain `python -m fedi`
     timeout: float
     pg_url: str | None
+    server_workers: int = 1
 
 
 @dataclass
@@ -203,6 +204,7 @@ class FediServer:
         self.module = ["bench.serve_whatif", *options.whatif] if options.whatif else ["fedi"]
         self.cwd = db.directory
         self.process: subprocess.Popen[bytes] | None = None
+        self.server_workers: int = options.server_workers
 
     def launch(self, cpu: int | None, nice: int) -> None:
         command = [sys.executable]
@@ -210,6 +212,8 @@ class FediServer:
             command += ["-m", "cProfile", "-o", str(self.profile_path)]
         command += ["-m", *self.module, "serve", "--no-worker", "--host", "127.0.0.1",
                     "--port", str(self.port)]
+        if self.server_workers > 1:
+            command += ["--workers", str(self.server_workers)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
@@ -470,6 +474,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--scheme", choices=("cavage", "rfc9421"), default="cavage")
     parser.add_argument("--inbox", choices=("shared", "group"), default="shared")
+    parser.add_argument("--server-workers", type=int, default=1, metavar="N",
+                        help="fedi serve --workers N (N > 1: not pinned; server CPU then "
+                        "counts only the parent process)")
     parser.add_argument("--cpu", type=int, default=0,
                         help="pin the server to this CPU (load generator: the other); -1: no")
     parser.add_argument("--nice", type=int, default=0,
@@ -499,7 +506,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     return Options(
         database=args.database, requests=args.requests, warmup=args.warmup,
         concurrency=args.concurrency, scheme=args.scheme, inbox=args.inbox,
-        cpu=None if args.cpu < 0 else args.cpu, nice=args.nice, profile=args.profile,
+        cpu=None if args.cpu < 0 or args.server_workers > 1 else args.cpu, nice=args.nice,
+        profile=args.profile, server_workers=args.server_workers,
         py_spy=args.py_spy,
         whatif=whatif_args(args.whatif_pool, args.whatif_store, args.whatif_flushers),
         timeout=args.timeout, pg_url=args.pg_url,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 
-from fedi.config import Settings
+from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
 from fedi.web import collections, federation, invites, pages, wellknown
@@ -41,4 +42,14 @@ def create_app(
             *federation.routes,
         ],
         lifespan=lifespan,
+    )
+
+
+RUN_WORKER_ENV = "FEDI_SERVE_RUN_WORKER"
+
+
+def app_from_environment() -> Starlette:
+    """The app of one of several `fedi serve --workers N` processes (uvicorn's factory)."""
+    return create_app(
+        load_settings(), run_worker=os.environ.get(RUN_WORKER_ENV, "1") == "1", tune_gc=True
     )

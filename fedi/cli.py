@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="port to listen on (default: the port of FEDI_BASE_URL, else 8000)")
     serve.add_argument("--no-worker", action="store_true",
                        help="do not run the worker here (run `fedi worker` separately)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="web server processes sharing the port (default 1); use about one "
+                       "per core, with PostgreSQL")
     serve.set_defaults(run=cmd_serve)
 
     worker = commands.add_parser(
@@ -209,7 +213,7 @@ def _run(
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from fedi.app import create_app
+    from fedi.app import RUN_WORKER_ENV, create_app
 
     port = args.port or urlsplit(settings.base_url).port or 8000
 
@@ -217,9 +221,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     _run(settings, prepare)  # migrations and instance keys before the first request
-    app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
+    if args.workers < 1:
+        raise FediError("--workers must be at least 1")
     print(f"fedi: listening on http://{args.host}:{port} as {settings.base_url}"
-          f"{'' if args.no_worker else ' (with worker)'}", flush=True)
+          f"{'' if args.no_worker else ' (with worker)'}"
+          f"{f', {args.workers} processes' if args.workers > 1 else ''}", flush=True)
+    if args.workers > 1:
+        # Each process builds its own app from the same environment.
+        os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
+        uvicorn.run("fedi.app:app_from_environment", factory=True, workers=args.workers,
+                    host=args.host, port=port, log_level="warning", access_log=False,
+                    server_header=False, proxy_headers=False)
+        return 0
+    app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
     # No proxy-header rewriting: fedi never uses the client address, and ids follow
     # FEDI_BASE_URL, not forwarded headers.
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False,

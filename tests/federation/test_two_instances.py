@@ -12,14 +12,15 @@ from tests.support.instance import FediInstance, eventually
 pytestmark = pytest.mark.federation
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 async def test_follow_group_by_handle_then_post_reaches_follower(
-    instances: list[FediInstance],
+    instances: list[FediInstance], processes: int
 ) -> None:
     a, b, _ = instances
     a.cli("create-user", "alice", "--admin")
     a.cli("create-group", "cats", "--owner", "alice", "--title", "Cats", "--summary", "Meow")
     b.cli("create-user", "bob")
-    a.start()
+    a.start(["--workers", str(processes)])
     b.start()
 
     # bob on B follows the group on A by its handle: WebFinger, signed fetch, Follow.
