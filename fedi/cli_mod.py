@@ -223,7 +223,7 @@ async def _pin(services: Services, session: AsyncSession, group: Actor,
     post = await find_post(session, args.post_id)
     if post is None:
         raise FediError(f"there is no post {args.post_id}")
-    await moderation.set_pinned(session, group, post, pinned=True)
+    await moderation.set_pinned(session, group, post, pinned=True, urls=services.urls)
     print(f"{post.uri} pinned")
 
 
@@ -232,7 +232,7 @@ async def _unpin(services: Services, session: AsyncSession, group: Actor,
     post = await find_post(session, args.post_id)
     if post is None:
         raise FediError(f"there is no post {args.post_id}")
-    await moderation.set_pinned(session, group, post, pinned=False)
+    await moderation.set_pinned(session, group, post, pinned=False, urls=services.urls)
     print(f"{post.uri} unpinned")
 
 

@@ -157,10 +157,20 @@ async def set_moderator(
     await announce_to_members(session, group, change)
 
 
-async def set_pinned(session: AsyncSession, group: Actor, post: Post, *, pinned: bool) -> None:
+async def set_pinned(
+    session: AsyncSession, group: Actor, post: Post, *, pinned: bool, urls: Urls | None = None
+) -> None:
+    """Pin or unpin a thread; members' servers learn it as Lemmy does: Add/Remove on the
+    group's featured collection."""
     if post.group_id != group.id or post.in_reply_to is not None:
         raise ValidationError("only a thread of this group can be pinned")
     post.pinned_at = now() if pinned else None
+    if urls is not None:
+        change = activities.activity(
+            "Add" if pinned else "Remove", urls.activity(new_id()), group.uri, post.uri,
+            to=[Urls.followers(group.uri)], target=f"{group.uri}/featured",
+        )
+        await relay_activity(session, urls, group, change, author_uri=group.uri, post=post)
 
 
 async def held_posts(session: AsyncSession, group: Actor) -> list[tuple[Post, Actor]]:

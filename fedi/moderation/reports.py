@@ -243,6 +243,10 @@ async def apply_threshold(session: AsyncSession, report: Report) -> list[str]:
         if post is not None and post.held is None and len(members) >= config.report_threshold:
             post.held = "reports"
             hidden.append(uri)
+            await audit.record(
+                session, who="community (report threshold)", action="group.auto-hide",
+                target=uri, reason=f"{len(members)} member reports", group_id=report.group_id,
+            )
     return hidden
 
 

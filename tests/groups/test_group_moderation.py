@@ -15,8 +15,9 @@ from fedi.activitypub.vocab import PUBLIC
 from fedi.actors.local import create_group, create_user, find_local
 from fedi.groups import moderation
 from fedi.groups.posting import post_to_group
+from fedi.moderation import audit
 from fedi.moderation.reports import report_post
-from fedi.store.models import Post
+from fedi.store.models import OutboundActivity, Post
 from tests.support.app import BASE_URL, InProcess, running_app
 from tests.support.remote import FakeRemote
 
@@ -165,6 +166,9 @@ async def test_enough_member_reports_hide_a_post_until_reviewed(world: World) ->
         await report_post(session, owner, post, "also spam")  # type: ignore[arg-type]
     hidden = await world.stored(uri)
     assert hidden is not None and hidden.held == "reports"
+    async with world.fedi.services.sessionmaker() as session:
+        log = await audit.for_group(session, (await _group(world)).id)
+        assert [(e.action, e.target) for e in log] == [("group.auto-hide", uri)]
     async with world.fedi.services.sessionmaker() as session, session.begin():
         queue = [p.uri for p, _ in await moderation.held_posts(session, await _group(world))]
         assert queue == [uri]
@@ -183,3 +187,22 @@ async def test_local_thread_hidden_by_reports_disappears_from_reads(world: World
         post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one()
         await report_post(session, await find_local(session, "lu"), post, None)  # type: ignore[arg-type]
     assert (await world.fedi.http.get(uri, headers={"Accept": "text/html"})).status_code == 404
+
+
+async def test_pinning_is_announced_to_members(world: World) -> None:
+    thread = await world.post(world.remote, "ann")
+    async with world.fedi.services.sessionmaker() as session, session.begin():
+        group = await _group(world)
+        post = (await session.execute(select(Post).where(Post.uri == thread))).scalar_one()
+        await moderation.set_pinned(session, group, post, pinned=True, urls=world.fedi.services.urls)
+    await world.fedi.services.delivery.run_once()
+    featured = (await world.fedi.http.get(f"{GROUP}/featured",
+                                          headers={"Accept": "application/activity+json"})).json()
+    assert [item["id"] for item in featured["orderedItems"]] == [thread]
+    async with world.fedi.services.sessionmaker() as session:
+        bodies = [json.loads(b) for b in (await session.execute(
+            select(OutboundActivity.body))).scalars()]
+    adds = [b["object"] for b in bodies
+            if b["type"] == "Announce" and isinstance(b["object"], dict)
+            and b["object"].get("type") == "Add"]
+    assert adds and adds[0]["object"] == thread and adds[0]["target"] == f"{GROUP}/featured"
