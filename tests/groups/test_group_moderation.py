@@ -194,7 +194,8 @@ async def test_pinning_is_announced_to_members(world: World) -> None:
     async with world.fedi.services.sessionmaker() as session, session.begin():
         group = await _group(world)
         post = (await session.execute(select(Post).where(Post.uri == thread))).scalar_one()
-        await moderation.set_pinned(session, group, post, pinned=True, urls=world.fedi.services.urls)
+        await moderation.set_pinned(session, group, post, pinned=True,
+                                    urls=world.fedi.services.urls)
     await world.fedi.services.delivery.run_once()
     featured = (await world.fedi.http.get(f"{GROUP}/featured",
                                           headers={"Accept": "application/activity+json"})).json()
