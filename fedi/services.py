@@ -76,21 +76,22 @@ def build_services(settings: Settings) -> Services:
     urls = Urls(settings.base_url)
     engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
+    # Domain blocks and allowlist: asked by the inbox, delivery and every outbound request.
+    domain_policy = DomainPolicy(sessionmaker, own_domain=settings.domain)
     client = FederationClient(
         ClientSettings(
             allow_private_addresses=settings.allow_private_addresses,
             user_agent=f"fedi/0.1 (+{settings.base_url})",
             per_host_connections=settings.delivery_per_host,
             total_connections=max(settings.delivery_concurrency, 16),
-        )
+        ),
+        host_policy=domain_policy.refusal,
     )
     holder: list[Services] = []
 
     def instance_key() -> SigningKey:
         return holder[0].signing_key()
 
-    # Domain blocks and allowlist: asked by the inbox, delivery and every outbound fetch.
-    domain_policy = DomainPolicy(sessionmaker, own_domain=settings.domain)
     # Plain-http NodeInfo only where private addresses are allowed (development and tests).
     resolver = ActorResolver(
         sessionmaker, client, urls, instance_key, allow_http=settings.allow_private_addresses,

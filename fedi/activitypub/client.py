@@ -12,7 +12,7 @@ import email.utils
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -145,8 +145,13 @@ def parse_handle(handle: str) -> tuple[str, str]:
 class FederationClient:
     """Outbound federation HTTP; one pooled aiohttp session, created lazily inside the loop."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(
+        self, settings: ClientSettings,
+        host_policy: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
+        """host_policy: refuses hosts (domain blocks) on every request, redirects included."""
         self._settings = settings
+        self._host_policy = host_policy
         self._session: aiohttp.ClientSession | None = None
         self._schemes: OrderedDict[str, Scheme] = OrderedDict()
 
@@ -225,6 +230,10 @@ class FederationClient:
         the resolver at connect time).
         """
         url = check_url(url, self._settings.allow_private_addresses)
+        if self._host_policy is not None:
+            refusal = await self._host_policy(host_key(url))
+            if refusal is not None:
+                raise FetchError(f"refusing to contact {host_key(url)}: {refusal}")
         if sign_as is None:
             async with self._open(method, url, headers, body) as resp:
                 yield resp, None
