@@ -82,14 +82,26 @@ async def _visible_posts(
     request: Request, viewer: Viewer, *conditions: Any
 ) -> list[Post]:
     """Posts matching the conditions that privacy.access lets this viewer see."""
-    async with _services(request).sessionmaker() as session:
+    services = _services(request)
+    async with services.sessionmaker() as session:
         rows = (
             await session.execute(
-                select(Post).where(*conditions, Post.deleted_at.is_(None))
+                select(Post, Actor).join(Actor, Actor.id == Post.author_id)
+                .where(*conditions, Post.deleted_at.is_(None))
                 .order_by(Post.published).limit(MAX_ITEMS)
             )
-        ).scalars()
-        return [p for p in rows if can_view(await facts_for(session, p), viewer)]
+        ).all()
+        visible = []
+        for post, author in rows:
+            facts = await facts_for(session, post)
+            if not can_view(facts, viewer):
+                continue
+            # Silenced servers stay out of what non-members are shown (members still see it).
+            if (not author.local and not viewer.is_member(facts.group)
+                    and await services.domain_policy.is_silenced(author.domain)):
+                continue
+            visible.append(post)
+        return visible
 
 
 async def outbox(request: Request) -> Response:

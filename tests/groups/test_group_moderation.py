@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from fedi.activitypub.httpsig import sign_request
 from fedi.activitypub.vocab import PUBLIC
 from fedi.actors.local import create_group, create_user, find_local
 from fedi.groups import moderation
 from fedi.groups.posting import post_to_group
 from fedi.moderation import audit
+from fedi.moderation.blocks import BlockSettings, add_block
 from fedi.moderation.reports import report_post
 from fedi.store.models import OutboundActivity, Post
 from tests.support.app import BASE_URL, InProcess, running_app
@@ -207,3 +209,27 @@ async def test_pinning_is_announced_to_members(world: World) -> None:
             if b["type"] == "Announce" and isinstance(b["object"], dict)
             and b["object"].get("type") == "Add"]
     assert adds and adds[0]["object"] == thread and adds[0]["target"] == f"{GROUP}/featured"
+
+
+async def test_silenced_servers_stay_out_of_public_collections(world: World) -> None:
+    """Members still see a silenced server's replies; outsiders' collections do not list them."""
+    async with world.fedi.services.sessionmaker() as session, session.begin():
+        owner, group = await find_local(session, "owner"), await find_local(session, "g")
+        assert owner and group
+        thread = (await post_to_group(session, world.fedi.services.urls, owner, group,
+                                      "Thread")).post.uri
+    loud = await world.post(world.remote, "ann", reply_to=thread)
+    quiet = await world.post(world.other, "oli", reply_to=thread)
+    async with world.fedi.services.sessionmaker() as session, session.begin():
+        await add_block(session, f"127.0.0.1:{world.other.port}", BlockSettings("silence"),
+                        who="test")
+    world.fedi.services.domain_policy.invalidate()
+
+    anonymous = (await world.fedi.http.get(
+        f"{thread}/replies?page=1", headers={"Accept": "application/activity+json"})).json()
+    assert anonymous["orderedItems"] == [loud]
+    url = f"{thread}/replies?page=1"
+    signed = sign_request("cavage", "GET", url, {"Accept": "application/activity+json"}, None,
+                          world.remote.actors["ben"].key)
+    member = (await world.fedi.http.get(url, headers=signed)).json()
+    assert member["orderedItems"] == [loud, quiet]
