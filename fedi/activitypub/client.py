@@ -230,7 +230,9 @@ class FederationClient:
         the resolver at connect time).
         """
         url = check_url(url, self._settings.allow_private_addresses)
-        if self._host_policy is not None:
+        # Fetches can be led elsewhere (redirects, refetch from id); deliveries cannot, and the
+        # delivery worker decides each row itself (refused rows are dropped, not retried).
+        if self._host_policy is not None and method != "POST":
             refusal = await self._host_policy(host_key(url))
             if refusal is not None:
                 raise FetchError(f"refusing to contact {host_key(url)}: {refusal}")
