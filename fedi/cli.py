@@ -8,12 +8,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi import runtime
 from fedi.actors.local import (
     JOIN_POLICIES,
     PRIVACIES,
@@ -24,6 +23,7 @@ from fedi.actors.local import (
 )
 from fedi.cli_admin import build_admin_parser
 from fedi.cli_circle import build_circle_parser
+from fedi.cli_common import with_services
 from fedi.cli_mod import build_mod_parser
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
@@ -195,19 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(
-    settings: Settings, work: Callable[[Services], Awaitable[int]], *, long_running: bool = False
-) -> int:
-    async def runner() -> int:
-        services = build_services(settings)
-        try:
-            await migrate(services.engine)
-            await services.start()
-            return await work(services)
-        finally:
-            await services.close()
-
-    return runtime.run(runner()) if long_running else asyncio.run(runner())
+_run = with_services
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

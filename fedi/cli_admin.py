@@ -7,7 +7,6 @@ it; bad input exits 2 with `fedi: error: <reason>` and changes nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
+from fedi.cli_common import with_services
 from fedi.config import Settings
 from fedi.errors import FediError, ValidationError
 from fedi.groups import moderation as group_moderation
@@ -25,8 +25,7 @@ from fedi.moderation.blocklist_csv import CsvBlock, format_blocklist, parse_bloc
 from fedi.moderation.blocks import BlockSettings
 from fedi.moderation.policy import get_mode
 from fedi.privacy.domains import MODES, normalise_domain
-from fedi.services import Services, build_services
-from fedi.store.migrate import migrate
+from fedi.services import Services
 from fedi.store.models import Actor, User, now
 
 # Imports at least this long report progress on stderr.
@@ -168,19 +167,13 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work) -> int:
-    async def runner() -> int:
-        services = build_services(settings)
-        try:
-            await migrate(services.engine)
-            await services.start()
-            async with services.sessionmaker() as session, session.begin():
-                await work(services, session, await _admin(session, args.admin_user), args)
-            services.domain_policy.invalidate()
-            return 0
-        finally:
-            await services.close()
+    async def run(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            await work(services, session, await _admin(session, args.admin_user), args)
+        services.domain_policy.invalidate()
+        return 0
 
-    return asyncio.run(runner())
+    return with_services(settings, run)
 
 
 async def _admin(session: AsyncSession, name: str | None) -> Admin:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
+from fedi.cli_common import with_services
 from fedi.config import Settings
 from fedi.errors import FediError
 from fedi.groups.circles import circle_people, create_circle, find_circle, set_membership
-from fedi.services import Services, build_services
-from fedi.store.migrate import migrate
+from fedi.services import Services
 from fedi.store.models import Actor
 
 
@@ -39,23 +38,16 @@ def build_circle_parser(commands: argparse._SubParsersAction) -> None:  # type: 
 
 
 def _run(settings: Settings, args: argparse.Namespace, action: str) -> int:
-    async def runner() -> int:
-        services = build_services(settings)
-        try:
-            await migrate(services.engine)
-            await services.start()
-            async with services.sessionmaker() as session, session.begin():
-                owner = await find_local(session, args.user or args.group)
-                kind = "Person" if args.user else "Group"
-                if owner is None or owner.type != kind:
-                    raise FediError(f"there is no local {kind.lower()} "
-                                    f"{args.user or args.group!r}")
-                await _act(services, session, owner, args, action)
-            return 0
-        finally:
-            await services.close()
+    async def run(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            owner = await find_local(session, args.user or args.group)
+            kind = "Person" if args.user else "Group"
+            if owner is None or owner.type != kind:
+                raise FediError(f"there is no local {kind.lower()} {args.user or args.group!r}")
+            await _act(services, session, owner, args, action)
+        return 0
 
-    return asyncio.run(runner())
+    return with_services(settings, run)
 
 
 async def _act(

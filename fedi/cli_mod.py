@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
+from fedi.cli_common import with_services
 from fedi.config import Settings
 from fedi.content import html_to_text
 from fedi.errors import FediError
@@ -17,8 +17,7 @@ from fedi.groups import moderation
 from fedi.groups.invites import create_invite, invite_url, revoke
 from fedi.groups.threads import find_post
 from fedi.moderation import audit
-from fedi.services import Services, build_services
-from fedi.store.migrate import migrate
+from fedi.services import Services
 from fedi.store.models import Actor
 
 Work = Callable[[Services, AsyncSession, Actor, argparse.Namespace], Awaitable[None]]
@@ -114,28 +113,22 @@ def _target(args: argparse.Namespace) -> str | None:
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work, needs_actor: bool) -> int:
-    async def runner() -> int:
-        services = build_services(settings)
-        try:
-            await migrate(services.engine)
-            await services.start()
-            async with services.sessionmaker() as session, session.begin():
-                group = await find_local(session, args.group)
-                if group is None or group.type != "Group":
-                    raise FediError(f"there is no local group {args.group!r}")
-                await work(services, session, group, args)
-                if args.action not in READ_ONLY:
-                    # Every decision is on the record, in the same transaction as the decision.
-                    await audit.record(
-                        session, who="admin (cli)", action=f"group.{args.action}",
-                        target=_target(args) or group.uri, reason=getattr(args, "reason", None),
-                        group_id=group.id,
-                    )
-            return 0
-        finally:
-            await services.close()
+    async def run(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            group = await find_local(session, args.group)
+            if group is None or group.type != "Group":
+                raise FediError(f"there is no local group {args.group!r}")
+            await work(services, session, group, args)
+            if args.action not in READ_ONLY:
+                # Every decision is on the record, in the same transaction as the decision.
+                await audit.record(
+                    session, who="admin (cli)", action=f"group.{args.action}",
+                    target=_target(args) or group.uri, reason=getattr(args, "reason", None),
+                    group_id=group.id,
+                )
+        return 0
 
-    return asyncio.run(runner())
+    return with_services(settings, run)
 
 
 async def _actor(services: Services, session: AsyncSession, ref: str) -> Actor:
