@@ -1,7 +1,15 @@
 """Announces from groups our users follow: store relayed posts, apply relayed edits and deletes.
 
-An embedded object is trusted only when it comes from the announcing group's own host;
-anything else is fetched from its origin (SECURITY 1), within the fetch budget (SECURITY 14).
+An Announce is signed by the group, not by the author of what it wraps, so a wrapped activity
+is judged by the same rules as one sent directly (SECURITY 19):
+
+- a post of ours is changed only here, never by a remote Announce;
+- a group relays changes only of posts in that group;
+- an edit takes its new text from the post's own origin (or from the announcer's host when the
+  post lives there), never from the relay's word;
+- a deletion stands only when the origin says the post is gone;
+- an embedded post from another host than the announcer's is taken only after fetching it from
+  its own id, within the fetch budget (SECURITY 14).
 """
 
 from __future__ import annotations
@@ -12,21 +20,13 @@ from typing import Any
 from sqlalchemy import select
 
 from fedi.activitypub.parse import IncomingActivity, host_of
-from fedi.activitypub.vocab import (
-    POST_TYPES,
-    PUBLIC,
-    addressed,
-    addressees,
-    first_type,
-    id_of,
-    ids,
-)
+from fedi.activitypub.vocab import POST_TYPES, first_type, id_of, ids
 from fedi.content import sanitize_html
 from fedi.errors import FetchError
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.handlers import HandlerContext, Ignored
-from fedi.privacy.visibility import visibility_from_addressing
-from fedi.store.models import Actor, Follow, now
+from fedi.privacy.visibility import Visibility, visibility_from_addressing
+from fedi.store.models import Actor, Follow, Post, now
 
 
 async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> None:
@@ -38,18 +38,21 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
     inner: Any = activity.object if activity.object is not None else activity.object_id
     kind = first_type(inner) if isinstance(inner, dict) else None
     if kind == "Update":
-        return await _apply_update(ctx, activity, inner)
+        return await _apply_update(ctx, activity, announcer, inner)
     if kind == "Delete":
-        return await _apply_delete(ctx, inner)
+        return await _apply_delete(ctx, announcer, inner)
     if kind not in (None, "Create", *POST_TYPES):
         raise Ignored(f"Announce of {kind} is not shown here")
     if kind == "Create":
         inner = inner.get("object")
+    uri = id_of(inner)
+    if uri is not None and ctx.urls.is_local(uri):
+        raise Ignored("a post of this server is known here, not taken from a relay")
+    if uri is not None and await find_post(ctx.session, uri) is not None:
+        return
     obj = await _trusted(ctx, activity, inner)
     if obj is None or first_type(obj) not in POST_TYPES:
         raise Ignored("Announce of something that is not a post")
-    if await find_post(ctx.session, obj["id"]) is not None:
-        return
     author_uri = id_of(obj.get("attributedTo"))
     if author_uri is None or host_of(author_uri) != host_of(obj["id"]):
         raise Ignored("post whose author is not on its host")
@@ -81,39 +84,56 @@ async def _followed_locally(ctx: HandlerContext, announcer: Actor) -> bool:
 async def _trusted(
     ctx: HandlerContext, activity: IncomingActivity, inner: Any
 ) -> dict[str, Any] | None:
-    """The post itself, from the announcer's host if embedded there, else from its origin."""
+    """The post itself: as embedded when it lives on the announcer's own host (whose signature
+    covers it), else as its origin serves it. The relay's copy of someone else's post is never
+    taken on the relay's word."""
     uri = id_of(inner)
     if uri is None:
         return None
+    if ctx.urls.is_local(uri):
+        raise Ignored("a post of this server is changed only here")
     if isinstance(inner, dict) and host_of(uri) == host_of(activity.actor):
-        return inner
-    if isinstance(inner, dict) and _vouched_by_group(inner, activity.actor):
-        # A non-public post addressed to the group: its origin will not show it to us (we
-        # are not its audience), and the group verified its author's signature when the
-        # post arrived. We take the group's word, and the post stays within that group.
         return inner
     if not ctx.spend_fetch():
         raise Ignored("fetch budget spent")
     try:
-        return await ctx.resolver.fetch(uri)
+        fetched = await ctx.resolver.fetch(uri)
     except FetchError as exc:
-        raise Ignored(f"could not fetch the announced post: {exc.reason}") from None
+        raise Ignored(f"could not fetch the announced post from its origin: {exc.reason}") from None
+    if id_of(fetched) != uri:
+        raise Ignored("the origin answered with another object")
+    return fetched
 
 
-def _vouched_by_group(obj: dict[str, Any], group: str) -> bool:
-    readers = addressees(obj)
-    return PUBLIC not in readers and (group in addressed(obj))
+async def _relayed_post(
+    ctx: HandlerContext, announcer: Actor, change: dict[str, Any], what: str
+) -> Post:
+    """The remote post a relayed Update or Delete names, if this group may relay changes to it."""
+    uri = id_of(change.get("object"))
+    if uri is None:
+        raise Ignored(f"{what} without an object")
+    if ctx.urls.is_local(uri):
+        raise Ignored(f"a post of this server is changed only here, not by a relayed {what}")
+    post = await find_post(ctx.session, uri)
+    if post is None or post.uri != uri or post.local:
+        raise Ignored(f"{what} of a post we do not have")
+    if post.group_id != announcer.id:
+        raise Ignored(f"{what} relayed by a group the post is not in")
+    return post
 
 
 async def _apply_update(
-    ctx: HandlerContext, activity: IncomingActivity, update: dict[str, Any]
+    ctx: HandlerContext, activity: IncomingActivity, announcer: Actor, update: dict[str, Any]
 ) -> None:
-    post = await find_post(ctx.session, id_of(update.get("object")) or "")
-    if post is None:
-        raise Ignored("update of a post we do not have")
+    post = await _relayed_post(ctx, announcer, update, "Update")
+    author = await ctx.session.get(Actor, post.author_id)
+    if author is None or id_of(update.get("actor")) != author.uri:
+        raise Ignored("only the author edits a post")
     obj = await _trusted(ctx, activity, update.get("object"))
     if obj is None or obj.get("id") != post.uri:
         raise Ignored("update without the post")
+    if ids(obj.get("attributedTo")) != [author.uri]:
+        raise Ignored("the updated post names another author")
     post.content = sanitize_html(obj.get("content") or "")
     if post.in_reply_to is None:
         post.name = title_for(obj)
@@ -121,20 +141,24 @@ async def _apply_update(
     post.document = json.dumps(obj)
 
 
-async def _apply_delete(ctx: HandlerContext, delete: dict[str, Any]) -> None:
-    uri = id_of(delete.get("object"))
-    post = await find_post(ctx.session, uri) if uri else None
-    if post is None or post.deleted_at is not None:
-        raise Ignored("delete of a post we do not have")
-    # Only the origin can say a post is gone: it must answer 404/410 or a Tombstone.
+async def _apply_delete(ctx: HandlerContext, announcer: Actor, delete: dict[str, Any]) -> None:
+    post = await _relayed_post(ctx, announcer, delete, "Delete")
+    if post.deleted_at is not None:
+        raise Ignored("delete of a post already deleted")
+    # Only the origin can say a post is gone: a 410 or a Tombstone, or a 404 for a post anyone
+    # may see (a 404 for a non-public post is what anyone outside its audience is told).
     if not ctx.spend_fetch():
         raise Ignored("fetch budget spent")
     try:
         still_there = await ctx.resolver.fetch(post.uri)
     except FetchError as exc:
-        if not exc.gone:
+        public = Visibility(post.visibility).open_to_anyone
+        if exc.status == 410 or (exc.status == 404 and public):
+            still_there = None
+        elif exc.status == 404:
+            raise Ignored("the origin does not show the post to us; it may not be gone") from None
+        else:
             raise  # unreachable is not gone: retried later
-        still_there = None
     if still_there is not None and first_type(still_there) != "Tombstone":
         raise Ignored("the origin still serves the post")
     post.deleted_at = now()

@@ -73,6 +73,9 @@ class FakeRemote:
     publish_shared_inbox: bool = True
     # WebFinger answers: acct name → actor URI (defaults to the actor of that name).
     webfinger_links: dict[str, str] = field(default_factory=dict)
+    # Objects served at /objects/{id} (absent: 404), and actor types other than Person.
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    actor_types: dict[str, str] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -93,7 +96,8 @@ class FakeRemote:
     def document(self, actor: RemoteActor) -> dict[str, Any]:
         return {
             "@context": [AS_CONTEXT, "https://w3id.org/security/v1"],
-            "id": actor.uri, "type": "Person", "preferredUsername": actor.name,
+            "id": actor.uri, "type": self.actor_types.get(actor.name, "Person"),
+            "preferredUsername": actor.name,
             "inbox": actor.inbox, "outbox": f"{actor.uri}/outbox",
             "followers": f"{actor.uri}/followers",
             "endpoints": {"sharedInbox": self.shared_inbox} if self.publish_shared_inbox else {},
@@ -112,6 +116,7 @@ class FakeRemote:
         app = web.Application()
         app.router.add_get("/.well-known/webfinger", self._webfinger)
         app.router.add_get("/users/{name}", self._actor)
+        app.router.add_get("/objects/{id}", self._object)
         app.router.add_post("/users/{name}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
         self._runner = web.AppRunner(app)
@@ -131,6 +136,13 @@ class FakeRemote:
         return web.Response(
             body=json.dumps(self.document(actor)), content_type="application/activity+json"
         )
+
+    async def _object(self, request: web.Request) -> web.StreamResponse:
+        self.fetches[f"objects/{request.match_info['id']}"] += 1
+        found = self.objects.get(request.match_info["id"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=json.dumps(found), content_type="application/activity+json")
 
     async def _webfinger(self, request: web.Request) -> web.StreamResponse:
         resource = request.query.get("resource", "")
