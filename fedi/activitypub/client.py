@@ -9,7 +9,6 @@ served as ActivityPub (SECURITY 2) and carry the id they were fetched from (SECU
 from __future__ import annotations
 
 import email.utils
-import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,11 +20,12 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from fedi.activitypub import jsonsafe
 from fedi.activitypub.httpsig import Scheme, sign_request
 from fedi.activitypub.keys import SigningKey
 from fedi.activitypub.mediatypes import ACCEPT_AP, ACTIVITY_JSON, is_activitypub_media_type
 from fedi.activitypub.netguard import GuardedResolver, check_url
-from fedi.errors import FetchError
+from fedi.errors import FetchError, ValidationError
 
 ACCEPT_JRD: Final = "application/jrd+json, application/json"
 POST_BODY_CAP: Final = 64 * 1024
@@ -117,12 +117,9 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, *, truncate: boo
 
 def _parse_json_object(body: bytes, url: URL) -> dict[str, Any]:
     try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise FetchError(f"response from {url} is not valid JSON") from exc
-    if not isinstance(doc, dict):
-        raise FetchError(f"response from {url} is not a JSON object")
-    return doc
+        return jsonsafe.loads_object(body, max_bytes=len(body))  # size is capped while reading
+    except ValidationError as exc:
+        raise FetchError(f"response from {url} refused: {exc.reason}") from None
 
 
 def _excerpt(body: bytes) -> str:

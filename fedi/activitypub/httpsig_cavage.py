@@ -77,7 +77,7 @@ def _timestamp(params: Mapping[str, str], name: str) -> int | None:
         return None
     try:
         return int(float(raw))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: "1e400" and longer digit runs
         raise SignatureError(f"the signature's {name} parameter is not a timestamp") from exc
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from fedi.activitypub import jsonsafe
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of, ids
 from fedi.errors import ValidationError
 
@@ -106,13 +106,12 @@ class IncomingActivity:
     document: dict[str, Any]
 
 
-def parse_activity_body(body: bytes) -> IncomingActivity:
+def parse_activity_body(body: bytes | str) -> IncomingActivity:
+    """The inbox and the worker both read bodies here, so what one accepts the other reads."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationError(f"body is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValidationError("body must be a JSON object")
+        doc = jsonsafe.loads_object(body)
+    except ValidationError as exc:
+        raise ValidationError(f"body refused: {exc.reason}") from None
     return parse_activity(doc)
 
 

@@ -22,6 +22,7 @@ from fedi.urls import GROUPS, USERS, Urls
 from fedi.web.federation import activity_visible
 from fedi.web.gate import viewer_of
 from fedi.web.negotiation import ActivityResponse, not_found
+from fedi.web.params import row_id
 
 PAGE_SIZE = 20
 MAX_ITEMS = 1000  # newest items a collection lists
@@ -46,7 +47,7 @@ def _page_number(request: Request) -> int | None:
     raw = request.query_params.get("page")
     if raw is None:
         return None
-    return int(raw) if raw.isdigit() and int(raw) >= 1 else 1
+    return row_id(raw) or 1  # unreadable or out of range: the first page
 
 
 def _paged(
@@ -203,11 +204,11 @@ async def replies(request: Request) -> Response:
 async def context(request: Request) -> Response:
     """FEP-7888: the thread as a collection, owned by the group that hosts it."""
     services = _services(request)
-    raw = request.path_params["thread_id"]
-    if not raw.isdigit():
+    thread_id = row_id(request.path_params["thread_id"])
+    if thread_id is None:
         return not_found()
     async with services.sessionmaker() as session:
-        root = await session.get(Post, int(raw))
+        root = await session.get(Post, thread_id)
         group = await session.get(Actor, root.group_id) if root and root.group_id else None
     if root is None or root.thread_id != root.id or group is None or not group.local:
         return not_found()

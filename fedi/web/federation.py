@@ -26,6 +26,7 @@ from fedi.urls import GROUPS, USERS, Urls
 from fedi.web.gate import viewer_of, visible
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
+from fedi.web.params import non_negative, row_id
 
 
 def _services(request: Request) -> Services:
@@ -95,8 +96,8 @@ async def inbox(request: Request) -> Response:
             return not_found()
         recipient = found.uri
     limit = services.settings.max_inbox_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = non_negative(request.headers.get("content-length"))  # else the stream cap holds
+    if declared is not None and declared > limit:
         return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
     chunks: list[bytes] = []
     size = 0
@@ -148,11 +149,11 @@ async def post(request: Request) -> Response:
 async def group_copy_document(request: Request) -> Response:
     """The group's copy of a non-public post (what microblog members see)."""
     services = _services(request)
-    raw = request.path_params["post_id"]
-    if not raw.isdigit():
+    post_id = row_id(request.path_params["post_id"])
+    if post_id is None:
         return not_found()
     async with services.sessionmaker() as session:
-        found = await session.get(Post, int(raw))
+        found = await session.get(Post, post_id)
         group = await session.get(Actor, found.group_id) if found and found.group_id else None
         if found is None or group is None or not group.local or found.copy_uri is None:
             return not_found()
