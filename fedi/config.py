@@ -33,6 +33,13 @@ class Settings:
     authorized_fetch: bool = False
     # How long a worker owns the rows it claimed; a killed worker's rows go out after this.
     delivery_lease_seconds: int = 300
+    # Inbox admission: past this many waiting activities, or an oldest one waiting this long,
+    # the inbox answers 503 with Retry-After instead of queueing more.
+    inbox_max_queue: int = 10_000
+    inbox_max_age_seconds: int = 600
+    # Each remote host may send this many activities per second, in bursts up to the burst.
+    inbox_host_rate: int = 30
+    inbox_host_burst: int = 300
 
     @property
     def scheme(self) -> str:
@@ -118,4 +125,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_pool_size=_int(env, "FEDI_DATABASE_POOL_SIZE", 32),
         authorized_fetch=_bool(env, "FEDI_AUTHORIZED_FETCH", False),
         delivery_lease_seconds=_int(env, "FEDI_DELIVERY_LEASE_SECONDS", 300),
+        inbox_max_queue=_int(env, "FEDI_INBOX_MAX_QUEUE", 10_000),
+        inbox_max_age_seconds=_int(env, "FEDI_INBOX_MAX_AGE_SECONDS", 600),
+        inbox_host_rate=_int(env, "FEDI_INBOX_HOST_RATE", 30),
+        inbox_host_burst=_int(env, "FEDI_INBOX_HOST_BURST", 300),
     )

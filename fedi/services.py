@@ -12,6 +12,8 @@ from fedi.activitypub.keys import SigningKey
 from fedi.actors.local import ensure_instance_actor
 from fedi.config import Settings
 from fedi.delivery.worker import DeliveryWorker
+from fedi.federation.admission import HostBuckets, QueueLimits
+from fedi.federation.backlog import InboxBacklog
 from fedi.federation.dispatch import HANDLERS
 from fedi.federation.fetch_auth import FetchVerifier
 from fedi.federation.processor import InboxProcessor
@@ -101,6 +103,10 @@ def build_services(settings: Settings) -> Services:
     receiver = Receiver(
         sessionmaker, resolver, settings.domain, host_policy=domain_policy.refusal,
         on_stored=inbox_wake.set,
+        backlog=InboxBacklog(
+            sessionmaker, QueueLimits(settings.inbox_max_queue, settings.inbox_max_age_seconds)
+        ),
+        buckets=HostBuckets(settings.inbox_host_rate, settings.inbox_host_burst),
     )
     processor = InboxProcessor(
         sessionmaker, resolver, urls, HANDLERS, host_policy=domain_policy.refusal

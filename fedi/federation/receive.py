@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from fedi.activitypub.httpsig import SignatureParams, parse_signature, verify_request
 from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_body
 from fedi.errors import FetchError, SignatureError, ValidationError
+from fedi.federation.admission import HostBuckets, Refusal
+from fedi.federation.backlog import InboxBacklog
 from fedi.federation.resolve import ActorResolver, KeyInfo
 from fedi.store.batch import BatchInserter
 from fedi.store.models import InboxItem, now
@@ -45,6 +47,11 @@ class InboxRequest:
 class InboxResult:
     status: int
     reason: str
+    retry_after: int | None = None  # seconds, sent as Retry-After with 429 and 503
+
+    @staticmethod
+    def refused(refusal: Refusal) -> InboxResult:
+        return InboxResult(refusal.status, refusal.reason, refusal.retry_after)
 
 
 class Receiver:
@@ -55,6 +62,8 @@ class Receiver:
         domain: str,
         host_policy: HostPolicy = allow_all,
         on_stored: Callable[[], None] | None = None,
+        backlog: InboxBacklog | None = None,
+        buckets: HostBuckets | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._resolver = resolver
@@ -62,6 +71,9 @@ class Receiver:
         self._host_policy = host_policy
         self.host_policy = host_policy
         self._on_stored = on_stored
+        # Admission control (None: unbounded, as in unit tests of the pipeline).
+        self._backlog = backlog
+        self._buckets = buckets
         engine = sessionmaker.kw["bind"]
         insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         # A duplicate id is the same activity sent twice: stored once, processed once.
@@ -70,10 +82,20 @@ class Receiver:
         )
 
     async def receive(self, request: InboxRequest) -> InboxResult:
+        # Admission first: refusing costs nothing, and nothing refused is stored.
+        if self._backlog is not None and (full := await self._backlog.refusal()) is not None:
+            return InboxResult.refused(full)
         try:
             signature = parse_signature(request.headers)
         except SignatureError as exc:
             return InboxResult(401, exc.reason)
+        # Charged only once verified (below), so forged key ids cannot spend another host's
+        # share; checked here, so a host over its share costs no parsing or key work.
+        signer_host = host_of(signature.key_id)
+        if self._buckets is not None and (
+            too_fast := self._buckets.refusal(signer_host)
+        ) is not None:
+            return InboxResult.refused(too_fast)
         host_header = request.headers.get("host", "").lower()
         if host_header and host_header != self._domain:
             return InboxResult(401, f"request was addressed to {host_header}, not {self._domain}")
@@ -110,6 +132,8 @@ class Receiver:
             if failure is not None:
                 return InboxResult(401, failure)
 
+        if self._buckets is not None:
+            self._buckets.take(signer_host)
         await self._store(activity, request)
         return InboxResult(202, "accepted")
 
@@ -140,6 +164,8 @@ class Receiver:
             "claimed_until": 0.0,
             "received_at": now(),
         })
+        if self._backlog is not None:
+            self._backlog.stored()
         if self._on_stored is not None:
             self._on_stored()
 

@@ -118,7 +118,8 @@ async def inbox(request: Request) -> Response:
     )
     if result.status == 202:
         return Response(status_code=202)
-    return JSONResponse({"error": result.reason}, status_code=result.status)
+    retry = {"Retry-After": str(result.retry_after)} if result.retry_after is not None else None
+    return JSONResponse({"error": result.reason}, status_code=result.status, headers=retry)
 
 
 async def post(request: Request) -> Response:
