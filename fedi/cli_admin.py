@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.actors.local import find_local
 from fedi.cli_common import with_services
 from fedi.config import Settings
+from fedi.delivery import queue as delivery_queue
 from fedi.errors import FediError, ValidationError
 from fedi.groups import moderation as group_moderation
 from fedi.moderation import audit, blocks, imports, reports
@@ -141,6 +142,15 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     audit_parser.add_argument("--group", default=None, metavar="GROUP",
                               help="only entries about this local group")
     audit_parser.add_argument("--limit", type=int, default=200, help="how many (default 200)")
+
+    queue = command(
+        actions, "deliveries", "show the delivery queue: counts by state and the newest "
+        "deliveries, each with why it is waiting or why it failed", _deliveries,
+    )
+    queue.add_argument("--state", choices=delivery_queue.STATES, default=None,
+                       help="only deliveries in this state")
+    queue.add_argument("--host", default=None, help="only deliveries to this host (host:port)")
+    queue.add_argument("--limit", type=int, default=50, help="how many rows (default 50)")
 
     reports_parser = command(actions, "reports", "list open reports (with --all, resolved "
                              "ones too)", _reports)
@@ -361,6 +371,33 @@ async def _audit(services: Services, session: AsyncSession, admin: Admin,
     for entry in entries:
         print("\t".join([_when(entry.at), entry.who, entry.action, entry.target,
                          entry.reason or "-", entry.details]))
+
+
+async def _deliveries(services: Services, session: AsyncSession, admin: Admin,
+                      args: argparse.Namespace) -> None:
+    if args.limit < 0:
+        raise ValidationError("--limit must be 0 or more")
+    view = await delivery_queue.queue_view(session, state=args.state, host=args.host,
+                                           limit=args.limit)
+    print("deliveries: " + ", ".join(f"{state} {view.counts.get(state, 0)}"
+                                     for state in delivery_queue.STATES))
+    moment = now()
+    for row in view.rows:
+        if row.state != "pending":
+            when = "-"
+        elif row.host_gone:
+            when = "host gone"
+        elif row.host_down_until > moment:
+            when = f"host paused until {_when(row.host_down_until)}"
+        elif row.next_attempt_at > moment:
+            when = f"next attempt {_when(row.next_attempt_at)}"
+        else:
+            when = "due now"
+        print("\t".join([
+            f"#{row.id}", row.state, row.host, row.inbox_url, f"attempts {row.attempts}", when,
+            (row.last_error or (f"HTTP {row.last_status}" if row.last_status else "-"))
+            .replace("\n", " "),
+        ]))
 
 
 async def _reports(services: Services, session: AsyncSession, admin: Admin,

@@ -65,7 +65,7 @@ class Services:
 
         await asyncio.gather(
             poll_loop(process_inbox, stop, self.inbox_wake),
-            poll_loop(self.delivery.run_once, stop, self.delivery_wake),
+            self.delivery.run(stop, self.delivery_wake),
         )
 
     async def close(self) -> None:

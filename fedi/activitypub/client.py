@@ -58,6 +58,11 @@ class _ConnectFailed(FetchError):
     """The TCP/TLS connection could not be established (as opposed to an HTTP answer)."""
 
 
+class DestinationRefused(FetchError):
+    """The address guard refused the destination (scheme, userinfo, a forbidden address, also
+    when a name resolves to one): asking again will not help, so a delivery fails at once."""
+
+
 def host_key(url: URL) -> str:
     """The per-host memory key: the Host header value ("h" or "h:port" for non-default)."""
     host = (url.raw_host or "").lower()
@@ -199,11 +204,18 @@ class FederationClient:
 
         Only `_exchange` calls this, with a URL that has passed `check_url`.
         """
+        answered = False
         try:
             async with self._http().request(
                 method, url, headers=CIMultiDict(headers), data=body, allow_redirects=False
             ) as resp:
+                answered = True
                 yield resp
+        except FetchError as exc:
+            if answered:
+                raise
+            # Before any answer, only GuardedResolver raises FetchError: a refused address.
+            raise DestinationRefused(exc.reason) from None
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:
             raise _ConnectFailed(f"could not connect to {host_key(url)}: {exc}") from exc
         except TimeoutError as exc:
@@ -399,8 +411,14 @@ class FederationClient:
     async def post_activity(
         self, inbox_url: str, body: bytes, *, sign_as: SigningKey
     ) -> PostResult:
-        """POST a signed activity; HTTP error statuses are returned, not raised."""
-        url = as_url(inbox_url)
+        """POST a signed activity; HTTP error statuses are returned, not raised.
+
+        DestinationRefused when the address guard refuses the inbox (final for a delivery).
+        """
+        try:
+            url = check_url(as_url(inbox_url), self._settings.allow_private_addresses)
+        except FetchError as exc:
+            raise DestinationRefused(exc.reason) from None
         headers = {"Content-Type": ACTIVITY_JSON}
         async with self._exchange("POST", url, headers, body, sign_as) as (resp, scheme):
             excerpt = _excerpt(await read_capped(resp, POST_BODY_CAP, truncate=True))

@@ -24,9 +24,11 @@ async def enqueue(
     session.add(record)
     await session.flush()
     created = now()
+    # Due at once (0, not "now"): a worker whose wall clock is behind this one's (a clock
+    # jump, another machine) still sends new rows straight away.
     rows = [
         {"activity_id": record.id, "inbox_url": inbox, "host": host_of(inbox),
-         "state": "pending", "attempts": 0, "next_attempt_at": created, "claimed_until": 0.0,
+         "state": "pending", "attempts": 0, "next_attempt_at": 0.0, "claimed_until": 0.0,
          "created_at": created}
         for inbox in dict.fromkeys(inboxes)
     ]

@@ -1,10 +1,17 @@
 """Delivery worker: claims due outbox rows, signs and POSTs them, records what happened.
 
-- Claims use a lease (`claimed_until`): a worker killed mid-batch loses nothing, its rows are
-  claimed again once the lease runs out. On PostgreSQL, `FOR UPDATE SKIP LOCKED` lets many
+- Claims are continuous: every delivery is its own task, and slots are refilled as they free,
+  never after a whole batch. A slow or hanging host holds at most `per_host` slots; the rest
+  keep flowing (SECURITY 16).
+- Claims use a lease (`claimed_until`) that is renewed while the request is in flight: a worker
+  killed mid-flight loses nothing, its rows are claimed again once the lease runs out, and a
+  request that hangs is not claimed twice. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets many
   `fedi worker` processes share the queue without taking the same row.
-- Concurrency is bounded globally and per host; a batch takes at most a few rows per host so
-  one slow host cannot fill it, and hosts behind an open circuit breaker are not claimed.
+- Time: leases, backoff and breaker pauses are wall-clock instants in the database (several
+  processes share them); new rows are due at once (`next_attempt_at` 0), so a wall clock that
+  jumps back does not hold new work. Intervals within the process use the monotonic clock.
+- Final without retrying: rows the SSRF guard refuses, and rows for a host marked gone; each
+  keeps its reason in `last_error`.
 """
 
 from __future__ import annotations
@@ -13,14 +20,15 @@ import asyncio
 import logging
 import random
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fedi.activitypub.client import FederationClient
+from fedi.activitypub.client import DestinationRefused, FederationClient
 from fedi.activitypub.keys import SigningKey
 from fedi.delivery.retry import Outcome, breaker_pause, decide
 from fedi.errors import FetchError
@@ -30,6 +38,11 @@ log = logging.getLogger(__name__)
 
 HostPolicy = Callable[[str], Awaitable[str | None]]
 LAUNCH_WAVE = 32
+GONE_REASON = "not sent: the host is gone (its shared inbox answered 410 Gone)"
+SWEEP_SECONDS = 30.0  # how often rows for gone hosts are closed
+STOP_GRACE = 5.0  # on shutdown, in-flight requests get this long before they are released
+# Errors of the database or the connection to it: the worker waits and carries on.
+_DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,18 @@ class _Result:
     outcome: Outcome
     status: int | None
     error: str | None
+    neutral: bool = False  # says nothing about the host's health (refused before sending)
+    attempted: bool = True  # False: released untried (e.g. the domain policy was unavailable)
+
+
+Bodies = dict[int, tuple[bytes, SigningKey]]
+
+
+def brief(exc: BaseException) -> str:
+    """One line about a database error: the driver's message, never the SQL or its parameters."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0][:200] if lines else ''}"
 
 
 class DeliveryWorker:
@@ -63,73 +88,230 @@ class DeliveryWorker:
         lease_seconds: float = 300.0,
         host_policy: HostPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._client = client
-        self._global = asyncio.Semaphore(concurrency)
-        self._per_host = per_host
-        self._host_locks: dict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(per_host)
-        )
+        self._concurrency = max(1, concurrency)
+        self._per_host = max(1, per_host)
         self._batch_size = batch_size
         self._lease = lease_seconds
         self._host_policy = host_policy
         self._clock = clock
+        self._monotonic = monotonic
         self._rng = rng or random.Random()
         self._keys: dict[int, SigningKey] = {}
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+        # Refill when this many slots are free (or nothing runs): claims and records in
+        # groups, not one transaction per delivery.
+        self._refill_at = max(1, self._concurrency // 8)
+        self._running: dict[int, _Claimed] = {}  # sending now
+        self._host_running: Counter[str] = Counter()
+        self._finished: list[_Result] = []  # sent, not yet recorded
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()
+        self._swept_at: float | None = None
+        self._renewed_at = monotonic()
 
+    # -- driving ------------------------------------------------------------------------------
     async def run_once(self) -> int:
-        """Deliver one batch of due rows; return how many were attempted."""
-        rows, bodies = await self._claim()
-        if not rows:
+        """Deliver every row that is due now, refilling slots as they free; return how many
+        were attempted. Database errors propagate (tests and benchmarks want to see them)."""
+        return await self._pump(None, None, 0.5)
+
+    async def run(
+        self, stop: asyncio.Event, wake: asyncio.Event | None = None, idle_seconds: float = 0.5
+    ) -> None:
+        """Deliver until stop is set; a database outage is waited out, not fatal."""
+        await self._pump(stop, wake, idle_seconds)
+
+    async def _pump(
+        self, stop: asyncio.Event | None, wake: asyncio.Event | None, idle_seconds: float
+    ) -> int:
+        if wake is not None:
+            self._progress = wake  # one event: new work enqueued or a slot freed
+        attempted = 0
+        pause = 0.0  # after a database error, growing
+        flushed_at = self._monotonic()
+        stop_by: float | None = None
+        while True:
+            stopping = stop is not None and stop.is_set()
+            if stopping and stop_by is None:
+                stop_by = self._monotonic() + STOP_GRACE
+            claimed: int | None = None
+            try:
+                await self._housekeeping()
+                room = self._concurrency - len(self._running)
+                if self._finished and (
+                    room >= self._refill_at or not self._running or stopping
+                    or self._monotonic() - flushed_at > 1.0
+                ):
+                    await self._flush()
+                    flushed_at = self._monotonic()
+                if not stopping and (room >= self._refill_at or not self._running):
+                    claimed = await self._start(room)
+                    attempted += claimed
+                pause = 0.0
+            except _DB_ERRORS as exc:
+                if stop is None:
+                    raise
+                pause = min(5.0, max(0.25, pause * 2))
+                log.warning("delivery worker: database unavailable (%s); retrying in %.1fs",
+                            brief(exc), pause)
+            idle = not self._running and not self._finished
+            if stop is None and idle and claimed == 0:
+                return attempted
+            if stopping and (idle or (stop_by is not None and self._monotonic() > stop_by)):
+                await self._release_all()
+                return attempted
+            if pause:
+                await asyncio.sleep(pause)
+                continue
+            self._progress.clear()
+            room = self._concurrency - len(self._running)
+            if self._finished and (room >= self._refill_at or not self._running):
+                continue  # results arrived while we claimed: record them and refill
+            try:
+                await asyncio.wait_for(self._progress.wait(), timeout=idle_seconds)
+            except TimeoutError:
+                pass
+
+    async def _start(self, room: int) -> int:
+        if room <= 0:
             return 0
-        tasks: list[asyncio.Task[_Result]] = []
+        rows, bodies = await self._claim(room)
         for start in range(0, len(rows), LAUNCH_WAVE):
-            tasks += [asyncio.create_task(self._send(row, bodies))
-                      for row in rows[start:start + LAUNCH_WAVE]]
+            for row in rows[start:start + LAUNCH_WAVE]:
+                self._running[row.id] = row
+                self._host_running[row.host] += 1
+                task = asyncio.create_task(self._deliver(row, bodies))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
             # Signing is synchronous CPU work: started all at once, every request would be
             # signed before the first one reached the network. In waves, the event loop gets
             # to send the first requests while the next ones are signed.
             await asyncio.sleep(0)
-        results = await asyncio.gather(*tasks)
-        await self._record(results)
         return len(rows)
 
+    async def _deliver(self, row: _Claimed, bodies: Bodies) -> None:
+        try:
+            result = await self._send(row, bodies)
+        except asyncio.CancelledError:
+            self._forget(row)
+            raise
+        except Exception as exc:  # a bug must not lose the row: it is retried later
+            log.error("delivery %s to %s failed unexpectedly: %r", row.id, row.host, exc)
+            outcome = decide(status=None, attempts=row.attempts + 1, created_at=row.created_at,
+                             now=self._clock(), rng=self._rng)
+            result = _Result(row, outcome, None, f"internal error: {exc!r}"[:500], neutral=True)
+        self._forget(row)
+        self._finished.append(result)
+        self._progress.set()
+
+    def _forget(self, row: _Claimed) -> None:
+        if self._running.pop(row.id, None) is not None:
+            self._host_running[row.host] -= 1
+            if self._host_running[row.host] <= 0:
+                del self._host_running[row.host]
+
+    async def _flush(self) -> None:
+        results, self._finished = self._finished, []
+        try:
+            await self._record(results)
+        except BaseException:
+            self._finished[:0] = results  # sent but not recorded: keep them for the next try
+            raise
+
+    async def _housekeeping(self) -> None:
+        """Renew the leases of rows in hand; close rows for gone hosts now and then."""
+        mono = self._monotonic()
+        held = [*self._running, *(r.row.id for r in self._finished)]
+        if held and mono - self._renewed_at >= self._lease / 3:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(held), Delivery.state == "pending")
+                    .values(claimed_until=self._clock() + self._lease)
+                    .execution_options(synchronize_session=False)
+                )
+            self._renewed_at = mono
+        elif not held:
+            self._renewed_at = mono
+        if self._swept_at is None or mono - self._swept_at >= SWEEP_SECONDS:
+            await self._close_gone_hosts()
+            self._swept_at = mono
+
+    async def _release_all(self) -> None:
+        """Shutting down: cancel what still runs and hand its rows back to the queue."""
+        rows = list(self._running.values())
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            if self._finished:
+                await self._flush()
+            if rows:
+                async with self._sessionmaker() as session, session.begin():
+                    await session.execute(
+                        update(Delivery)
+                        .where(Delivery.id.in_([r.id for r in rows]),
+                               Delivery.state == "pending")
+                        .values(claimed_until=0.0)
+                        .execution_options(synchronize_session=False)
+                    )
+        except _DB_ERRORS as exc:
+            log.warning("delivery worker: could not hand back %d deliveries at shutdown (%s); "
+                        "they are sent again when their lease runs out", len(rows), brief(exc))
+
     # -- claiming ---------------------------------------------------------------------------
-    async def _claim(self) -> tuple[list[_Claimed], dict[int, tuple[bytes, SigningKey]]]:
+    async def _claim(self, limit: int | None = None) -> tuple[list[_Claimed], Bodies]:
+        """Claim up to `limit` due rows, never more per host than its free slots."""
+        limit = min(limit or self._batch_size, self._batch_size)
         moment = self._clock()
         unavailable = select(Host.host).where(or_(Host.down_until > moment, Host.gone))
+        conditions = [
+            Delivery.state == "pending",
+            Delivery.next_attempt_at <= moment,
+            Delivery.claimed_until < moment,
+            Delivery.host.not_in(unavailable),
+        ]
+        full = [h for h, n in self._host_running.items() if n >= self._per_host]
+        if full:
+            conditions.append(Delivery.host.not_in(full))
+        held = [*self._running, *(r.row.id for r in self._finished)]
+        if held:
+            # Our own rows, even when a jump of the wall clock made their lease look expired.
+            conditions.append(Delivery.id.not_in(held))
         ranked = (
             select(
                 Delivery.id,
                 func.row_number()
-                .over(partition_by=Delivery.host, order_by=Delivery.next_attempt_at)
+                .over(partition_by=Delivery.host,
+                      order_by=(Delivery.next_attempt_at, Delivery.id))
                 .label("rank"),
             )
-            .where(
-                Delivery.state == "pending",
-                Delivery.next_attempt_at <= moment,
-                Delivery.claimed_until < moment,
-                Delivery.host.not_in(unavailable),
-            )
+            .where(*conditions)
             .subquery()
         )
-        # Per-host cap inside a batch: a batch never waits long on any single host.
-        capped = select(ranked.c.id).where(ranked.c.rank <= self._per_host * 4)
+        capped = select(ranked.c.id).where(ranked.c.rank <= self._per_host)
         async with self._sessionmaker() as session, session.begin():
             # The LIMIT sits on the outer query so that rows other workers hold (SKIP LOCKED)
-            # are passed over instead of using up the batch.
+            # are passed over instead of using up the claim.
             query = (
-                select(Delivery.id)
+                select(Delivery.id, Delivery.host)
                 .where(Delivery.id.in_(capped))
-                .order_by(Delivery.next_attempt_at)
-                .limit(self._batch_size)
+                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .limit(limit)
             )
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
-            ids = list((await session.execute(query)).scalars())
+            taken: Counter[str] = Counter()
+            ids: list[int] = []
+            for row_id, host in (await session.execute(query)).all():
+                if self._host_running[host] + taken[host] < self._per_host:
+                    taken[host] += 1
+                    ids.append(row_id)
             if not ids:
                 return [], {}
             await session.execute(
@@ -143,52 +325,62 @@ class DeliveryWorker:
                 select(
                     Delivery.id, Delivery.inbox_url, Delivery.host, Delivery.attempts,
                     Delivery.created_at, Delivery.activity_id, shared,
-                ).where(Delivery.id.in_(ids))
+                ).where(Delivery.id.in_(ids)).order_by(Delivery.next_attempt_at, Delivery.id)
             )
             rows = [_Claimed(*r) for r in result.all()]
-            activity_ids = {row.activity_id for row in rows}
-            bodies: dict[int, tuple[bytes, SigningKey]] = {}
-            found = await session.execute(
-                select(
-                    OutboundActivity.id, OutboundActivity.body, Actor.id, Actor.key_id,
-                    Actor.private_key_pem,
-                )
-                .join(Actor, Actor.id == OutboundActivity.actor_id)
-                .where(OutboundActivity.id.in_(activity_ids))
-            )
-            for activity_id, body, actor_id, key_id, private_pem in found.all():
-                if key_id is None or private_pem is None:
-                    continue  # only local actors sign; _send fails such rows with a reason
-                key = self._keys.get(actor_id)
-                if key is None or key.key_id != key_id:
-                    key = SigningKey(key_id=key_id, private_pem=private_pem)
-                    self._keys[actor_id] = key
-                bodies[activity_id] = (body.encode(), key)
+            bodies = await self._bodies(session, {row.activity_id for row in rows})
         return rows, bodies
 
+    async def _bodies(self, session: AsyncSession, activity_ids: set[int]) -> Bodies:
+        bodies: Bodies = {}
+        found = await session.execute(
+            select(
+                OutboundActivity.id, OutboundActivity.body, Actor.id, Actor.key_id,
+                Actor.private_key_pem,
+            )
+            .join(Actor, Actor.id == OutboundActivity.actor_id)
+            .where(OutboundActivity.id.in_(activity_ids))
+        )
+        for activity_id, body, actor_id, key_id, private_pem in found.all():
+            if key_id is None or private_pem is None:
+                continue  # only local actors sign; _send fails such rows with a reason
+            key = self._keys.get(actor_id)
+            if key is None or key.key_id != key_id:
+                key = SigningKey(key_id=key_id, private_pem=private_pem)
+                self._keys[actor_id] = key
+            bodies[activity_id] = (body.encode(), key)
+        return bodies
+
     # -- sending ----------------------------------------------------------------------------
-    async def _send(
-        self, row: _Claimed, bodies: dict[int, tuple[bytes, SigningKey]]
-    ) -> _Result:
+    async def _send(self, row: _Claimed, bodies: Bodies) -> _Result:
         if self._host_policy is not None:
-            refusal = await self._host_policy(row.host)
+            try:
+                refusal = await self._host_policy(row.host)
+            except _DB_ERRORS as exc:
+                retry = Outcome("pending", self._clock() + 5.0, host_ok=True)
+                return _Result(row, retry, None, f"domain policy unavailable: {brief(exc)}",
+                               neutral=True, attempted=False)
             if refusal is not None:
-                return _Result(row, Outcome("dropped", self._clock(), host_ok=True), None, refusal)
+                dropped = Outcome("dropped", self._clock(), host_ok=True)
+                return _Result(row, dropped, None, refusal, neutral=True)
         if row.activity_id not in bodies:
             failed = Outcome("failed", self._clock(), host_ok=True)
-            return _Result(row, failed, None, "the signing actor has no private key")
+            return _Result(row, failed, None, "the signing actor has no private key", neutral=True)
         body, key = bodies[row.activity_id]
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
-        async with self._global, self._host_locks[row.host]:
-            try:
-                response = await self._client.post_activity(row.inbox_url, body, sign_as=key)
-                status, retry_after = response.status, response.retry_after
-                if status >= 300:
-                    error = f"HTTP {status}: {response.body_excerpt}"[:500]
-            except FetchError as exc:
-                error = exc.reason
+        try:
+            response = await self._client.post_activity(row.inbox_url, body, sign_as=key)
+            status, retry_after = response.status, response.retry_after
+            if status >= 300:
+                error = f"HTTP {status}: {response.body_excerpt}"[:500]
+        except DestinationRefused as exc:
+            # The address guard (SECURITY 10) will refuse it every time: fail now, not in 7 days.
+            failed = Outcome("failed", self._clock(), host_ok=True)
+            return _Result(row, failed, None, f"refused: {exc.reason}"[:500], neutral=True)
+        except FetchError as exc:
+            error = exc.reason[:500]
         outcome = decide(
             status=status, attempts=row.attempts + 1, created_at=row.created_at,
             now=self._clock(), retry_after=retry_after, shared_inbox=row.shared, rng=self._rng,
@@ -202,7 +394,7 @@ class DeliveryWorker:
             {
                 "id": r.row.id,
                 "state": r.outcome.state,
-                "attempts": r.row.attempts + 1,
+                "attempts": r.row.attempts + (1 if r.attempted else 0),
                 "next_attempt_at": r.outcome.next_attempt_at,
                 "claimed_until": 0.0,
                 "last_status": r.status,
@@ -211,25 +403,49 @@ class DeliveryWorker:
             }
             for r in results
         ]
-        by_host: dict[str, list[Outcome]] = defaultdict(list)
+        by_host: dict[str, list[Outcome]] = {}
         for r in results:
-            if r.outcome.state != "dropped":
-                by_host[r.row.host].append(r.outcome)
+            if not r.neutral:
+                by_host.setdefault(r.row.host, []).append(r.outcome)
         async with self._sessionmaker() as session, session.begin():
             await session.execute(update(Delivery), updates)
-            await self._update_hosts(session, by_host, moment)
+            gone = await self._update_hosts(session, by_host, moment)
+        if gone:
+            await self._close_gone_hosts()
+
+    async def _close_gone_hosts(self) -> None:
+        """Close the pending rows of hosts marked gone: never claimed, they would wait forever."""
+        held = [*self._running, *(r.row.id for r in self._finished)]
+        statement = (
+            update(Delivery)
+            .where(
+                Delivery.state == "pending",
+                Delivery.host.in_(select(Host.host).where(Host.gone)),
+            )
+            .values(state="failed", last_error=GONE_REASON, done_at=self._clock(),
+                    claimed_until=0.0)
+            .execution_options(synchronize_session=False)
+        )
+        if held:
+            statement = statement.where(Delivery.id.not_in(held))
+        async with self._sessionmaker() as session, session.begin():
+            closed = (await session.execute(statement)).rowcount  # type: ignore[attr-defined]
+        if closed:
+            log.info("closed %d deliveries to gone hosts", closed)
 
     async def _update_hosts(
         self, session: AsyncSession, by_host: dict[str, list[Outcome]], moment: float
-    ) -> None:
+    ) -> bool:
+        """Record host health; True if a host was just marked gone."""
         if not by_host:
-            return
+            return False
         known = {
             h.host: h
             for h in (
                 await session.execute(select(Host).where(Host.host.in_(list(by_host))))
             ).scalars()
         }
+        newly_gone = False
         for host, outcomes in by_host.items():
             record = known.get(host)
             healthy = any(o.host_ok for o in outcomes) and not any(o.host_gone for o in outcomes)
@@ -239,6 +455,7 @@ class DeliveryWorker:
                 record = Host(host=host, failures=0, down_until=0.0, gone=False)
                 session.add(record)
             if any(o.host_gone for o in outcomes):
+                newly_gone = newly_gone or not record.gone
                 record.gone = True
                 record.last_failure_at = moment
             elif any(o.host_ok for o in outcomes):
@@ -252,3 +469,4 @@ class DeliveryWorker:
                 if pause:
                     record.down_until = moment + pause
                     log.warning("host %s failing; pausing deliveries for %.0fs", host, pause)
+        return newly_gone
