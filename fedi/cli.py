@@ -52,6 +52,15 @@ environment:
   FEDI_MAX_INBOX_BYTES          largest accepted inbox body (default 1048576)
   FEDI_AUTHORIZED_FETCH         1 requires an HTTP signature on every ActivityPub fetch
                                 (default 0: unsigned fetches see public content only)
+  FEDI_INBOX_MAX_QUEUE          activities waiting to be processed before the inbox answers
+                                503 with Retry-After (default 10000)
+  FEDI_INBOX_MAX_AGE_SECONDS    ... or once the oldest has waited this long (default 600)
+  FEDI_INBOX_HOST_RATE          activities per second one remote host may send; more is
+                                answered 429 with Retry-After (default 30)
+  FEDI_INBOX_HOST_BURST         bursts one host may send above its rate (default 300)
+  FEDI_HTTP_HEADER_TIMEOUT      seconds for a request's headers to arrive (default 10)
+  FEDI_HTTP_BODY_TIMEOUT        seconds for a request's body to arrive (default 30)
+  FEDI_HTTP_KEEPALIVE_TIMEOUT   seconds an idle kept-alive connection stays open (default 5)
 """
 
 
@@ -202,8 +211,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from fedi.app import RUN_WORKER_ENV, create_app
+    from fedi.web.connections import protocol
 
     port = args.port or urlsplit(settings.base_url).port or 8000
+    # Deadlines for a request to arrive and for idle connections (slowloris).
+    http = {"http": protocol(settings.http_header_timeout, settings.http_body_timeout),
+            "timeout_keep_alive": settings.http_keepalive_timeout}
 
     async def prepare(services: Services) -> int:
         return 0
@@ -219,13 +232,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
         uvicorn.run("fedi.app:app_from_environment", factory=True, workers=args.workers,
                     host=args.host, port=port, log_level="warning", access_log=False,
-                    server_header=False, proxy_headers=False)
+                    server_header=False, proxy_headers=False, **http)
         return 0
     app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
     # No proxy-header rewriting: fedi never uses the client address, and ids follow
     # FEDI_BASE_URL, not forwarded headers.
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False,
-                server_header=False, proxy_headers=False)
+                server_header=False, proxy_headers=False, **http)
     return 0
 
 

@@ -40,6 +40,10 @@ class Settings:
     # Each remote host may send this many activities per second, in bursts up to the burst.
     inbox_host_rate: int = 30
     inbox_host_burst: int = 300
+    # HTTP connections: request head and body must arrive within these, idle ones close.
+    http_header_timeout: int = 10
+    http_body_timeout: int = 30
+    http_keepalive_timeout: int = 5
 
     @property
     def scheme(self) -> str:
@@ -129,4 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         inbox_max_age_seconds=_int(env, "FEDI_INBOX_MAX_AGE_SECONDS", 600),
         inbox_host_rate=_int(env, "FEDI_INBOX_HOST_RATE", 30),
         inbox_host_burst=_int(env, "FEDI_INBOX_HOST_BURST", 300),
+        http_header_timeout=_int(env, "FEDI_HTTP_HEADER_TIMEOUT", 10),
+        http_body_timeout=_int(env, "FEDI_HTTP_BODY_TIMEOUT", 30),
+        http_keepalive_timeout=_int(env, "FEDI_HTTP_KEEPALIVE_TIMEOUT", 5),
     )
