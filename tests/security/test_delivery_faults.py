@@ -23,12 +23,14 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from fedi.actors.local import create_group, create_user
 from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
 from fedi.delivery.retry import BASE_DELAY
-from fedi.delivery.worker import GONE_REASON
+from fedi.delivery.worker import GONE_REASON, DeliveryWorker
 from fedi.services import Services, build_services
-from fedi.store.models import Actor, Host
+from fedi.store.migrate import migrate
+from fedi.store.models import Actor, Delivery, Host
 from tests.support.databases import postgres_server_url, using_postgres
 from tests.support.instance import FediInstance, eventually
 from tests.support.remote import FakeRemote, RemoteActor
@@ -510,3 +512,84 @@ async def test_postgres_dropping_connections_mid_fan_out_loses_no_delivery(
     assert sum(received(remote, post_id).values()) - MEMBERS <= 2 * PER_HOST
     assert "database unavailable" in a.log()  # it noticed, said so in one line, carried on
     assert_clean_log(a)
+
+
+# -- the wall clock jumps an hour ------------------------------------------------------------
+
+class JumpingClock:
+    """The worker's wall clock: the real one plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_a_wall_clock_jump_of_an_hour_loses_and_holds_no_delivery(
+    database_url: str, remotes: list[FakeRemote]
+) -> None:
+    """A `DeliveryWorker` on a real database and real HTTP, its wall clock injected: rows are
+    enqueued on the true clock (as `fedi serve` would), the worker's jumps back and forward."""
+    settings = Settings(base_url="http://fedi.test", database_url=database_url,
+                        allow_private_addresses=True)
+    services = build_services(settings)
+    await migrate(services.engine)
+    await services.start()
+    remote = await remote_with(remotes)
+    clock = JumpingClock()
+    worker = DeliveryWorker(services.sessionmaker, services.client, clock=clock,
+                            lease_seconds=60)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop, idle_seconds=0.1))
+    try:
+        async with services.sessionmaker() as session, session.begin():
+            await create_user(session, services.urls, "owner")
+            group = await create_group(session, services.urls, "cats", owner="owner")
+
+        async def send(label: str, count: int) -> list[str]:
+            inboxes = [f"{remote.base_url}/users/{label}{n}/inbox" for n in range(count)]
+            activity = {"id": f"http://fedi.test/activities/{label}", "type": "Announce",
+                        "actor": group.uri, "object": "http://fedi.test/posts/1"}
+            async with services.sessionmaker() as session, session.begin():
+                await enqueue(session, group, activity, inboxes)
+            return [inbox.removeprefix(remote.base_url) for inbox in inboxes]
+
+        def arrived(paths: list[str]) -> Counter[str]:
+            return Counter(p.path for p in remote.posts if p.path in paths)
+
+        # Back an hour: new rows are still due at once (they were "due at now", an hour ahead
+        # of this clock, and waited that hour).
+        clock.offset = -3600
+        back = await send("back", 3)
+        await eventually(lambda: len(arrived(back)) == 3, timeout=10, what="sent after a jump back")
+
+        # Forward an hour while requests are in flight: their leases look expired, yet the
+        # worker does not claim and send its own rows a second time.
+        clock.offset = 0
+        remote.delay = 1.0
+        ahead = await send("ahead", 4)
+        await asyncio.sleep(0.5)
+        clock.offset = 3600
+        await eventually(lambda: len(arrived(ahead)) == 4, timeout=10,
+                         what="sent across a jump forward")
+        await asyncio.sleep(0.5)
+        assert set(arrived(ahead).values()) == {1}
+
+        # And back again: still nothing held.
+        remote.delay = 0.0
+        clock.offset = 0
+        again = await send("again", 3)
+        await eventually(lambda: len(arrived(again)) == 3, timeout=10, what="sent after")
+        assert set(arrived(back + again).values()) == {1}
+
+        async def settled() -> bool:
+            async with services.sessionmaker() as session:
+                states = set((await session.execute(select(Delivery.state))).scalars())
+            return states == {"done"}
+
+        await eventually(settled, timeout=10, what="every row done")
+    finally:
+        stop.set()
+        await running
+        await services.close()
