@@ -4,8 +4,13 @@
 - 4xx: final (the peer will never accept it), except 401, 408 and 429, which are retried;
   Retry-After is honoured when it asks for a longer pause than ours.
 - 410 from a shared inbox: the whole host is gone.
-- 5xx, timeouts, refused connections: retried with exponential backoff and jitter, for
-  GIVE_UP_AFTER (days), then failed.
+- 5xx, timeouts (a hanging inbox), refused connections: retried with exponential backoff and
+  jitter, for GIVE_UP_AFTER (days), then failed.
+- Decided by the worker before this: a destination the SSRF guard refuses fails at once (it
+  would be refused every time), and rows for a host marked gone are closed unsent.
+
+Every instant is stored in the row (`next_attempt_at`) or the host (`down_until`), so a
+restarted worker keeps the backoff.
 """
 
 from __future__ import annotations
