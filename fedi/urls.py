@@ -62,6 +62,11 @@ class Urls:
     def key_id(actor_id: str) -> str:
         return f"{actor_id}#main-key"
 
+    @staticmethod
+    def assertion_key_id(actor_id: str) -> str:
+        """The actor's Ed25519 Multikey for object integrity proofs (FEP-521a)."""
+        return f"{actor_id}#ed25519-key"
+
     def post(self, post_id: str) -> str:
         return f"{self.base}/posts/{post_id}"
 

@@ -53,9 +53,11 @@ def announce(
     activity_id: str, group: str, wrapped: dict[str, Any] | str, *, to: list[str],
     cc: list[str], published: float,
 ) -> dict[str, Any]:
-    """FEP-1b12: the group wraps the member's activity unchanged (or names a bare object)."""
+    """FEP-1b12: the group wraps the member's activity unchanged (or names a bare object).
+
+    An activity with an integrity proof keeps its @context: the proof covers it (FEP-8b32)."""
     embedded: dict[str, Any] | str = (
-        {k: v for k, v in wrapped.items() if k != "@context"}
+        {k: v for k, v in wrapped.items() if k != "@context" or "proof" in wrapped}
         if isinstance(wrapped, dict) else wrapped
     )
     return {"@context": AS_CONTEXT, "id": activity_id, "type": "Announce", "actor": group,

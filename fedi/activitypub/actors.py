@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fedi.activitypub.integrity import (
+    DATA_INTEGRITY_CONTEXT,
+    DID_CONTEXT,
+    MULTIKEY_CONTEXT,
+    multikey,
+)
 from fedi.activitypub.vocab import CONTEXT
 
 
@@ -29,6 +35,9 @@ class ActorView:
     featured: str | None = None
     rules: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
+    # FEP-521a: the Ed25519 key that signs object integrity proofs (FEP-8b32).
+    assertion_key_id: str | None = None
+    assertion_public_key: str | None = None
 
 
 def actor_document(actor: ActorView) -> dict[str, Any]:
@@ -51,6 +60,11 @@ def actor_document(actor: ActorView) -> dict[str, Any]:
             "publicKeyPem": actor.public_key_pem,
         },
     }
+    if actor.assertion_key_id and actor.assertion_public_key:
+        doc["@context"] = [*CONTEXT, DATA_INTEGRITY_CONTEXT, DID_CONTEXT, MULTIKEY_CONTEXT]
+        doc["assertionMethod"] = [
+            multikey(actor.assertion_key_id, actor.id, actor.assertion_public_key)
+        ]
     if actor.following:
         doc["following"] = actor.following
     if actor.url:

@@ -40,6 +40,9 @@ class RemoteActor:
     key_id: str
     public_key_pem: str
     manually_approves_followers: bool
+    # FEP-521a: the Ed25519 Multikey that signs the actor's object integrity proofs.
+    assertion_key_id: str | None = None
+    assertion_public_key: str | None = None
 
 
 def _pick_key(value: Any, key_id: str | None) -> Any:
@@ -93,7 +96,22 @@ def parse_actor(doc: dict[str, Any], key_id: str | None = None) -> RemoteActor:
         key_id=key_id,
         public_key_pem=key["publicKeyPem"],
         manually_approves_followers=doc.get("manuallyApprovesFollowers") is True,
+        **_assertion_key(doc.get("assertionMethod"), actor_id),
     )
+
+
+def _assertion_key(value: Any, actor_id: str) -> dict[str, str | None]:
+    """The actor's first Ed25519 Multikey (FEP-521a), controlled by it and on its host."""
+    for entry in value if isinstance(value, list) else [value]:
+        if not isinstance(entry, dict) or first_type(entry) != "Multikey":
+            continue
+        key_id, multibase = entry.get("id"), entry.get("publicKeyMultibase")
+        if (isinstance(key_id, str) and urlsplit(key_id).scheme in ("http", "https")
+                and host_of(key_id) == host_of(actor_id)
+                and id_of(entry.get("controller")) == actor_id
+                and isinstance(multibase, str) and multibase.startswith("z6Mk")):
+            return {"assertion_key_id": key_id, "assertion_public_key": multibase}
+    return {"assertion_key_id": None, "assertion_public_key": None}
 
 
 @dataclass(frozen=True)

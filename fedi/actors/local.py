@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.activitypub.integrity import generate_ed25519_keypair
 from fedi.activitypub.keys import generate_rsa_keypair
 from fedi.errors import ValidationError
 from fedi.store.models import Actor, Group, GroupRole, User
@@ -63,9 +64,16 @@ async def _new_local_actor(
         public_key_pem=public_pem,
         private_key_pem=private_pem,
     )
+    add_assertion_key(actor)
     session.add(actor)
     await session.flush()
     return actor
+
+
+def add_assertion_key(actor: Actor) -> None:
+    """Give a local actor its Ed25519 key for object integrity proofs (FEP-8b32)."""
+    actor.assertion_private_pem, actor.assertion_public_key = generate_ed25519_keypair()
+    actor.assertion_key_id = Urls.assertion_key_id(actor.uri)
 
 
 async def create_user(
@@ -136,6 +144,7 @@ async def ensure_instance_actor(session: AsyncSession, urls: Urls) -> Actor:
         private_key_pem=private_pem,
         manually_approves_followers=True,
     )
+    add_assertion_key(actor)
     session.add(actor)
     await session.flush()
     return actor

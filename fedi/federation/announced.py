@@ -19,10 +19,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from fedi.activitypub import integrity
 from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import POST_TYPES, first_type, id_of, ids
 from fedi.content import sanitize_html
-from fedi.errors import FetchError
+from fedi.errors import FetchError, SignatureError
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.handlers import HandlerContext, Ignored
 from fedi.privacy.visibility import Visibility, visibility_from_addressing
@@ -43,14 +44,15 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
         return await _apply_delete(ctx, announcer, inner)
     if kind not in (None, "Create", *POST_TYPES):
         raise Ignored(f"Announce of {kind} is not shown here")
-    if kind == "Create":
-        inner = inner.get("object")
+    wrapper = inner if kind == "Create" else None
+    if wrapper is not None:
+        inner = wrapper.get("object")
     uri = id_of(inner)
     if uri is not None and ctx.urls.is_local(uri):
         raise Ignored("a post of this server is known here, not taken from a relay")
     if uri is not None and await find_post(ctx.session, uri) is not None:
         return
-    obj = await _trusted(ctx, activity, inner)
+    obj = await _trusted(ctx, activity, inner, wrapper)
     if obj is None or first_type(obj) not in POST_TYPES:
         raise Ignored("Announce of something that is not a post")
     author_uri = id_of(obj.get("attributedTo"))
@@ -65,6 +67,14 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
     visibility = visibility_from_addressing(
         ids(obj.get("to")), ids(obj.get("cc")), group=announcer.uri, followers=followers
     )
+    # The group may have narrowed the post (a private group takes members-only at most):
+    # it is never shown here more widely than the group relayed it.
+    relayed_as = visibility_from_addressing(
+        ids(activity.document.get("to")), ids(activity.document.get("cc")),
+        group=announcer.uri, followers=followers,
+    )
+    if visibility.open_to_anyone and not relayed_as.open_to_anyone:
+        visibility = Visibility.MEMBERS
     await store_post(
         ctx.session, ctx.urls, obj, author=author, group=announcer, parent=parent, local=False,
         own_context=False, visibility=visibility.value,
@@ -82,17 +92,24 @@ async def _followed_locally(ctx: HandlerContext, announcer: Actor) -> bool:
 
 
 async def _trusted(
-    ctx: HandlerContext, activity: IncomingActivity, inner: Any
+    ctx: HandlerContext, activity: IncomingActivity, inner: Any,
+    wrapper: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The post itself: as embedded when it lives on the announcer's own host (whose signature
-    covers it), else as its origin serves it. The relay's copy of someone else's post is never
-    taken on the relay's word."""
+    covers it) or when its author's integrity proof on the wrapping activity covers it, else
+    as its origin serves it. The relay's copy of someone else's post is never taken on the
+    relay's word."""
     uri = id_of(inner)
     if uri is None:
         return None
     if ctx.urls.is_local(uri):
         raise Ignored("a post of this server is changed only here")
     if isinstance(inner, dict) and host_of(uri) == host_of(activity.actor):
+        return inner
+    if (isinstance(inner, dict) and wrapper is not None
+            and ids(inner.get("attributedTo")) == [id_of(wrapper.get("actor"))]
+            and host_of(uri) == host_of(id_of(wrapper.get("actor")) or "")
+            and await _proven_by_actor(ctx, wrapper)):
         return inner
     if not ctx.spend_fetch():
         raise Ignored("fetch budget spent")
@@ -103,6 +120,27 @@ async def _trusted(
     if id_of(fetched) != uri:
         raise Ignored("the origin answered with another object")
     return fetched
+
+
+async def _proven_by_actor(ctx: HandlerContext, wrapped: dict[str, Any]) -> bool:
+    """Whether the wrapped activity carries a valid integrity proof (FEP-8b32) by its own
+    actor's published assertion key; False when it has none, Ignored when it is forged."""
+    key_id = integrity.proof_key_id(wrapped)
+    actor_uri = id_of(wrapped.get("actor"))
+    if key_id is None or actor_uri is None or host_of(key_id) != host_of(actor_uri):
+        return False
+    if ctx.urls.is_local(actor_uri) or not ctx.spend_fetch():
+        return False
+    actor = await ctx.resolver.actor(ctx.session, actor_uri)
+    if actor.assertion_key_id != key_id and ctx.spend_fetch():  # the key may have rotated
+        actor = await ctx.resolver.actor(ctx.session, actor_uri, refresh=True)
+    if actor.assertion_key_id != key_id or not actor.assertion_public_key:
+        raise Ignored(f"the proof's key {key_id} is not {actor_uri}'s assertion key")
+    try:
+        integrity.verify(wrapped, actor.assertion_public_key)
+    except SignatureError as exc:
+        raise Ignored(f"integrity proof refused: {exc.reason}") from None
+    return True
 
 
 async def _relayed_post(
@@ -129,7 +167,7 @@ async def _apply_update(
     author = await ctx.session.get(Actor, post.author_id)
     if author is None or id_of(update.get("actor")) != author.uri:
         raise Ignored("only the author edits a post")
-    obj = await _trusted(ctx, activity, update.get("object"))
+    obj = await _trusted(ctx, activity, update.get("object"), update)
     if obj is None or obj.get("id") != post.uri:
         raise Ignored("update without the post")
     if ids(obj.get("attributedTo")) != [author.uri]:
@@ -145,6 +183,12 @@ async def _apply_delete(ctx: HandlerContext, announcer: Actor, delete: dict[str,
     post = await _relayed_post(ctx, announcer, delete, "Delete")
     if post.deleted_at is not None:
         raise Ignored("delete of a post already deleted")
+    author = await ctx.session.get(Actor, post.author_id)
+    if (author is not None and id_of(delete.get("actor")) == author.uri
+            and await _proven_by_actor(ctx, delete)):
+        post.deleted_at = now()  # the author's own signed word
+        post.content = ""
+        return
     # Only the origin can say a post is gone: a 410 or a Tombstone, or a 404 for a post anyone
     # may see (a 404 for a non-public post is what anyone outside its audience is told).
     if not ctx.spend_fetch():

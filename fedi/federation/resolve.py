@@ -253,6 +253,8 @@ async def upsert_actor(session: AsyncSession, remote: RemoteActor) -> Actor:
         actor.key_refreshed_at = now()
     actor.key_id = remote.key_id
     actor.public_key_pem = remote.public_key_pem
+    actor.assertion_key_id = remote.assertion_key_id
+    actor.assertion_public_key = remote.assertion_public_key
     actor.manually_approves_followers = remote.manually_approves_followers
     actor.fetched_at = now()
     await session.flush()

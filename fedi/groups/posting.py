@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.activitypub import activities
+from fedi.activitypub import activities, integrity
+from fedi.activitypub.integrity import DATA_INTEGRITY_CONTEXT
 from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.content import text_to_html
 from fedi.delivery.enqueue import enqueue
@@ -212,9 +213,23 @@ async def post_to_group(
     if post.context:
         note["context"] = post.context
     post.document = json.dumps(note)
-    create = activities.create(urls.activity(new_id()), note)
+    create = proven(author, activities.create(urls.activity(new_id()), note))
+    post.activity = json.dumps(create)
     await _send(session, urls, author, group, post, create, new_post=True)
     return Published(post, create)
+
+
+def proven(author: Actor, activity: dict[str, Any]) -> dict[str, Any]:
+    """The activity with its author's integrity proof (FEP-8b32), so that a group can relay it
+    to servers that cannot fetch it from here and they can still check who wrote it."""
+    if not (author.assertion_private_pem and author.assertion_key_id):
+        return activity
+    context = activity.get("@context", AS_CONTEXT)
+    contexts = context if isinstance(context, list) else [context]
+    if DATA_INTEGRITY_CONTEXT not in contexts:
+        contexts = [*contexts, DATA_INTEGRITY_CONTEXT]
+    return integrity.sign({**activity, "@context": contexts}, author.assertion_private_pem,
+                          author.assertion_key_id)
 
 
 def _unique_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -284,10 +299,10 @@ async def edit_post(
     post.content = note["content"]
     post.updated = now()
     post.document = json.dumps(note)
-    update = activities.activity(
+    update = proven(author, activities.activity(
         "Update", urls.activity(new_id()), author.uri,
         {k: v for k, v in note.items() if k != "@context"}, to=note["to"], cc=note["cc"],
-    )
+    ))
     await _send(session, urls, author, group, post, update, new_post=False)
     return post
 
@@ -298,9 +313,9 @@ async def delete_post(session: AsyncSession, urls: Urls, author: Actor, post_uri
     post.deleted_at = now()
     post.content = ""
     tombstone = {"id": post.uri, "type": "Tombstone"}
-    delete = activities.activity(
+    delete = proven(author, activities.activity(
         "Delete", urls.activity(new_id()), author.uri, tombstone, to=note["to"], cc=note["cc"],
-    )
+    ))
     await _send(session, urls, author, group, post, delete, new_post=False)
     if group.local:
         await withdraw_boost(session, urls, group, post, author_uri=author.uri)

@@ -52,6 +52,11 @@ class Actor(Base):
     key_id: Mapped[str | None] = mapped_column(URI, default=None, index=True)
     public_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
     private_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    # Ed25519 key for object integrity proofs (FEP-8b32), published as a FEP-521a Multikey;
+    # the private half only for local actors.
+    assertion_key_id: Mapped[str | None] = mapped_column(URI, default=None)
+    assertion_public_key: Mapped[str | None] = mapped_column(Text, default=None)
+    assertion_private_pem: Mapped[str | None] = mapped_column(Text, default=None)
     manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False)
     fetched_at: Mapped[float] = mapped_column(Float, default=now)
     key_refreshed_at: Mapped[float] = mapped_column(Float, default=0.0)

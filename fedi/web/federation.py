@@ -57,6 +57,8 @@ def view_of(actor: Actor, urls: Urls, group: Group | None = None) -> ActorView:
         featured=f"{actor.uri}/featured" if actor.type == "Group" else None,
         rules=tuple(json.loads(group.rules or "[]")) if group else (),
         questions=tuple(json.loads(group.questions or "[]")) if group else (),
+        assertion_key_id=actor.assertion_key_id,
+        assertion_public_key=actor.assertion_public_key,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fedi.activitypub import integrity
 from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
 from tests.support.instance import FediInstance, eventually
 from tests.support.remote import FakeRemote, RemoteActor
@@ -189,7 +190,7 @@ async def test_the_group_still_relays_its_own_members_changes(
     eve = hostile.add_actor("eve", key_index=1)
     uri = f"{hostile.base_url}/objects/e1"
     first = note(uri, eve.uri, "<p>first</p>", [PUBLIC, evil.uri])
-    await send(v, hostile, evil, {"type": "Announce", "object": {
+    await send(v, hostile, evil, {"type": "Announce", "to": [PUBLIC], "object": {
         "type": "Create", "actor": eve.uri, "object": first}})
     assert (await post_row(v, uri))[:2] == ("<p>first</p>", None)
 
@@ -208,3 +209,40 @@ async def test_the_group_still_relays_its_own_members_changes(
     await send(v, hostile, evil, {"type": "Announce", "object": {
         "type": "Delete", "actor": eve.uri, "object": uri}})
     assert (await post_row(v, uri))[1] is not None
+
+
+async def test_embedded_post_with_its_authors_proof_is_taken_and_a_forged_one_is_not(
+    world: tuple[FediInstance, RemoteActor, RemoteActor], hostile: FakeRemote,
+    origin: FakeRemote,
+) -> None:
+    """A members-only post cannot be fetched from its origin by a server outside its
+    audience; its author's integrity proof (FEP-8b32) stands in for the fetch. The relay
+    cannot change a word of it, nor sign in the author's name with a key of its own."""
+    v, evil, olga = world
+    private_pem, multibase = integrity.generate_ed25519_keypair()
+    origin.assertion_keys["olga"] = (private_pem, multibase)
+    key_id = f"{olga.uri}#ed25519-key"
+
+    def create(n: str, content: str, pem: str = private_pem) -> dict[str, Any]:
+        return integrity.sign({
+            "@context": [AS_CONTEXT, integrity.DATA_INTEGRITY_CONTEXT],
+            "id": f"{olga.uri}/activities/{n}", "type": "Create", "actor": olga.uri,
+            "to": [evil.uri],
+            "object": note(f"{origin.base_url}/objects/{n}", olga.uri, content, [evil.uri]),
+        }, pem, key_id)
+
+    signed = create("p1", "<p>for the members</p>")
+    await send(v, hostile, evil, {"type": "Announce", "object": signed, "to": [evil.uri]})
+    assert (await post_row(v, f"{origin.base_url}/objects/p1"))[:2] == (
+        "<p>for the members</p>", None)
+    assert origin.fetches["objects/p1"] == 0  # taken on olga's proof, not fetched
+
+    tampered = create("p2", "<p>what olga wrote</p>")
+    tampered["object"]["content"] = "<p>what evil wants her to say</p>"
+    await send(v, hostile, evil, {"type": "Announce", "object": tampered, "to": [evil.uri]})
+    assert await post_row(v, f"{origin.base_url}/objects/p2") is None
+
+    evils_key, _ = integrity.generate_ed25519_keypair()
+    forged = create("p3", "<p>signed with another key</p>", pem=evils_key)
+    await send(v, hostile, evil, {"type": "Announce", "object": forged, "to": [evil.uri]})
+    assert await post_row(v, f"{origin.base_url}/objects/p3") is None

@@ -76,6 +76,8 @@ class FakeRemote:
     # Objects served at /objects/{id} (absent: 404), and actor types other than Person.
     objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     actor_types: dict[str, str] = field(default_factory=dict)
+    # Ed25519 assertion keys (FEP-521a) by actor name: (private PEM, publicKeyMultibase).
+    assertion_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     @property
@@ -94,6 +96,14 @@ class FakeRemote:
         return actor
 
     def document(self, actor: RemoteActor) -> dict[str, Any]:
+        doc = self._document(actor)
+        if actor.name in self.assertion_keys:
+            doc["assertionMethod"] = [{
+                "id": f"{actor.uri}#ed25519-key", "type": "Multikey", "controller": actor.uri,
+                "publicKeyMultibase": self.assertion_keys[actor.name][1]}]
+        return doc
+
+    def _document(self, actor: RemoteActor) -> dict[str, Any]:
         return {
             "@context": [AS_CONTEXT, "https://w3id.org/security/v1"],
             "id": actor.uri, "type": self.actor_types.get(actor.name, "Person"),
