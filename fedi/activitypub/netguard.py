@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from fedi.activitypub.addresses import embedded_ipv4
 from fedi.errors import FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -61,24 +62,10 @@ _IPV6_RANGES: Final[tuple[tuple[_V6, str], ...]] = (
     (_V6("100::/64"), "discard-only"),
 )
 
-_MAPPED: Final = _V6("::ffff:0:0/96")
-_COMPATIBLE: Final = _V6("::/96")
-_NAT64: Final = _V6("64:ff9b::/96")
-_SIXTOFOUR: Final = _V6("2002::/16")
-
 # Refused even when private addresses are allowed for local development.
 ALWAYS_FORBIDDEN_KINDS: Final = frozenset({"multicast", "unspecified", "broadcast"})
 
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address carried inside an IPv4-mapped/compatible, NAT64 or 6to4 address."""
-    if ip in _MAPPED or ip in _NAT64 or (ip in _COMPATIBLE and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in _SIXTOFOUR:
-        return ip.sixtofour
-    return None
 
 
 def forbidden_kind(ip: IPAddress) -> str | None:
@@ -86,7 +73,7 @@ def forbidden_kind(ip: IPAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(int(ip))  # drop the zone id
-        embedded = _embedded_ipv4(ip)
+        embedded = embedded_ipv4(ip)  # one reading of IPv4-in-IPv6, shared with policy
         if embedded is not None:
             return forbidden_kind(embedded)
         for net6, kind in _IPV6_RANGES:

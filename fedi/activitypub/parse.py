@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fedi.activitypub import jsonsafe
+from fedi.activitypub.addresses import normalise_or_none
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of, ids
 from fedi.errors import ValidationError
 
@@ -21,7 +22,16 @@ def _http_url(value: Any, what: str) -> str:
 
 
 def host_of(url: str) -> str:
-    return urlsplit(url).netloc.lower()
+    """host[:port] of a URL in its one spelling (SECURITY 12, 22), as domain policy keys are;
+    '' for a URL that is not http(s), so a `javascript://host/` id shares no host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https"):
+        return ""
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    return normalise_or_none(netloc) or netloc
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Domain policy decisions, pure: normalise a domain, find the rule that covers it, decide.
 
-Normalisation (SECURITY 12): IDNA (UTS #46, as the HTTP client encodes hosts), lower case,
-no trailing dot. It runs on both sides of every comparison: on what the admin typed and on
-every host we see, so `Bücher.Example.` and `xn--bcher-kva.example` are the same domain.
+Normalisation (SECURITY 12, 22; fedi.activitypub.addresses): IDNA (UTS #46, as the HTTP
+client encodes hosts), lower case, no trailing dot, one spelling per IP address
+(`[::ffff:127.0.0.22]`, `2130706454` and `127.0.0.22` are one host). It runs on both sides of
+every comparison: on what the admin typed and on every host we see, so `Bücher.Example.` and
+`xn--bcher-kva.example` are the same domain.
 
 Ports. A policy key is `host` or `host:port`:
 - a bare host (`example.com`) covers that host on every port and all its subdomains
@@ -18,23 +20,20 @@ suspension of `example.com`. Expired rules cover nothing.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import idna
-
-from fedi.errors import ValidationError
+# Normalisation lives with the address parsing it relies on; re-exported here for policy code.
+from fedi.activitypub.addresses import normalise_domain as normalise_domain
+from fedi.activitypub.addresses import normalise_or_none as normalise_or_none
+from fedi.activitypub.addresses import split_host as split_host
 
 Severity = Literal["suspend", "silence", "noop"]
 SEVERITIES: tuple[Severity, ...] = ("suspend", "silence", "noop")
 Mode = Literal["blocklist", "allowlist"]
 MODES: tuple[Mode, ...] = ("blocklist", "allowlist")
 DecisionKind = Literal["allow", "suspend", "silence", "refused_by_allowlist"]
-
-_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
-_MAX_DOMAIN = 253
 
 
 @dataclass(frozen=True)
@@ -64,83 +63,6 @@ class Decision:
     def refused(self) -> bool:
         """No traffic at all: nothing in, nothing out, no fetches."""
         return self.kind in ("suspend", "refused_by_allowlist")
-
-
-def split_host(domain: str) -> tuple[str, int | None]:
-    """`host[:port]` → (host, port). IPv6 literals keep their brackets."""
-    if domain.startswith("["):
-        end = domain.find("]")
-        if end < 0:
-            raise ValidationError(f"{domain!r} is not a valid domain: unclosed '['")
-        host, rest = domain[: end + 1], domain[end + 1 :]
-        if not rest:
-            return host, None
-        if not rest.startswith(":"):
-            raise ValidationError(f"{domain!r} is not a valid domain")
-        return host, _port(domain, rest[1:])
-    host, sep, port = domain.rpartition(":")
-    if not sep:
-        return domain, None
-    return host, _port(domain, port)
-
-
-def _port(domain: str, raw: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ValidationError(f"{domain!r} is not a valid domain: bad port {raw!r}")
-    return int(raw)
-
-
-def normalise_domain(raw: str) -> str:
-    """The policy key for a domain as typed or seen: IDNA, lower case, no trailing dot.
-
-    Accepts `host` or `host:port` (an IPv6 literal in brackets); raises ValidationError saying
-    what is wrong otherwise.
-    """
-    text = raw.strip()
-    if not text:
-        raise ValidationError("the domain is empty")
-    if "/" in text:
-        raise ValidationError(
-            f"{raw!r} is not a domain: give the host only (example.com), not a URL"
-        )
-    host, port = split_host(text)
-    host = _normalise_host(host, raw)
-    return host if port is None else f"{host}:{port}"
-
-
-def _normalise_host(host: str, raw: str) -> str:
-    if host.startswith("["):
-        try:
-            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
-        except ValueError:
-            raise ValidationError(f"{raw!r} is not a valid domain: bad IPv6 address") from None
-    host = host.rstrip(".")
-    if not host:
-        raise ValidationError(f"{raw!r} is not a valid domain")
-    try:
-        return str(ipaddress.IPv4Address(host))
-    except ValueError:
-        pass
-    if host.isascii():
-        encoded = host.lower()
-    else:
-        try:
-            encoded = idna.encode(host, uts46=True).decode("ascii").lower()
-        except (idna.IDNAError, UnicodeError) as exc:
-            raise ValidationError(f"{raw!r} is not a valid domain: {exc}") from None
-    if len(encoded) > _MAX_DOMAIN or not all(_LABEL.fullmatch(x) for x in encoded.split(".")):
-        raise ValidationError(
-            f"{raw!r} is not a valid domain: use letters, digits and '-' in dot-separated labels"
-        )
-    return encoded
-
-
-def normalise_or_none(raw: str) -> str | None:
-    """Like normalise_domain, for hosts seen on the wire: None when it is not a domain."""
-    try:
-        return normalise_domain(raw)
-    except ValidationError:
-        return None
 
 
 def candidates(domain: str) -> list[str]:
