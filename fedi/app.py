@@ -8,11 +8,14 @@ import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
-from fedi.web import collections, federation, invites, pages, wellknown
+from fedi.web import collections, federation, health, invites, pages, wellknown
+from fedi.web.accesslog import AccessLog
+from fedi.web.headers import SecurityHeaders
 
 
 def create_app(
@@ -39,9 +42,12 @@ def create_app(
     return Starlette(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
-            *federation.routes,
+            *federation.routes, *health.routes,
         ],
         lifespan=lifespan,
+        # Outermost: the access log and latency see every response as it leaves.
+        middleware=[Middleware(AccessLog, log_requests=settings.access_log),
+                    Middleware(SecurityHeaders)],
     )
 
 

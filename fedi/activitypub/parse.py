@@ -11,13 +11,69 @@ from fedi.activitypub.addresses import normalise_or_none
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of, ids
 from fedi.errors import ValidationError
 
+MAX_URL_LENGTH = 2048
+
+
+def is_http_url(value: object) -> bool:
+    """An absolute http(s) URL with a host, and nothing a browser would read otherwise.
+
+    Every URL taken from a remote document passes here before it is stored or rendered
+    (SECURITY 20): `javascript://host/…`, `data:`, `file:` and schemeless values fail, even
+    when their "host" looks right. Whitespace and control characters are refused outright,
+    since browsers strip them and could see another scheme than we checked."""
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        return False
+    if any(ch <= " " or ch == "\x7f" for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https") and bool(parts.hostname)
+        and "@" not in parts.netloc and "\\" not in value
+    )
+
+
+def http_url_or_none(value: object) -> str | None:
+    """An optional URL field (`url`, icons, links): kept only if it is http(s)."""
+    return value if is_http_url(value) and isinstance(value, str) else None
+
+
+# Keys whose string values (or list items, or objects' ids/hrefs) are links in AS2 documents.
+LINK_KEYS = frozenset({
+    "id", "href", "url", "inReplyTo", "context", "conversation", "replies", "likes", "shares",
+    "icon", "image", "attachment", "tag", "preview", "attributedTo", "actor", "object",
+    "target", "origin", "instrument", "quoteUrl", "quoteUri", "_misskey_quote", "quote",
+})
+
+
+def scrub_links(value: Any, key: str | None = None) -> Any:
+    """A copy of a remote document without any link that is not http(s) (SECURITY 20).
+
+    A stored document is served again (featured, collections) and read by pages, so a
+    `javascript:` or `data:` url, icon, attachment or tag href is dropped before storing."""
+    if isinstance(value, dict):
+        return {
+            k: v for k, item in value.items()
+            if (v := scrub_links(item, k)) is not _DROP
+        }
+    if isinstance(value, list):
+        return [v for item in value if (v := scrub_links(item, key)) is not _DROP]
+    if isinstance(value, str) and key in LINK_KEYS and not is_http_url(value):
+        return _DROP
+    return value
+
+
+_DROP = object()
+
 
 def _http_url(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be a URL string")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"{what} {value!r} is not an http(s) URL")
+    if not is_http_url(value):
+        raise ValidationError(f"{what} {value[:200]!r} is not an http(s) URL")
     return value
 
 
@@ -100,9 +156,10 @@ def parse_actor(doc: dict[str, Any], key_id: str | None = None) -> RemoteActor:
         summary=doc.get("summary") if isinstance(doc.get("summary"), str) else None,
         inbox=inbox,
         shared_inbox=shared,
-        outbox=id_of(doc.get("outbox")),
-        followers=id_of(doc.get("followers")),
-        url=next(iter(ids(doc.get("url"))), None),
+        outbox=http_url_or_none(id_of(doc.get("outbox"))),
+        followers=http_url_or_none(id_of(doc.get("followers"))),
+        # The profile link is rendered on pages: the first http(s) one, never javascript: etc.
+        url=next((u for u in ids(doc.get("url")) if is_http_url(u)), None),
         key_id=key_id,
         public_key_pem=key["publicKeyPem"],
         manually_approves_followers=doc.get("manuallyApprovesFollowers") is True,

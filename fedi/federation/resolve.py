@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fedi.activitypub.addresses import normalise_or_none
 from fedi.activitypub.client import FederationClient, parse_handle
 from fedi.activitypub.keys import SigningKey
-from fedi.activitypub.parse import RemoteActor, host_of, parse_actor
+from fedi.activitypub.parse import RemoteActor, host_of, is_http_url, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
 from fedi.errors import FetchError, ValidationError
 from fedi.store.models import Actor, Host, now
@@ -227,6 +228,24 @@ class ActorResolver:
             back = await self._client.webfinger(f"{actor.username}@{host}")
             if back != actor.uri:
                 raise FetchError(f"{handle} and {uri} do not resolve to each other")
+        return actor
+
+
+    async def resolve_invite(self, session: AsyncSession, handle: str, link: str) -> Actor:
+        """The group an invite link names: its actor URI is the link without `/invite/TOKEN`.
+
+        A hidden group answers WebFinger to its members only, so a newcomer's server finds it
+        through the link it was given; the actor must still be `name` on `host` of the
+        handle, so a link cannot swap in another group."""
+        name, host = parse_handle(handle)
+        uri, sep, token = link.strip().partition("/invite/")
+        if not sep or not token or not is_http_url(uri):
+            raise FetchError(f"{link[:200]!r} is not an invite link (…/groups/NAME/invite/…)")
+        if host_of(uri) != (normalise_or_none(host) or host.lower()):
+            raise FetchError(f"the invite link is for {host_of(uri)}, not for {host}")
+        actor = await self.actor(session, uri, refresh=True)
+        if actor.username.lower() != name.lower():
+            raise FetchError(f"the invite link is for {actor.username}, not for {name}")
         return actor
 
 

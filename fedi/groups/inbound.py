@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from fedi.activitypub import activities
-from fedi.activitypub.parse import IncomingActivity, host_of
+from fedi.activitypub.parse import IncomingActivity, host_of, is_http_url, scrub_links
 from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of, ids, is_public
 from fedi.content import html_to_text, sanitize_html
 from fedi.delivery.enqueue import enqueue
@@ -20,7 +20,7 @@ from fedi.errors import FetchError
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.restrictions import domain_blocked
 from fedi.groups.roles import Standing, standing
-from fedi.groups.threads import find_post, store_post, title_for
+from fedi.groups.threads import find_post, remote_document, store_post, title_for
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.handlers import HandlerContext, Ignored
 from fedi.privacy.access import can_reply, can_view, needs_approval
@@ -59,21 +59,25 @@ async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, 
     if obj is None:
         if activity.object_id is None:
             raise Ignored("activity without an object")
-        if host_of(activity.object_id) != host_of(activity.actor):
-            raise Ignored("object on another host than its actor")
+        if not is_http_url(activity.object_id) or (
+            host_of(activity.object_id) != host_of(activity.actor)
+        ):
+            raise Ignored("object is not an http(s) URL on its actor's host")
         if not ctx.spend_fetch():
             raise Ignored("fetch budget spent")
         try:
             obj = await ctx.resolver.fetch(activity.object_id)
         except FetchError as exc:
             raise Ignored(f"could not fetch the object: {exc.reason}") from None
-    if not isinstance(obj.get("id"), str) or host_of(obj["id"]) != host_of(activity.actor):
-        raise Ignored("object id is not on the actor's host")
+    # http(s) first: `javascript://<actor host>/x` has the actor's "host" (SECURITY 20).
+    if not is_http_url(obj.get("id")) or host_of(obj["id"]) != host_of(activity.actor):
+        raise Ignored("object id is not an http(s) URL on the actor's host")
     # Every attributedTo entry must be the actor (a list must not smuggle in someone else).
     authors = ids(obj.get("attributedTo"))
     if not authors or any(author != activity.actor for author in authors):
         raise Ignored("object is attributed to someone other than the actor who sent it")
-    return obj
+    scrubbed: dict[str, Any] = scrub_links(obj)
+    return scrubbed
 
 
 async def _target_group(
@@ -240,7 +244,7 @@ async def handle_update(ctx: HandlerContext, activity: IncomingActivity) -> None
     if post.in_reply_to is None:
         post.name = title_for(obj)
     post.updated = now()
-    post.document = json.dumps(obj)
+    post.document = json.dumps(remote_document(obj))
     group = await ctx.session.get(Actor, post.group_id)
     if group is not None:
         await relay_activity(ctx.session, ctx.urls, group, activity.document,

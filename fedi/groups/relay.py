@@ -13,6 +13,7 @@ Mastodon shows a followers-only post to the author's followers, here the group's
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
+from fedi.activitypub.parse import is_http_url
 from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.delivery.enqueue import enqueue
 from fedi.groups.kinds import is_threaded
@@ -177,8 +179,10 @@ async def group_copy(
         to, cc = [Urls.followers(group.uri)], []
     byline = ""
     if author is not None:
-        byline = (f'<p><a href="{author.url or author.uri}">@{author.username}@{author.domain}'
-                  "</a>:</p>")
+        # Remote names and links go into HTML here: escaped, and the link only if http(s).
+        link = author.url if author.url and is_http_url(author.url) else author.uri
+        byline = (f'<p><a href="{html.escape(link)}">'
+                  f"@{html.escape(author.username)}@{html.escape(author.domain)}</a>:</p>")
     copy: dict[str, Any] = {
         "@context": AS_CONTEXT,
         "id": f"{urls.base}/copies/{post.id}",

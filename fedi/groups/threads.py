@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.activitypub.parse import is_http_url, scrub_links
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text, sanitize_html
+from fedi.handlers import Ignored
 from fedi.store.models import Actor, Post
 from fedi.urls import Urls
 
@@ -48,6 +50,19 @@ def context_uri(urls: Urls, thread_id: int) -> str:
     return f"{urls.base}/contexts/{thread_id}"
 
 
+def remote_document(obj: dict[str, Any]) -> dict[str, Any]:
+    """A remote post as we keep and serve it again: links http(s) only, HTML sanitised
+    (SECURITY 18, 20): the stored document is what featured and copies hand out."""
+    clean: dict[str, Any] = scrub_links(obj)
+    if isinstance(clean.get("content"), str):
+        clean["content"] = sanitize_html(clean["content"])
+    if isinstance(clean.get("contentMap"), dict):
+        clean["contentMap"] = {
+            k: sanitize_html(v) for k, v in clean["contentMap"].items() if isinstance(v, str)
+        }
+    return clean
+
+
 async def store_post(
     session: AsyncSession,
     urls: Urls,
@@ -61,6 +76,12 @@ async def store_post(
     own_context: bool = True,
 ) -> Post:
     """Persist a post in a group's thread; a reply joins its parent's thread."""
+    if not local:
+        # Every path that stores a remote post comes through here: only http(s) ids and
+        # links are kept (SECURITY 20), whatever the caller checked before.
+        if not is_http_url(obj.get("id")):
+            raise Ignored("the post's id is not an http(s) URL")
+        obj = remote_document(obj)
     post = Post(
         uri=obj["id"],
         type=first_type(obj) or "Note",

@@ -84,6 +84,13 @@ async def actor(request: Request) -> Response:
             return RedirectResponse("/", status_code=303)
         return await render_actor(request, found)
     services = _services(request)
+    # Actors are public (peers fetch keys from them), but a server the domain policy refuses
+    # gets a 403 when it identifies itself, not the actor (README: suspend).
+    refusal = await services.fetch_verifier.refusal(
+        {k.lower(): v for k, v in request.headers.items()}
+    )
+    if refusal is not None:
+        return JSONResponse({"error": refusal}, status_code=403)
     async with services.sessionmaker() as session:
         group = await session.get(Group, found.id) if found.type == "Group" else None
     return ActivityResponse(actor_document(view_of(found, services.urls, group)))

@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from fedi.activitypub.parse import host_of
 from fedi.errors import SignatureError
+from fedi.federation.fetch_auth import RefusedHost
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
@@ -22,6 +23,8 @@ async def viewer_of(request: Request) -> Viewer | Response:
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         signer = await services.fetch_verifier.signer(request.method, url, headers)
+    except RefusedHost as exc:
+        return JSONResponse({"error": exc.reason}, status_code=403)
     except SignatureError as exc:
         return JSONResponse({"error": exc.reason}, status_code=401)
     if signer is None and services.settings.authorized_fetch and wants_activitypub(request):

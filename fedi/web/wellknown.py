@@ -8,8 +8,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fedi.actors.local import INSTANCE_USERNAME, find_local
+from fedi.groups.counts import count_visible
+from fedi.privacy.visibility import GroupPrivacy
 from fedi.services import Services
-from fedi.store.models import Actor, Post, User
+from fedi.store.models import Actor, Group, Post, User
+from fedi.web.gate import viewer_of
 
 JRD = "application/jrd+json"
 
@@ -37,7 +40,8 @@ async def webfinger(request: Request) -> Response:
             actor = (
                 await session.execute(select(Actor).where(Actor.uri == resource, Actor.local))
             ).scalar_one_or_none()
-    if actor is None:
+    if actor is None or not await _discoverable(request, actor):
+        # A hidden group is "no such account" too: its existence is for its members.
         return JSONResponse({"error": f"no such account: {resource}"}, status_code=404)
     return JSONResponse(
         {
@@ -51,6 +55,22 @@ async def webfinger(request: Request) -> Response:
         },
         media_type=JRD,
         headers={"Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def _discoverable(request: Request, actor: Actor) -> bool:
+    """Hidden groups answer only a WebFinger request signed by one of their members (or
+    moderators); fedi joins them by the actor URI its invite link carries, not by handle."""
+    if actor.type != "Group":
+        return True
+    services = _services(request)
+    async with services.sessionmaker() as session:
+        config = await session.get(Group, actor.id)
+    if config is None or GroupPrivacy(config.privacy) is not GroupPrivacy.HIDDEN:
+        return True
+    viewer = await viewer_of(request)
+    return not isinstance(viewer, Response) and (
+        viewer.is_member(actor.uri) or viewer.moderates(actor.uri)
     )
 
 
@@ -90,9 +110,9 @@ async def nodeinfo(request: Request) -> Response:
         return JSONResponse({"error": "NodeInfo 2.0 and 2.1 are served"}, status_code=404)
     async with services.sessionmaker() as session:
         users = (await session.execute(select(func.count()).select_from(User))).scalar_one()
-        posts = (
-            await session.execute(select(func.count()).select_from(Post).where(Post.local))
-        ).scalar_one()
+        # Published counts are of what an anonymous visitor may see: no removed, held,
+        # members-only or otherwise non-public posts (fedi.groups.counts mirrors the gate).
+        posts = await count_visible(session, Post.local.is_(True))
     software: dict[str, str] = {"name": "fedi", "version": "0.1.0"}
     schema = f"http://nodeinfo.diaspora.software/ns/schema/{version}#"
     return JSONResponse(
