@@ -393,6 +393,9 @@ async def _remote(
 ) -> Actor:
     if target.startswith(("http://", "https://")):
         return await services.resolver.actor(session, target)
+    if invite:
+        # The invite link carries the group's URI: hidden groups do not answer WebFinger.
+        return await services.resolver.resolve_invite(session, target, invite)
     return await services.resolver.resolve_handle(session, target)
 
 
@@ -400,7 +403,7 @@ def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
         async with services.sessionmaker() as session, session.begin():
-            target = await _remote(services, session, args.target)
+            target = await _remote(services, session, args.target, args.invite)
             follower = await session.merge(follower)
             row = await follow_remote(
                 session, services.urls, follower, target, invite=args.invite
@@ -415,15 +418,12 @@ def cmd_unfollow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
         async with services.sessionmaker() as session, session.begin():
-            target = await _remote(services, session, args.target, args.invite)
+            target = await _remote(services, session, args.target)
             follower = await session.merge(follower)
             undone = await unfollow_remote(session, services.urls, follower, target)
         if not undone:
             raise FediError(f"{args.follower} does not follow {target.uri}")
         print(f"{target.uri} unfollowed")
         return 0
-    if invite:
-        # The invite link carries the group's URI: hidden groups do not answer WebFinger.
-        return await services.resolver.resolve_invite(session, target, invite)
 
     return _run(settings, work)
