@@ -81,21 +81,32 @@ class Receiver:
             engine, insert(InboxItem).on_conflict_do_nothing(index_elements=["activity_uri"])
         )
 
-    async def receive(self, request: InboxRequest) -> InboxResult:
-        # Admission first: refusing costs nothing, and nothing refused is stored.
+    async def admit(self, headers: Mapping[str, str]) -> InboxResult | None:
+        """Admission control from the headers alone (the route asks before reading the
+        body): None, or 503 (the queue is full or behind) or 429 (this host is over its share).
+        """
         if self._backlog is not None and (full := await self._backlog.refusal()) is not None:
             return InboxResult.refused(full)
+        if self._buckets is not None:
+            try:
+                signer_host = host_of(parse_signature(headers).key_id)
+            except SignatureError:
+                return None  # receive() answers 401 with the reason
+            if (too_fast := self._buckets.refusal(signer_host)) is not None:
+                return InboxResult.refused(too_fast)
+        return None
+
+    async def receive(self, request: InboxRequest) -> InboxResult:
+        # Admission first (again, for callers that did not ask): nothing refused is stored.
+        if (refused := await self.admit(request.headers)) is not None:
+            return refused
         try:
             signature = parse_signature(request.headers)
         except SignatureError as exc:
             return InboxResult(401, exc.reason)
-        # Charged only once verified (below), so forged key ids cannot spend another host's
-        # share; checked here, so a host over its share costs no parsing or key work.
+        # A host's share is charged only once its signature verified (below), so forged key
+        # ids cannot spend another host's share.
         signer_host = host_of(signature.key_id)
-        if self._buckets is not None and (
-            too_fast := self._buckets.refusal(signer_host)
-        ) is not None:
-            return InboxResult.refused(too_fast)
         host_header = request.headers.get("host", "").lower()
         if host_header and host_header != self._domain:
             return InboxResult(401, f"request was addressed to {host_header}, not {self._domain}")

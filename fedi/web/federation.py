@@ -15,7 +15,7 @@ from starlette.routing import Route
 from fedi.activitypub.activities import iso
 from fedi.activitypub.actors import ActorView, actor_document
 from fedi.activitypub.vocab import AS_CONTEXT, POST_TYPES, PUBLIC, addressees, first_type
-from fedi.federation.receive import InboxRequest
+from fedi.federation.receive import InboxRequest, InboxResult
 from fedi.groups.relay import group_copy
 from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for
@@ -108,6 +108,11 @@ async def inbox(request: Request) -> Response:
     declared = non_negative(request.headers.get("content-length"))  # else the stream cap holds
     if declared is not None and declared > limit:
         return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # Under a flood, refuse before reading the body.
+    refused = await services.receiver.admit(headers)
+    if refused is not None:
+        return _inbox_answer(refused)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -120,11 +125,15 @@ async def inbox(request: Request) -> Response:
         InboxRequest(
             method=request.method,
             url=f"{services.settings.base_url}{request.url.path}{query}",
-            headers={k.lower(): v for k, v in request.headers.items()},
+            headers=headers,
             body=b"".join(chunks),
             recipient=recipient,
         )
     )
+    return _inbox_answer(result)
+
+
+def _inbox_answer(result: InboxResult) -> Response:
     if result.status == 202:
         return Response(status_code=202)
     retry = {"Retry-After": str(result.retry_after)} if result.retry_after is not None else None

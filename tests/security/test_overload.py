@@ -155,6 +155,14 @@ async def test_a_full_queue_answers_503_with_retry_after(small_queue: World) -> 
     other = await w.send(w.calm, 1)
     assert other.ids(503) == set(other.statuses), other.statuses
 
+    # Refused from the headers alone: a flood's bodies are not even read.
+    reader, writer = await asyncio.open_connection("127.0.0.1", w.fedi.port)
+    writer.write(f"POST /inbox HTTP/1.1\r\nHost: {w.fedi.domain}\r\nContent-Type: "
+                 "application/activity+json\r\nContent-Length: 100000\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 503") and b"retry-after:" in head.lower(), head
+
     # A worker drains the queue: every 202 is processed, nothing refused was stored.
     w.fedi.spawn("worker")
     await w.all_processed(accepted)
