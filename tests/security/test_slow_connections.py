@@ -144,3 +144,18 @@ async def test_trickled_bodies_are_cut_off_with_408(fedi: FediInstance) -> None:
     await asyncio.sleep(0.5)  # the app's side of each cut-off request has ended
     log = fedi.log()
     assert "Traceback" not in log and "Exception in ASGI application" not in log, log[-4000:]
+
+
+async def test_deadlines_hold_in_every_server_process(tmp_path: Path, database_url: str) -> None:
+    """`fedi serve --workers 2`: each process builds its server from the same settings."""
+    instance = FediInstance("slow2", database_url, tmp_path)
+    instance.start(["--workers", "2"],
+                   env={"FEDI_HTTP_HEADER_TIMEOUT": str(HEADER_TIMEOUT)})
+    try:
+        limit = HEADER_TIMEOUT + SLACK
+        idle = await asyncio.gather(*(trickle(instance.port, b"", request_head(instance) * 10,
+                                              limit + 2) for _ in range(SOCKETS)))
+        assert all(o.closed_after is not None and o.closed_after <= limit for o in idle), idle
+        await assert_served_meanwhile(instance)
+    finally:
+        instance.stop()
