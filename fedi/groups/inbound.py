@@ -59,10 +59,10 @@ async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, 
     if obj is None:
         if activity.object_id is None:
             raise Ignored("activity without an object")
-        if not is_http_url(activity.object_id) or (
-            host_of(activity.object_id) != host_of(activity.actor)
-        ):
-            raise Ignored("object is not an http(s) URL on its actor's host")
+        if not is_http_url(activity.object_id):
+            raise Ignored("object id is not an http(s) URL")
+        if host_of(activity.object_id) != host_of(activity.actor):
+            raise Ignored("object on another host than its actor")
         if not ctx.spend_fetch():
             raise Ignored("fetch budget spent")
         try:
@@ -70,8 +70,10 @@ async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, 
         except FetchError as exc:
             raise Ignored(f"could not fetch the object: {exc.reason}") from None
     # http(s) first: `javascript://<actor host>/x` has the actor's "host" (SECURITY 20).
-    if not is_http_url(obj.get("id")) or host_of(obj["id"]) != host_of(activity.actor):
-        raise Ignored("object id is not an http(s) URL on the actor's host")
+    if not is_http_url(obj.get("id")):
+        raise Ignored("object id is not an http(s) URL")
+    if host_of(obj["id"]) != host_of(activity.actor):
+        raise Ignored("object id is not on the actor's host")
     # Every attributedTo entry must be the actor (a list must not smuggle in someone else).
     authors = ids(obj.get("attributedTo"))
     if not authors or any(author != activity.actor for author in authors):
