@@ -22,7 +22,7 @@ from fedi.federation.resolve import ActorResolver
 from fedi.moderation.policy import DomainPolicy
 from fedi.store.db import make_engine, make_sessionmaker
 from fedi.urls import Urls
-from fedi.worker_loop import poll_loop
+from fedi.worker_loop import heartbeat_loop, poll_loop
 
 
 @dataclass
@@ -66,6 +66,7 @@ class Services:
         await asyncio.gather(
             poll_loop(process_inbox, stop, self.inbox_wake),
             self.delivery.run(stop, self.delivery_wake),
+            heartbeat_loop(self.sessionmaker, stop),
         )
 
     async def close(self) -> None:

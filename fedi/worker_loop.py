@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.delivery.worker import brief
+from fedi.store import heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +49,32 @@ async def poll_loop(
         except TimeoutError:
             pass
         waiter.clear()
+
+
+HEARTBEAT_SECONDS = 10.0
+_DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
+
+
+async def heartbeat_loop(
+    sessionmaker: async_sessionmaker[AsyncSession], stop: asyncio.Event,
+    interval: float = HEARTBEAT_SECONDS,
+) -> None:
+    """Say every `interval` seconds that this process's worker runs (/readyz asks); on a
+    clean stop, say it no longer does. A database outage is the other loops' to report."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"[:255]
+    started = time.time()
+    while not stop.is_set():
+        try:
+            async with sessionmaker() as session, session.begin():
+                await heartbeats.beat(session, worker, started, time.time())
+        except _DB_ERRORS:
+            pass
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+    try:
+        async with sessionmaker() as session, session.begin():
+            await heartbeats.forget(session, worker)
+    except _DB_ERRORS:
+        pass

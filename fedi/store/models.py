@@ -386,3 +386,12 @@ class CircleMember(Base):
     circle_id: Mapped[int] = mapped_column(ForeignKey("circles.id"), index=True)
     actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
     __table_args__ = (UniqueConstraint("circle_id", "actor_id"),)
+
+
+class WorkerHeartbeat(Base):
+    """A worker process (in `fedi serve` or `fedi worker`) says it is alive; /readyz asks."""
+
+    __tablename__ = "worker_heartbeats"
+    worker: Mapped[str] = mapped_column(String(255), primary_key=True)  # hostname:pid
+    started_at: Mapped[float] = mapped_column(Float)
+    seen_at: Mapped[float] = mapped_column(Float, index=True)
