@@ -62,15 +62,7 @@ class InboxBacklog:
         counted = self._stored_since
         try:
             async with self._sessionmaker() as session:
-                depth = (await session.execute(
-                    select(func.count()).select_from(InboxItem).where(InboxItem.state == "new")
-                )).scalar_one()
-                # Items never claimed yet: one being retried after a failure is not "behind".
-                oldest = (await session.execute(
-                    select(InboxItem.received_at)
-                    .where(InboxItem.state == "new", InboxItem.attempts == 0)
-                    .order_by(InboxItem.id).limit(1)
-                )).scalar_one_or_none()
+                depth, oldest = await inbox_figures(session)
         except (SQLAlchemyError, OSError) as exc:
             # Keep the last figures; storing will fail on its own if the database is gone.
             log.warning("could not read the inbox queue's depth: %s", type(exc).__name__)
@@ -80,3 +72,17 @@ class InboxBacklog:
         finally:
             self._read_at = self._monotonic()
             self._reading = False
+
+
+async def inbox_figures(session: AsyncSession) -> tuple[int, float | None]:
+    """Activities waiting to be processed, and when the oldest never-claimed one arrived
+    (one being retried after a failure is not "behind"). Also exported by /metrics."""
+    depth = (await session.execute(
+        select(func.count()).select_from(InboxItem).where(InboxItem.state == "new")
+    )).scalar_one()
+    oldest = (await session.execute(
+        select(InboxItem.received_at)
+        .where(InboxItem.state == "new", InboxItem.attempts == 0)
+        .order_by(InboxItem.id).limit(1)
+    )).scalar_one_or_none()
+    return int(depth), oldest
