@@ -13,7 +13,8 @@ from starlette.middleware import Middleware
 from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
-from fedi.web import collections, federation, invites, pages, wellknown
+from fedi.web import collections, federation, health, invites, pages, wellknown
+from fedi.web.accesslog import AccessLog
 from fedi.web.headers import SecurityHeaders
 
 
@@ -41,10 +42,12 @@ def create_app(
     return Starlette(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
-            *federation.routes,
+            *federation.routes, *health.routes,
         ],
         lifespan=lifespan,
-        middleware=[Middleware(SecurityHeaders)],
+        # Outermost: the access log and latency see every response as it leaves.
+        middleware=[Middleware(AccessLog, log_requests=settings.access_log),
+                    Middleware(SecurityHeaders)],
     )
 
 

@@ -30,6 +30,7 @@ from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.posting import delete_post, edit_post, post_to_group
 from fedi.groups.threads import find_post
+from fedi.metrics import multiprocess_dir
 from fedi.moderation.reports import report_post
 from fedi.runtime import settle_gc
 from fedi.services import Services, build_services
@@ -230,9 +231,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each process builds its own app from the same environment.
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
-        uvicorn.run("fedi.app:app_from_environment", factory=True, workers=args.workers,
-                    host=args.host, port=port, log_level="warning", access_log=False,
-                    server_header=False, proxy_headers=False, **http)
+        # Their metrics add up through files in a directory of their own (fedi.metrics).
+        with multiprocess_dir(args.workers):
+            uvicorn.run("fedi.app:app_from_environment", factory=True, workers=args.workers,
+                        host=args.host, port=port, log_level="warning", access_log=False,
+                        server_header=False, proxy_headers=False, **http)
         return 0
     app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
     # No proxy-header rewriting: fedi never uses the client address, and ids follow

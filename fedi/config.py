@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from fedi.errors import ConfigError
@@ -44,6 +44,11 @@ class Settings:
     http_header_timeout: int = 10
     http_body_timeout: int = 30
     http_keepalive_timeout: int = 5
+    # Logs: "text" lines or "json" (one object per line); one access-log line per request.
+    log_format: str = "text"
+    access_log: bool = True
+    # A bearer token that lets a scraper read /metrics from anywhere (else loopback only).
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def scheme(self) -> str:
@@ -81,6 +86,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`; the first is the default."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}={env[name]!r} must be one of: {', '.join(choices)}")
     return value
 
 
@@ -136,4 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_header_timeout=_int(env, "FEDI_HTTP_HEADER_TIMEOUT", 10),
         http_body_timeout=_int(env, "FEDI_HTTP_BODY_TIMEOUT", 30),
         http_keepalive_timeout=_int(env, "FEDI_HTTP_KEEPALIVE_TIMEOUT", 5),
+        log_format=_choice(env, "FEDI_LOG_FORMAT", ("text", "json")),
+        access_log=_bool(env, "FEDI_ACCESS_LOG", True),
+        metrics_token=env.get("FEDI_METRICS_TOKEN", "").strip() or None,
     )

@@ -28,6 +28,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fedi import metrics
 from fedi.activitypub.client import DestinationRefused, FederationClient
 from fedi.activitypub.keys import SigningKey
 from fedi.delivery.retry import Outcome, breaker_pause, decide
@@ -410,7 +411,11 @@ class DeliveryWorker:
         async with self._sessionmaker() as session, session.begin():
             await session.execute(update(Delivery), updates)
             gone = await self._update_hosts(session, by_host, moment)
+        for r in results:  # counted once recorded: a failed commit is recorded again later
+            if r.attempted:
+                metrics.delivery_outcome(r.outcome.state)
         if gone:
+            metrics.hosts_marked_dead(gone)
             await self._close_gone_hosts()
 
     async def _close_gone_hosts(self) -> None:
@@ -431,21 +436,22 @@ class DeliveryWorker:
         async with self._sessionmaker() as session, session.begin():
             closed = (await session.execute(statement)).rowcount  # type: ignore[attr-defined]
         if closed:
+            metrics.delivery_outcome("host_gone", closed)
             log.info("closed %d deliveries to gone hosts", closed)
 
     async def _update_hosts(
         self, session: AsyncSession, by_host: dict[str, list[Outcome]], moment: float
-    ) -> bool:
-        """Record host health; True if a host was just marked gone."""
+    ) -> int:
+        """Record host health; return how many hosts were just marked gone."""
         if not by_host:
-            return False
+            return 0
         known = {
             h.host: h
             for h in (
                 await session.execute(select(Host).where(Host.host.in_(list(by_host))))
             ).scalars()
         }
-        newly_gone = False
+        newly_gone = 0
         for host, outcomes in by_host.items():
             record = known.get(host)
             healthy = any(o.host_ok for o in outcomes) and not any(o.host_gone for o in outcomes)
@@ -455,7 +461,7 @@ class DeliveryWorker:
                 record = Host(host=host, failures=0, down_until=0.0, gone=False)
                 session.add(record)
             if any(o.host_gone for o in outcomes):
-                newly_gone = newly_gone or not record.gone
+                newly_gone += 0 if record.gone else 1
                 record.gone = True
                 record.last_failure_at = moment
             elif any(o.host_ok for o in outcomes):

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from fedi import metrics
 from fedi.activitypub.httpsig import SignatureParams, parse_signature, verify_request
 from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_body
 from fedi.errors import FetchError, SignatureError, ValidationError
@@ -85,6 +86,12 @@ class Receiver:
         """Admission control from the headers alone (the route asks before reading the
         body): None, or 503 (the queue is full or behind) or 429 (this host is over its share).
         """
+        refused = await self._admit(headers)
+        if refused is not None:
+            metrics.inbox_result(refused.status)
+        return refused
+
+    async def _admit(self, headers: Mapping[str, str]) -> InboxResult | None:
         if self._backlog is not None and (full := await self._backlog.refusal()) is not None:
             return InboxResult.refused(full)
         if self._buckets is not None:
@@ -97,19 +104,27 @@ class Receiver:
         return None
 
     async def receive(self, request: InboxRequest) -> InboxResult:
+        result = await self._receive(request)
+        metrics.inbox_result(result.status)
+        return result
+
+    async def _receive(self, request: InboxRequest) -> InboxResult:
         # Admission first (again, for callers that did not ask): nothing refused is stored.
-        if (refused := await self.admit(request.headers)) is not None:
+        if (refused := await self._admit(request.headers)) is not None:
             return refused
         try:
             signature = parse_signature(request.headers)
         except SignatureError as exc:
-            return InboxResult(401, exc.reason)
+            signed = "signature" in request.headers or "signature-input" in request.headers
+            return _unverified("malformed" if signed else "unsigned", exc.reason)
         # A host's share is charged only once its signature verified (below), so forged key
         # ids cannot spend another host's share.
         signer_host = host_of(signature.key_id)
         host_header = request.headers.get("host", "").lower()
         if host_header and host_header != self._domain:
-            return InboxResult(401, f"request was addressed to {host_header}, not {self._domain}")
+            return _unverified(
+                "wrong_host", f"request was addressed to {host_header}, not {self._domain}"
+            )
         try:
             activity = parse_activity_body(request.body)
         except ValidationError as exc:
@@ -119,7 +134,7 @@ class Receiver:
             if refusal is not None:
                 return InboxResult(403, refusal)
         if host_of(signature.key_id) != host_of(activity.actor):
-            return InboxResult(401, "the signing key is not on the actor's host")
+            return _unverified("key_host", "the signing key is not on the actor's host")
 
         try:
             key = await self._resolver.key(signature.key_id)
@@ -127,9 +142,11 @@ class Receiver:
             if activity.type == "Delete" and activity.object_id == activity.actor:
                 # A deleted account's key is gone with it; nothing of ours depends on it.
                 return InboxResult(202, "accepted: delete of an actor we cannot verify")
-            return InboxResult(401, f"could not get the signing key: {exc.reason}")
+            return _unverified("key_unavailable", f"could not get the signing key: {exc.reason}")
         if key.owner != activity.actor:
-            return InboxResult(401, f"signed by {key.owner}, but the actor is {activity.actor}")
+            return _unverified(
+                "key_owner", f"signed by {key.owner}, but the actor is {activity.actor}"
+            )
 
         failure = self._verify(signature, request, key)
         if failure is not None:
@@ -138,10 +155,10 @@ class Receiver:
             except FetchError:
                 refreshed = None
             if refreshed is None or refreshed.owner != activity.actor:
-                return InboxResult(401, failure)
+                return _unverified("invalid", failure)
             failure = self._verify(signature, request, refreshed)
             if failure is not None:
-                return InboxResult(401, failure)
+                return _unverified("invalid", failure)
 
         if self._buckets is not None:
             self._buckets.take(signer_host)
@@ -182,3 +199,9 @@ class Receiver:
 
     async def close(self) -> None:
         await self._writer.close()
+
+
+def _unverified(kind: str, reason: str) -> InboxResult:
+    """401, counted by `kind` (one of metrics.SIGNATURE_REASONS; the reason is free text)."""
+    metrics.signature_failure(kind)
+    return InboxResult(401, reason)

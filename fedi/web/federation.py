@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fedi import metrics
 from fedi.activitypub.activities import iso
 from fedi.activitypub.actors import ActorView, actor_document
 from fedi.activitypub.vocab import AS_CONTEXT, POST_TYPES, PUBLIC, addressees, first_type
@@ -107,7 +108,7 @@ async def inbox(request: Request) -> Response:
     limit = services.settings.max_inbox_bytes
     declared = non_negative(request.headers.get("content-length"))  # else the stream cap holds
     if declared is not None and declared > limit:
-        return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+        return _too_large(limit)
     headers = {k.lower(): v for k, v in request.headers.items()}
     # Under a flood, refuse before reading the body.
     refused = await services.receiver.admit(headers)
@@ -118,7 +119,7 @@ async def inbox(request: Request) -> Response:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+            return _too_large(limit)
         chunks.append(chunk)
     query = f"?{request.url.query}" if request.url.query else ""
     result = await services.receiver.receive(
@@ -131,6 +132,11 @@ async def inbox(request: Request) -> Response:
         )
     )
     return _inbox_answer(result)
+
+
+def _too_large(limit: int) -> Response:
+    metrics.inbox_result(413)
+    return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
 
 
 def _inbox_answer(result: InboxResult) -> Response:
