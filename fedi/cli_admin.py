@@ -151,6 +151,18 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
                        help="only deliveries in this state")
     queue.add_argument("--host", default=None, help="only deliveries to this host (host:port)")
     queue.add_argument("--limit", type=int, default=50, help="how many rows (default 50)")
+    hosts = command(
+        actions, "queue", "show the delivery queue by host (due, in flight, failing, paused, "
+        "gone), or retry a host now", _queue,
+        "Show the delivery queue: pending deliveries (due now, in flight), then one line per "
+        "remote host that has pending deliveries or is failing, paused by the circuit breaker "
+        "or gone, with its last error. --retry HOST makes that host's pending deliveries due "
+        "now and clears its backoff, circuit breaker and gone mark (deliveries already closed "
+        "stay closed); a running worker sends them within a second.",
+    )
+    hosts.add_argument("--retry", default=None, metavar="HOST",
+                       help="retry this host now (host or host:port, as listed)")
+    hosts.add_argument("--limit", type=int, default=100, help="how many hosts (default 100)")
 
     reports_parser = command(actions, "reports", "list open reports (with --all, resolved "
                              "ones too)", _reports)
@@ -397,6 +409,48 @@ async def _deliveries(services: Services, session: AsyncSession, admin: Admin,
             f"#{row.id}", row.state, row.host, row.inbox_url, f"attempts {row.attempts}", when,
             (row.last_error or (f"HTTP {row.last_status}" if row.last_status else "-"))
             .replace("\n", " "),
+        ]))
+
+
+async def _queue(services: Services, session: AsyncSession, admin: Admin,
+                 args: argparse.Namespace) -> None:
+    moment = now()
+    if args.retry is not None:
+        done = await delivery_queue.retry_host(session, args.retry, moment)
+        if not done.rows and not (done.was_paused or done.was_gone):
+            raise ValidationError(f"{done.host} has no pending deliveries and is not paused "
+                                  "or gone; nothing to retry (see `fedi admin queue`)")
+        await audit.record(session, admin.who, "delivery.retry", done.host,
+                           details={"deliveries": done.rows, "was_paused": done.was_paused,
+                                    "was_gone": done.was_gone})
+        rows = _plural(done.rows, "pending delivery", "pending deliveries")
+        line = f"retrying {done.host} now: {rows} due now, backoff and circuit breaker cleared"
+        if done.was_gone:
+            line += "; it is no longer marked gone (deliveries closed before stay failed)"
+        print(line)
+        return
+    if args.limit < 0:
+        raise ValidationError("--limit must be 0 or more")
+    health = await delivery_queue.queue_health(session, moment)
+    view = await delivery_queue.queue_view(session, limit=0)
+    print(f"deliveries: pending {health.pending} (due now {health.due}, in flight "
+          f"{health.in_flight}), " + ", ".join(f"{state} {view.counts.get(state, 0)}"
+                                               for state in delivery_queue.STATES[1:]))
+    print(f"hosts: {health.hosts_failing} failing, {health.hosts_paused} paused, "
+          f"{health.hosts_gone} gone")
+    for host in await delivery_queue.host_summaries(session, moment, limit=args.limit):
+        if host.gone:
+            state = "gone"
+        elif host.down_until > moment:
+            state = f"paused until {_when(host.down_until)}"
+        elif host.failures:
+            state = "failing"
+        else:
+            state = "ok"
+        print("\t".join([
+            host.host, state, f"pending {host.pending}", f"due {host.due}",
+            f"in flight {host.in_flight}", f"failures {host.failures}",
+            (host.last_error or "-").replace("\n", " ")[:200],
         ]))
 
 
