@@ -25,6 +25,7 @@ from fedi.cli_admin import build_admin_parser
 from fedi.cli_circle import build_circle_parser
 from fedi.cli_common import with_services
 from fedi.cli_mod import build_mod_parser
+from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
@@ -115,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=cmd_worker)
 
     mig = commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
+    mig.add_argument("--check", action="store_true",
+                     help="only say whether a migration is due (exit 0: none, 1: run "
+                     "`fedi migrate`)")
     mig.set_defaults(run=cmd_migrate)
+    build_doctor_parser(commands)
 
     user = commands.add_parser("create-user", help="create a local user")
     user.add_argument("name", help="user name (becomes @NAME@host)")
@@ -260,6 +265,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.check:
+        return cmd_migrate_check(settings)
+
     async def runner() -> int:
         services = build_services(settings)
         try:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
 from fedi.cli_common import with_services
+from fedi.cli_ops import build_ops_parser
 from fedi.config import Settings
 from fedi.delivery import queue as delivery_queue
 from fedi.errors import FediError, ValidationError
@@ -186,6 +187,7 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
         "instance's actor (the reporter is not named), to its shared inbox if it has one.",
     )
     forward.add_argument("report_id", type=int, metavar="REPORT_ID")
+    build_ops_parser(actions)
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work) -> int:

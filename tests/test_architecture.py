@@ -22,8 +22,10 @@ LAYERS: dict[str, float] = {
     "groups": 4, "moderation": 4,
     "federation": 5,
     "worker_loop": 5.5, "services": 6,
+    "doctor": 6.5,
     "web": 7, "api": 7, "app": 7.5,
-    "cli_common": 7.6, "cli_mod": 7.8, "cli_circle": 7.8, "cli_admin": 7.8, "cli": 8,
+    "cli_common": 7.6, "cli_ops": 7.7,
+    "cli_mod": 7.8, "cli_circle": 7.8, "cli_admin": 7.8, "cli": 8,
     "__main__": 9,
 }
 # What a layer may not import even if it is lower (protocol and policy stay pure).
