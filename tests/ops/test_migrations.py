@@ -9,8 +9,11 @@ intact and that the app serves the group and the post from it.
 
 from __future__ import annotations
 
+import ast
 import json
+import textwrap
 import time
+from inspect import getsource as inspect_source
 from typing import Any
 
 import pytest
@@ -193,3 +196,54 @@ def test_every_revision_is_covered() -> None:
     """The list above comes from the scripts: the first schema and every later one but head."""
     assert EARLIER[0] == "0001"
     assert len(EARLIER) == len(list(SCRIPTS.walk_revisions())) - 1
+
+
+# Operations that break the release before a migration (deploy/README.md "Rolling"): they
+# belong in a later release, once no released code uses what they remove or change.
+CONTRACTING = {"drop_column", "drop_table", "drop_constraint", "rename_table", "alter_column"}
+
+
+def _contracting(source: str) -> list[str]:
+    """The calls in `source` that remove, rename or tighten what old code uses; a column
+    added NOT NULL without a server default breaks old code's inserts too."""
+    found = []
+    for node in ast.walk(ast.parse(textwrap.dedent(source))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr in CONTRACTING:
+            found.append(node.func.attr)
+        elif node.func.attr == "add_column":
+            words = {k.arg: k.value for c in ast.walk(node) if isinstance(c, ast.Call)
+                     for k in c.keywords}
+            strict = isinstance(words.get("nullable"), ast.Constant) and \
+                words["nullable"].value is False  # type: ignore[union-attr]
+            if strict and "server_default" not in words:
+                found.append("add_column NOT NULL without server_default")
+    return found
+
+
+def test_the_expand_check_sees_contracting_operations() -> None:
+    assert _contracting("def upgrade():\n    op.drop_column('actors', 'x')\n") == \
+        ["drop_column"]
+    assert _contracting(
+        "def upgrade():\n    b.add_column(sa.Column('x', sa.Text(), nullable=False))\n"
+    ) == ["add_column NOT NULL without server_default"]
+    assert _contracting(
+        "def upgrade():\n    op.create_table('t', sa.Column('x', sa.Text(), nullable=False))\n"
+        "    b.add_column(sa.Column('y', sa.Text(), nullable=False, server_default='a'))\n"
+    ) == []
+
+
+@pytest.mark.parametrize("revision", [rev.revision for rev in SCRIPTS.walk_revisions()])
+def test_migrations_only_expand_so_the_previous_release_keeps_working(revision: str) -> None:
+    """Rolling upgrades migrate while the previous release still serves: after the first
+    schema, a migration's upgrade() may add but not drop, rename or tighten (a migration
+    that must contract says so with a `# contract: REASON` line, and its release notes
+    must ask for stop, migrate, start)."""
+    script = SCRIPTS.get_revision(revision)
+    assert script is not None and script.module is not None
+    source = inspect_source(script.module.upgrade)
+    if script.down_revision is None or "# contract:" in source:
+        return
+    found = _contracting(source)
+    assert not found, f"migration {revision} contracts the schema ({', '.join(found)})"
