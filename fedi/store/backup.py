@@ -180,6 +180,8 @@ async def create_backup(engine: AsyncEngine, base_url: str, target: Path) -> Out
         raise BackupError("the database is empty; there is nothing to back up")
     await check_identity(engine, base_url)  # the manifest names the database's own address
     revision, local, keys = await _facts(engine)
+    if _exists(target):  # said now, not after a long dump
+        raise BackupError(f"{target} already exists; choose another file name")
     with tempfile.TemporaryDirectory(prefix="fedi-backup-") as work:
         dump = Path(work) / MEMBERS[dialect]
         if dialect == "sqlite":
@@ -193,6 +195,10 @@ async def create_backup(engine: AsyncEngine, base_url: str, target: Path) -> Out
         )
         _write_archive(target, manifest, dump)
     return Outcome(manifest, local, keys)
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
 
 
 def _sqlite_path(engine: AsyncEngine, *, must_exist: bool) -> Path:
@@ -266,24 +272,25 @@ def _pg_dump(url: URL, dump: Path) -> None:
 
 
 def _write_archive(target: Path, manifest: Manifest, dump: Path) -> None:
+    """Write the archive beside `target`, then link it into place: the name appears only
+    once the backup is complete, and never replaces another file."""
     partial = target.with_name(f".{target.name}.partial")
-    handle = _private_file(target)  # claims the name: no second backup writes over it
-    os.close(handle)
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # left by a backup that was killed
     try:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
         with os.fdopen(_private_file(partial), "wb") as raw, \
                 tarfile.open(fileobj=raw, mode="w:gz") as archive:
             _add_bytes(archive, MANIFEST, manifest.to_json())
             archive.add(dump, arcname=manifest.database, filter=_plain)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(partial, target)  # complete or absent, never half a backup
-    except BaseException:
-        for leftover in (partial, target):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        raise
+        try:
+            os.link(partial, target)
+        except FileExistsError:
+            raise BackupError(f"{target} already exists; choose another file name") from None
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:

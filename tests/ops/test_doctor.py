@@ -4,6 +4,7 @@ stalled worker, damaged keys and bad TLS: one line per check, what to fix, no tr
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import threading
 import time
@@ -24,7 +25,6 @@ from fedi.store.migrate import head_revision
 from tests.ops.support import assert_clean, fedi
 from tests.support.databases import using_postgres
 from tests.support.instance import FediInstance
-from tests.support.ports import port_of, reserve_port
 
 pytestmark = pytest.mark.federation
 
@@ -163,7 +163,8 @@ def self_signed_server(tmp_path: Path) -> Iterator[int]:
         serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    listener = reserve_port()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # kept until the test ends: no one else gets the port
     listener.listen()
     listener.settimeout(0.2)
     stop = threading.Event()
@@ -182,7 +183,7 @@ def self_signed_server(tmp_path: Path) -> Iterator[int]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield port_of(listener)
+    yield listener.getsockname()[1]
     stop.set()
     thread.join()
     listener.close()
