@@ -23,6 +23,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fedi.activitypub.integrity import public_multibase
@@ -105,8 +106,8 @@ def missing_sqlite_file(settings: Settings) -> Path | None:
     an empty one, which is never what a check should do)."""
     if not settings.is_sqlite:
         return None
-    path = settings.database_url.split(":///", 1)[-1]
-    return None if path == ":memory:" or Path(path).is_file() else Path(path)
+    path = make_url(settings.database_url).database or ""  # as the engine will read it
+    return None if path in ("", ":memory:") or Path(path).is_file() else Path(path)
 
 
 async def _database_checks(settings: Settings) -> list[Check]:

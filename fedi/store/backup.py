@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
@@ -214,7 +215,8 @@ def _sqlite_path(engine: AsyncEngine, *, must_exist: bool) -> Path:
 def _sqlite_copy(source: Path, dump: Path) -> str | None:
     """Copy the live database with the online backup API; return the copy's revision."""
     # mode=rw: never creates a database that is not there.
-    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
+    src = sqlite3.connect(f"file:{pathname2url(str(source.resolve()))}?mode=rw", uri=True,
+                          timeout=30)
     dst = sqlite3.connect(dump)
     try:
         src.execute("PRAGMA busy_timeout=30000")

@@ -106,6 +106,11 @@ async def test_backup_while_serving_then_restore_keeps_followers_verifying(
         assert_clean(done)
         assert f"restored {a.base_url}" in done.stdout
         assert await a.query(KEYS) == keys  # the same RSA and Ed25519 keys, byte for byte
+        # What was committed before the backup is in it, even if it was still in the WAL.
+        assert await a.query("SELECT uri FROM posts WHERE uri = :uri", uri=first) == [(first,)]
+        assert await a.query(
+            "SELECT f.state FROM follows f JOIN actors x ON x.id = f.follower_id "
+            "WHERE x.uri = :uri", uri=f"{b.base_url}/users/bob") == [("accepted",)]
         a.start()
 
         # The restored group's next post reaches the follower, verified with the key it
