@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from fedi.actors.local import (
 )
 from fedi.cli_admin import build_admin_parser
 from fedi.cli_circle import build_circle_parser
-from fedi.cli_common import with_services
+from fedi.cli_common import listening_socket, serve, unexpected_error, with_services
 from fedi.cli_mod import build_mod_parser
 from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
 from fedi.config import Settings, load_settings
@@ -31,10 +32,13 @@ from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.posting import delete_post, edit_post, post_to_group
 from fedi.groups.threads import find_post
+from fedi.logs import configure as configure_logging
+from fedi.logs import logging_config, redact
 from fedi.metrics import multiprocess_dir
 from fedi.moderation.reports import report_post
 from fedi.runtime import settle_gc
 from fedi.services import Services, build_services
+from fedi.store.identity import check_connection
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
 
@@ -69,19 +73,29 @@ environment:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command in ("serve", "worker") else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging("INFO" if args.command in ("serve", "worker") else "WARNING")
+    threading.excepthook = _thread_failed
     try:
         settings = load_settings()
         result: int = args.run(settings, args)
         return result
     except FediError as exc:
-        print(f"fedi: error: {exc.reason}", file=sys.stderr)
+        print(f"fedi: error: {redact(exc.reason)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # one line, never a traceback: it could carry SQL and keys
+        print(f"fedi: error: {unexpected_error(exc)}", file=sys.stderr)
+        return 1
+
+
+def _thread_failed(failure: threading.ExceptHookArgs) -> None:
+    """A helper thread's exception (e.g. a database driver's after the loop closed): one
+    log line, like every other failure, instead of a traceback on stderr."""
+    if failure.exc_value is not None:
+        name = failure.thread.name if failure.thread is not None else "a thread"
+        logging.getLogger("fedi").error("%s failed: %s", name,
+                                        unexpected_error(failure.exc_value))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="web server processes sharing the port (default 1); use about one "
                        "per core, with PostgreSQL")
+    serve.add_argument("--fd", type=int, default=None, metavar="FD",
+                       help="serve on this inherited, bound TCP socket instead of --host/--port "
+                       "(socket activation, tests)")
     serve.set_defaults(run=cmd_serve)
 
     worker = commands.add_parser(
@@ -214,8 +231,6 @@ _run = with_services
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
     from fedi.app import RUN_WORKER_ENV, create_app
     from fedi.web.connections import protocol
 
@@ -223,14 +238,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # Deadlines for a request to arrive and for idle connections (slowloris).
     http = {"http": protocol(settings.http_header_timeout, settings.http_body_timeout),
             "timeout_keep_alive": settings.http_keepalive_timeout}
+    # uvicorn's own loggers (and its worker processes) log through fedi's redacting handler.
+    log_config = logging_config("INFO")
 
     async def prepare(services: Services) -> int:
         return 0
 
-    _run(settings, prepare)  # migrations and instance keys before the first request
     if args.workers < 1:
         raise FediError("--workers must be at least 1")
-    print(f"fedi: listening on http://{args.host}:{port} as {settings.base_url}"
+    listener = listening_socket(args.host, port, args.fd)  # a port in use: say so first
+    _run(settings, prepare)  # migrations and instance keys before the first request
+    host, port = listener.getsockname()[:2]
+    print(f"fedi: listening on http://{host}:{port} as {settings.base_url}"
           f"{'' if args.no_worker else ' (with worker)'}"
           f"{f', {args.workers} processes' if args.workers > 1 else ''}", flush=True)
     if args.workers > 1:
@@ -238,15 +257,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
         # Their metrics add up through files in a directory of their own (fedi.metrics).
         with multiprocess_dir(args.workers):
-            uvicorn.run("fedi.app:app_from_environment", factory=True, workers=args.workers,
-                        host=args.host, port=port, log_level="warning", access_log=False,
-                        server_header=False, proxy_headers=False, **http)
+            serve(listener, "fedi.app:app_from_environment", factory=True,
+                  workers=args.workers, log_level="warning", access_log=False,
+                  server_header=False, proxy_headers=False, log_config=log_config, **http)
         return 0
     app = create_app(settings, run_worker=not args.no_worker, tune_gc=True)
     # No proxy-header rewriting: fedi never uses the client address, and ids follow
     # FEDI_BASE_URL, not forwarded headers.
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False,
-                server_header=False, proxy_headers=False, **http)
+    serve(listener, app, workers=1, log_level="warning", access_log=False, server_header=False,
+          proxy_headers=False, log_config=log_config, **http)
     return 0
 
 
@@ -271,6 +290,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def runner() -> int:
         services = build_services(settings)
         try:
+            await check_connection(services.engine)
             before, after = await migrate(services.engine)
         finally:
             await services.close()

@@ -123,9 +123,18 @@ def normalise_database_url(raw: str) -> str:
     if url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
         return url
     raise ConfigError(
-        f"FEDI_DATABASE_URL={raw!r} is not supported; use sqlite+aiosqlite:///path/to/fedi.db "
-        "or postgresql+asyncpg://user@host:5432/dbname"
+        f"FEDI_DATABASE_URL={_without_password(raw)!r} is not supported; use "
+        "sqlite+aiosqlite:///path/to/fedi.db or postgresql+asyncpg://user@host:5432/dbname"
     )
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be printed: user:password@ becomes user:***@."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in userinfo):
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

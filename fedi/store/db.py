@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from fedi.config import Settings
+from fedi.errors import ConfigError
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
-    kwargs: dict[str, Any] = {}
+    # SQL parameters never reach an error message or log: rows carry private keys.
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if settings.is_sqlite:
         # One writer at a time: wait for the lock rather than fail with "database is locked".
         kwargs["connect_args"] = {"timeout": 30}
@@ -20,7 +23,13 @@ def make_engine(settings: Settings) -> AsyncEngine:
         # churn as most of PostgreSQL's CPU, so the pool is sized and overflow kept small.
         kwargs["pool_size"] = settings.database_pool_size
         kwargs["max_overflow"] = max(2, settings.database_pool_size // 4)
-    engine = create_async_engine(settings.database_url, **kwargs)
+    try:
+        engine = create_async_engine(settings.database_url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(
+            f"FEDI_DATABASE_URL names no database fedi can open ({exc}); use "
+            "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/NAME"
+        ) from None
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -7,7 +7,6 @@ import email.utils
 import gzip
 import ipaddress
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from fedi.activitypub.httpsig import parse_signature, verify_request
 from fedi.activitypub.keys import SigningKey, generate_rsa_keypair
 from fedi.activitypub.mediatypes import ACCEPT_AP, is_activitypub_media_type
 from fedi.errors import FetchError, SignatureError
+from tests.support.ports import port_of, reserve_port
 
 AS_PROFILE = "https://www.w3.org/ns/activitystreams"
 LD_AS = f'application/ld+json; profile="{AS_PROFILE}"'
@@ -712,17 +712,11 @@ async def test_stalled_body_times_out(start_remote: StartRemote, make_client: Ma
         await make_client(total_timeout=0.3).fetch_object(remote.url("/actor"), sign_as=None)
 
 
-def _closed_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_connection_refused_is_fetch_error(make_client: MakeClient, key: SigningKey) -> None:
-    url = f"http://127.0.0.1:{_closed_loopback_port()}/inbox"
-    with pytest.raises(FetchError, match="could not connect"):
-        await make_client().post_activity(url, b"{}", sign_as=key)
+    with reserve_port() as closed:  # bound, never listening: refused, and nobody else's
+        url = f"http://127.0.0.1:{port_of(closed)}/inbox"
+        with pytest.raises(FetchError, match="could not connect"):
+            await make_client().post_activity(url, b"{}", sign_as=key)
 
 
 def test_client_creates_no_session_outside_a_loop() -> None:

@@ -19,7 +19,7 @@ from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor, Delivery, Host
 from tests.support.databases import using_postgres
-from tests.support.ports import free_port
+from tests.support.ports import port_of, reserve_port
 from tests.support.remote import FakeRemote
 
 
@@ -173,7 +173,10 @@ async def test_gone_shared_inbox_marks_the_host_gone(world: World, remote: FakeR
 async def test_dead_host_trips_the_breaker_without_holding_up_others(
     world: World, remote: FakeRemote
 ) -> None:
-    dead_port = free_port()  # nothing listens there yet
+    # Bound but not listening: connections are refused, as by a dead host, and the port
+    # stays ours until the host "comes back" listening on this same socket.
+    dead_sock = reserve_port()
+    dead_port = port_of(dead_sock)
     dead = f"http://127.0.0.1:{dead_port}/inbox"
     for n in range(6):
         await world.send(dead, activity_id=f"dead{n}")
@@ -192,7 +195,7 @@ async def test_dead_host_trips_the_breaker_without_holding_up_others(
     assert len(remote.posts) == 1
 
     # The host comes back: once the pause is over its rows go out and its health resets.
-    revived = FakeRemote(port=dead_port)
+    revived = FakeRemote(sock=dead_sock)
     await revived.start()
     try:
         world.clock.advance(13 * 3600)  # past the pause and the rows' backoff

@@ -490,9 +490,7 @@ class FakeLemmy(FakeRemote):
         app.router.add_get("/users/{name}", self._actor)
         app.router.add_post("/users/{name}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await self.serve(app)
 
     async def _nodeinfo_links(self, _request: web.Request) -> web.StreamResponse:
         return web.json_response({"links": [{

@@ -10,12 +10,13 @@ from aiohttp import web
 
 from fedi.activitypub.client import ClientSettings, FederationClient
 from fedi.errors import FetchError
-from tests.support.ports import free_port
+from tests.support.ports import port_of, reserve_port
 
 
 @pytest.fixture
 async def two_servers() -> AsyncIterator[tuple[int, int]]:
-    allowed_port, blocked_port = free_port(), free_port()
+    allowed_sock, blocked_sock = reserve_port(), reserve_port()
+    allowed_port, blocked_port = port_of(allowed_sock), port_of(blocked_sock)
     hits: list[str] = []
 
     async def redirect(_request: web.Request) -> web.StreamResponse:
@@ -27,12 +28,12 @@ async def two_servers() -> AsyncIterator[tuple[int, int]]:
                                  content_type="application/activity+json")
 
     runners = []
-    for port, handler in ((allowed_port, redirect), (blocked_port, document)):
+    for sock, handler in ((allowed_sock, redirect), (blocked_sock, document)):
         app = web.Application()
         app.router.add_get("/doc", handler)
         runner = web.AppRunner(app)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.SockSite(runner, sock).start()
         runners.append(runner)
     yield allowed_port, blocked_port
     assert hits == [], "the suspended host was contacted"

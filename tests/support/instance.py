@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,13 +18,17 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.ports import free_port
+from tests.support.ports import pause, port_of, reserve_port
 
 
 class FediInstance:
-    def __init__(self, name: str, database_url: str, workdir: Path, port: int | None = None):
+    def __init__(self, name: str, database_url: str, workdir: Path):
         self.name = name
-        self.port = port or free_port()
+        # The instance's port is held by this socket for the test's life and handed to each
+        # `fedi serve` (--fd): no other process can take it between runs or restarts.
+        self._listener = reserve_port()
+        weakref.finalize(self, self._listener.close)
+        self.port = port_of(self._listener)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.domain = f"127.0.0.1:{self.port}"
         self.database_url = database_url
@@ -65,10 +72,13 @@ class FediInstance:
 
     def start(self, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
         log = self.log_path.open("ab")
+        fd = self._listener.fileno()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "fedi", "serve", "--port", str(self.port), *extra_args],
+            [sys.executable, "-m", "fedi", "serve", "--fd", str(fd), *extra_args],
             env={**self.env, **(env or {})}, cwd=self.workdir, stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, pass_fds=(fd,),
+            # Its own process group: kill() takes `--workers N` children down with it.
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -93,21 +103,28 @@ class FediInstance:
             try:
                 self._process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+                self._kill_group(self._process)
         self._process = None
+        pause(self._listener)  # down: connections are refused, the port stays ours
 
     def kill(self) -> None:
+        """SIGKILL the server, every process of it."""
         if self._process is not None:
-            self._process.kill()
-            self._process.wait()
+            self._kill_group(self._process)
             self._process = None
+        pause(self._listener)
+
+    @staticmethod
+    def _kill_group(process: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     async def query(self, sql: str, **params: Any) -> list[Any]:
-        engine = create_async_engine(self.database_url)
+        engine = create_async_engine(self.database_url, hide_parameters=True)
         try:
             async with engine.connect() as conn:
                 return list((await conn.execute(text(sql), params)).all())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from aiohttp import web
 from fedi.activitypub.httpsig import Scheme, sign_request
 from fedi.activitypub.keys import SigningKey, generate_rsa_keypair
 from fedi.activitypub.vocab import AS_CONTEXT
-from tests.support.ports import free_port
+from tests.support.ports import pause, port_of, reserve_port
 
 _KEYS: list[tuple[str, str]] = []
 
@@ -61,7 +63,9 @@ class InboxPost:
 
 @dataclass
 class FakeRemote:
-    port: int = field(default_factory=free_port)
+    # Bound from the start and held until the remote is gone: the port is known before
+    # start() (actor URIs name it) and no other process can take it, even across restarts.
+    sock: socket.socket = field(default_factory=reserve_port)
     actors: dict[str, RemoteActor] = field(default_factory=dict)
     fetches: Counter[str] = field(default_factory=Counter)
     posts: list[InboxPost] = field(default_factory=list)
@@ -79,6 +83,13 @@ class FakeRemote:
     # Ed25519 assertion keys (FEP-521a) by actor name: (private PEM, publicKeyMultibase).
     assertion_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+
+    def __post_init__(self) -> None:
+        weakref.finalize(self, self.sock.close)
+
+    @property
+    def port(self) -> int:
+        return port_of(self.sock)
 
     @property
     def base_url(self) -> str:
@@ -129,13 +140,19 @@ class FakeRemote:
         app.router.add_get("/objects/{id}", self._object)
         app.router.add_post("/users/{name}/inbox", self._inbox)
         app.router.add_post("/inbox", self._inbox)
+        await self.serve(app)
+
+    async def serve(self, app: web.Application) -> None:
+        """Serve `app` on this remote's socket (for subclasses with routes of their own)."""
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        # A duplicate, which the server closes when it stops; self.sock keeps the port.
+        await web.SockSite(self._runner, self.sock.dup()).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+        pause(self.sock)  # a stopped remote refuses connections, and may start again
 
     async def _actor(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
