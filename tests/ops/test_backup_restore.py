@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import stat
 import tarfile
 from pathlib import Path
@@ -42,21 +41,6 @@ def _sqlite_file(url: str) -> Path:
     return Path(url.split(":///", 1)[1])
 
 
-def _restartable(instance: FediInstance) -> None:
-    """Hold the instance's port with SO_REUSEADDR, before it ever listens.
-
-    Stopping a server that talked to B leaves TIME_WAIT entries on its port; Linux refuses
-    to listen again on a socket bound without SO_REUSEADDR (EADDRINUSE; setting it later
-    does not help), so a restart on the same port would never answer. tests/support/ports.py
-    binds without it; until it does, this test rebinds the still unused port.
-    """
-    instance._listener.close()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", instance.port))
-    instance._listener = sock
-
-
 async def test_backup_while_serving_then_restore_keeps_followers_verifying(
     instances: list[FediInstance], tmp_path: Path
 ) -> None:
@@ -64,7 +48,6 @@ async def test_backup_while_serving_then_restore_keeps_followers_verifying(
     a.cli("create-user", "alice", "--admin")
     a.cli("create-group", "cats", "--owner", "alice")
     b.cli("create-user", "bob")
-    _restartable(a)
     a.start()
     b.start()
     group = f"{a.base_url}/groups/cats"
