@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 from urllib.request import pathname2url
 
 from alembic.script import ScriptDirectory
@@ -50,7 +49,6 @@ FORMAT = "fedi-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MEMBERS = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
-FILES_PREFIX = "files/"
 PG_CLIENT_HINT = (
     "install the PostgreSQL client tools (Debian/Ubuntu: apt install postgresql-client) of "
     "the server's major version or newer"
@@ -447,10 +445,3 @@ def _sqlite_replace(dump: Path, target: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
     os.replace(dump, target)
-
-
-def describe(outcome: Outcome) -> dict[str, Any]:
-    """What a backup holds, for one line of output (never the keys themselves)."""
-    m = outcome.manifest
-    return {"base_url": m.base_url, "dialect": m.dialect, "revision": m.schema_revision,
-            "local_actors": outcome.local_actors, "keys": outcome.keys}

@@ -168,7 +168,14 @@ async def test_backup_never_overwrites_and_needs_a_database(
     again = a.cli("admin", "backup", str(archive), check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
     assert archive.read_text() == "an older backup"
-    if not using_postgres():
+    if using_postgres():  # without pg_dump: one line saying what to install
+        no_tools = fedi(tmp_path, a.base_url, a.database_url, "admin", "backup",
+                        str(tmp_path / "c.tar.gz"), PATH=str(tmp_path / "empty-bin"))
+        assert no_tools.returncode == 2 and no_tools.stderr.count("\n") == 1
+        assert "pg_dump is not installed" in no_tools.stderr
+        assert "apt install postgresql-client" in no_tools.stderr
+        assert not (tmp_path / "c.tar.gz").exists()
+    else:
         missing = tmp_path / "nothing-here.db"
         none = fedi(tmp_path, a.base_url, f"sqlite+aiosqlite:///{missing}", "admin", "backup",
                     str(tmp_path / "c.tar.gz"))
