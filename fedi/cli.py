@@ -67,16 +67,22 @@ environment:
   FEDI_HTTP_HEADER_TIMEOUT      seconds for a request's headers to arrive (default 10)
   FEDI_HTTP_BODY_TIMEOUT        seconds for a request's body to arrive (default 30)
   FEDI_HTTP_KEEPALIVE_TIMEOUT   seconds an idle kept-alive connection stays open (default 5)
+  FEDI_LOG_FORMAT               text (default) or json: one JSON object per log line
+  FEDI_ACCESS_LOG               1 (default) logs one line per HTTP request; 0 does not
+  FEDI_METRICS_TOKEN            bearer token that opens /metrics to non-loopback clients
 """
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging("INFO" if args.command in ("serve", "worker") else "WARNING")
+    level = "INFO" if args.command in ("serve", "worker") else "WARNING"
+    configure_logging(level)
     threading.excepthook = _thread_failed
     try:
         settings = load_settings()
+        if settings.log_format != "text":
+            configure_logging(level, settings.log_format)
         result: int = args.run(settings, args)
         return result
     except FediError as exc:
@@ -239,7 +245,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     http = {"http": protocol(settings.http_header_timeout, settings.http_body_timeout),
             "timeout_keep_alive": settings.http_keepalive_timeout}
     # uvicorn's own loggers (and its worker processes) log through fedi's redacting handler.
-    log_config = logging_config("INFO")
+    log_config = logging_config("INFO", settings.log_format)
 
     async def prepare(services: Services) -> int:
         return 0

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -35,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PREFIX = "fedi-metrics-"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # What an inbox POST came to. Every refusal of fedi.federation.receive has one of these.
@@ -169,10 +171,30 @@ def multiprocess_dir(processes: int) -> Iterator[str | None]:
     if given or processes <= 1:
         yield given or None
         return
-    directory = tempfile.mkdtemp(prefix="fedi-metrics-")
+    _sweep(Path(tempfile.gettempdir()))
+    directory = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = directory
     try:
         yield directory
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the directories of `fedi serve` processes that were killed (SIGKILL leaves no
+    chance to clean up): fedi-metrics-PID-… whose PID no longer runs."""
+    for found in parent.glob(f"{_PREFIX}*-*"):
+        pid = found.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(found, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -197,7 +197,14 @@ async def test_with_two_server_processes_the_metrics_add_up(
     a = instances[0]
     temp = tmp_path / "tmp"
     temp.mkdir()
+    # What a SIGKILLed server leaves behind; the next start removes it.
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
+    stale = temp / f"fedi-metrics-{dead.pid}-x1y2z3"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"")
     a.start(["--workers", "2"], env={"TMPDIR": str(temp)})
+    assert not stale.exists(), "a killed server's metrics directory was left behind"
     found = list(temp.glob("fedi-metrics-*"))
     assert len(found) == 1, "fedi serve --workers 2 made no metrics directory of its own"
     directory = found[0]
