@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import (
@@ -30,6 +31,7 @@ from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
 from fedi.config import Settings, load_settings
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
+from fedi.groups.membership import join_local_group, leave_local_group
 from fedi.groups.posting import delete_post, edit_post, post_to_group
 from fedi.groups.threads import find_post
 from fedi.logs import configure as configure_logging
@@ -220,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     follow.add_argument("--as", dest="follower", required=True, help="local user name")
     follow.add_argument("target", help="@name@host or an actor URL")
+    follow.add_argument("--answers", default=None, metavar="TEXT",
+                        help="answers to the group's join questions (groups that approve)")
     follow.add_argument("--invite", default=None, metavar="LINK",
                         help="invite link for an invite-only group")
     follow.set_defaults(run=cmd_follow)
@@ -244,6 +248,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # Deadlines for a request to arrive and for idle connections (slowloris).
     http = {"http": protocol(settings.http_header_timeout, settings.http_body_timeout),
             "timeout_keep_alive": settings.http_keepalive_timeout}
+
     # uvicorn's own loggers (and its worker processes) log through fedi's redacting handler.
     log_config = logging_config("INFO", settings.log_format)
 
@@ -369,6 +374,8 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
                 mentions=mentions,
             )
         print(published.post.uri)
+        if published.post.held:
+            print(f"held for a moderator ({published.post.held})", file=sys.stderr)
         return 0
 
     return _run(settings, work)
@@ -428,6 +435,9 @@ def cmd_delete(settings: Settings, args: argparse.Namespace) -> int:
 async def _remote(
     services: Services, session: AsyncSession, target: str, invite: str | None = None
 ) -> Actor:
+    local = await _local_by_reference(services, session, target)
+    if local is not None:
+        return local
     if target.startswith(("http://", "https://")):
         return await services.resolver.actor(session, target)
     if invite:
@@ -436,15 +446,42 @@ async def _remote(
     return await services.resolver.resolve_handle(session, target)
 
 
+async def _local_by_reference(
+    services: Services, session: AsyncSession, target: str
+) -> Actor | None:
+    """The local actor a handle (@name@this-host) or URL of this server names, if it is one."""
+    if target.startswith(("http://", "https://")):
+        if not services.urls.is_local(target):
+            return None
+        found = (await session.execute(
+            select(Actor).where(Actor.uri == target.rstrip("/"), Actor.local)
+        )).scalar_one_or_none()
+    else:
+        name, _, host = target.lstrip("@").partition("@")
+        if host.lower() != services.settings.domain:
+            return None
+        found = await find_local(session, name)
+    if found is None:
+        raise FediError(f"there is no local user or group {target!r}")
+    return found
+
+
 def cmd_follow(settings: Settings, args: argparse.Namespace) -> int:
     async def work(services: Services) -> int:
         follower = await _local(services, args.follower, "Person")
         async with services.sessionmaker() as session, session.begin():
             target = await _remote(services, session, args.target, args.invite)
             follower = await session.merge(follower)
-            row = await follow_remote(
-                session, services.urls, follower, target, invite=args.invite
-            )
+            if target.local and target.type == "Group":
+                # A group of this server: the same membership flow, without federation.
+                row = await join_local_group(
+                    session, services.urls, target, follower, invite=args.invite,
+                    answers=args.answers,
+                )
+            else:
+                row = await follow_remote(
+                    session, services.urls, follower, target, invite=args.invite
+                )
         print(f"{target.uri} {row.state}")
         return 0
 
@@ -457,7 +494,10 @@ def cmd_unfollow(settings: Settings, args: argparse.Namespace) -> int:
         async with services.sessionmaker() as session, session.begin():
             target = await _remote(services, session, args.target)
             follower = await session.merge(follower)
-            undone = await unfollow_remote(session, services.urls, follower, target)
+            if target.local and target.type == "Group":
+                undone = await leave_local_group(session, target, follower)
+            else:
+                undone = await unfollow_remote(session, services.urls, follower, target)
         if not undone:
             raise FediError(f"{args.follower} does not follow {target.uri}")
         print(f"{target.uri} unfollowed")

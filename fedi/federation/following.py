@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
 from fedi.activitypub.parse import IncomingActivity
-from fedi.activitypub.vocab import id_of
+from fedi.activitypub.vocab import first_type, id_of
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.handlers import HandlerContext, Ignored
@@ -67,7 +67,13 @@ async def unfollow_remote(
 
 
 async def handle_follow_response(ctx: HandlerContext, activity: IncomingActivity) -> None:
-    """Accept or Reject of one of our Follows: only the followed actor may answer it."""
+    """Accept or Reject of one of our Follows: only the followed actor may answer it.
+
+    A group also answers a post it refuses with a Reject of the Create: that says nothing of
+    the membership, which stays as it is (the group still lists the member)."""
+    kind = first_type(activity.object) if activity.object is not None else None
+    if kind not in (None, "Follow"):
+        raise Ignored(f"{activity.type} of a {kind}: the membership is unchanged")
     follow_uri = activity.object_id
     row = None
     if follow_uri is not None:

@@ -17,13 +17,13 @@ from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of, ids
 from fedi.content import html_to_text, sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
+from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
-from fedi.groups.restrictions import domain_blocked
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post, remote_document, store_post, title_for
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.handlers import HandlerContext, Ignored
-from fedi.privacy.access import can_reply, can_view, needs_approval
+from fedi.privacy.access import can_view
 from fedi.privacy.visibility import (
     GroupPrivacy,
     Visibility,
@@ -130,21 +130,14 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
     if group is None:
         raise Ignored("not addressed to a local group")
     author = await ctx.resolver.actor(ctx.session, activity.actor)
-    member = await standing(ctx.session, group, author)
-    if member is Standing.BANNED:
-        return await _refuse(ctx, group, author, activity, "banned from the group")
-    if await domain_blocked(ctx.session, group, author.domain):
-        return await _refuse(ctx, group, author, activity, "the group blocks this server")
-    if parent is not None and await _locked(ctx, parent):
-        return await _refuse(ctx, group, author, activity, "the thread is locked")
-    if not member.may_post and parent is None:
-        # New threads are for members; a reply is judged by its parent's reply rule below.
-        return await _refuse(ctx, group, author, activity, "only members may post here")
-    if await _member_command(ctx, group, author, obj):
-        return
     config = await ctx.session.get(Group, group.id)
     if config is None:
         raise Ignored("group without settings")
+    decision = await judge(ctx.session, group, config, author, parent)
+    if isinstance(decision, Refused):
+        return await _refuse(ctx, group, author, activity, decision.reason)
+    if await _member_command(ctx, group, author, obj):
+        return
     followers = Urls.followers(group.uri)
     visibility = visibility_from_addressing(
         ids(obj.get("to")), ids(obj.get("cc")), group=group.uri, followers=followers
@@ -154,23 +147,13 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
     named = [u for u in ids(obj.get("to")) + ids(obj.get("cc"))
              if not is_public(u) and u not in (group.uri, followers, author.uri)
              and not u.rstrip("/").endswith("/followers")]
-    held: str | None = None
+    held = decision.reason if isinstance(decision, Held) else None
     if parent is not None:
         facts = await facts_for(ctx.session, parent)
-        viewer = await viewer_for(ctx.session, author.uri)
-        if not can_reply(facts, viewer):
-            if not needs_approval(facts, viewer):
-                return await _refuse(
-                    ctx, group, author, activity,
-                    f"the post replied to allows replies from {facts.reply_policy} only",
-                )
-            held = "reply-approval"
         narrowed = clamp_to_parent(visibility, Visibility(parent.visibility))
         if narrowed is not visibility or Visibility(parent.visibility).has_named_audience:
             visibility = narrowed
             named = sorted(facts.audience | {facts.author}) if narrowed.has_named_audience else []
-    if held is None and config.premoderation and not member.moderates:
-        held = "premoderation"
     post = await store_post(
         ctx.session, ctx.urls, obj, author=author, group=group, parent=parent, local=False,
         visibility=visibility.value,
@@ -184,11 +167,6 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
         ctx.outcome = f"held for a moderator ({held})"
         return
     await relay_post(ctx.session, ctx.urls, group, post, activity.document, author_uri=author.uri)
-
-
-async def _locked(ctx: HandlerContext, parent: Post) -> bool:
-    root = await ctx.session.get(Post, parent.thread_id) if parent.thread_id else parent
-    return root is not None and root.locked_at is not None
 
 
 async def _store_audience(ctx: HandlerContext, post: Post, uris: list[str]) -> None:

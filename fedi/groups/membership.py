@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -21,6 +22,7 @@ from fedi.activitypub.parse import IncomingActivity
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text
 from fedi.delivery.enqueue import enqueue
+from fedi.errors import ValidationError
 from fedi.groups.inbound import undo_reaction
 from fedi.groups.invites import redeem
 from fedi.groups.restrictions import domain_blocked
@@ -64,6 +66,76 @@ def follow_document(row: Follow, follower: Actor, target: Actor) -> dict[str, An
     return {"id": row.activity_uri, "type": "Follow", "actor": follower.uri, "object": target.uri}
 
 
+@dataclass(frozen=True)
+class Joined:
+    row: Follow  # state accepted, or pending a moderator's answer
+
+
+@dataclass(frozen=True)
+class JoinRefused:
+    reason: str
+
+
+async def request_membership(
+    session: AsyncSession, group: Actor, person: Actor, *, follow_uri: str,
+    invite: str | None = None, answers: str | None = None,
+) -> Joined | JoinRefused:
+    """The one membership flow of a local group, for people here and on other servers alike:
+    refused when banned (or their server is blocked), invite-only without a valid invite;
+    pending with their answers under approval; accepted otherwise."""
+    if (await standing(session, group, person)) is Standing.BANNED or (
+        await domain_blocked(session, group, person.domain)
+    ):
+        return JoinRefused("banned from the group, or its server is")
+    config = await session.get(Group, group.id)
+    policy = config.join_policy if config else "open"
+    if policy == "invite" and not await redeem(session, group, person, invite):
+        return JoinRefused("the group is invite-only and there is no valid invite")
+    row = (
+        await session.execute(
+            select(Follow).where(Follow.follower_id == person.id, Follow.target_id == group.id)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        row = Follow(follower_id=person.id, target_id=group.id, state="pending")
+        session.add(row)
+    row.activity_uri = follow_uri
+    row.updated_at = now()
+    if policy == "approval" and row.state != "accepted":
+        row.state = "pending"
+        row.answers = answers
+    else:
+        row.state = "accepted"
+    await session.flush()
+    return Joined(row)
+
+
+async def join_local_group(
+    session: AsyncSession, urls: Urls, group: Actor, person: Actor, *,
+    invite: str | None = None, answers: str | None = None,
+) -> Follow:
+    """A person of this server joins (or asks to join) a group of this server."""
+    token = None
+    if invite is not None:
+        match = INVITE_IN_TEXT.search(invite)
+        token = match.group(1) if match else invite.strip()
+    result = await request_membership(
+        session, group, person, follow_uri=urls.activity(new_id()), invite=token,
+        answers=answers,
+    )
+    if isinstance(result, JoinRefused):
+        raise ValidationError(f"{person.username} cannot join {group.username}: {result.reason}")
+    return result.row
+
+
+async def leave_local_group(session: AsyncSession, group: Actor, person: Actor) -> bool:
+    """Leave (or withdraw a request to join) a group of this server; False if not in it."""
+    result = await session.execute(
+        delete(Follow).where(Follow.follower_id == person.id, Follow.target_id == group.id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def handle_follow(ctx: HandlerContext, activity: IncomingActivity) -> None:
     target_uri = activity.object_id
     if target_uri is None or not ctx.urls.is_local(target_uri):
@@ -74,43 +146,33 @@ async def handle_follow(ctx: HandlerContext, activity: IncomingActivity) -> None
     if target is None or target.type == "Application":
         raise Ignored(f"Follow of unknown actor {target_uri}")
     follower = await ctx.resolver.actor(ctx.session, activity.actor)
-    if target.type == "Group":
-        await ctx.resolver.software(ctx.session, follower.domain)
-    policy = "open"
-    if target.type == "Group":
-        refused = (await standing(ctx.session, target, follower)) is Standing.BANNED or (
-            await domain_blocked(ctx.session, target, follower.domain)
-        )
-        if refused:
-            await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
-                                    "Reject")
-            ctx.outcome = "refused: banned from the group, or its server is"
-            return
-        group = await ctx.session.get(Group, target.id)
-        policy = group.join_policy if group else "open"
-    if policy == "invite" and not await redeem(
-        ctx.session, target, follower, invite_token(activity.document)
-    ):
+    if target.type != "Group":
+        row = (
+            await ctx.session.execute(
+                select(Follow).where(Follow.follower_id == follower.id,
+                                     Follow.target_id == target.id)
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            row = Follow(follower_id=follower.id, target_id=target.id, state="accepted")
+            ctx.session.add(row)
+        row.state, row.activity_uri, row.updated_at = "accepted", activity.id, now()
+        await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
+                                "Accept")
+        return
+    await ctx.resolver.software(ctx.session, follower.domain)
+    result = await request_membership(
+        ctx.session, target, follower, follow_uri=activity.id,
+        invite=invite_token(activity.document), answers=join_answers(activity.document),
+    )
+    if isinstance(result, JoinRefused):
         await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
                                 "Reject")
-        ctx.outcome = "refused: the group is invite-only and the Follow has no valid invite"
+        ctx.outcome = f"refused: {result.reason}"
         return
-    row = (
-        await ctx.session.execute(
-            select(Follow).where(Follow.follower_id == follower.id, Follow.target_id == target.id)
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        row = Follow(follower_id=follower.id, target_id=target.id, state="pending")
-        ctx.session.add(row)
-    row.activity_uri = activity.id
-    row.updated_at = now()
-    if policy == "approval" and row.state != "accepted":
-        row.state = "pending"
-        row.answers = join_answers(activity.document)
-        return
-    row.state = "accepted"
-    await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document, "Accept")
+    if result.row.state == "accepted":
+        await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
+                                "Accept")
 
 
 async def handle_undo(ctx: HandlerContext, activity: IncomingActivity) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -15,12 +15,11 @@ from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.content import text_to_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.circles import circle_people, resolve_circle
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
-from fedi.groups.roles import Standing, moderators, standing
+from fedi.groups.roles import moderators
 from fedi.groups.threads import find_post, store_post
-from fedi.groups.viewers import facts_for, viewer_for
-from fedi.privacy.access import can_reply
 from fedi.privacy.interaction import can_reply_property, interaction_policy
 from fedi.privacy.visibility import (
     GroupPrivacy,
@@ -49,14 +48,22 @@ def _mention(actor: Actor) -> dict[str, str]:
     return {"type": "Mention", "href": actor.uri, "name": f"@{actor.username}@{actor.domain}"}
 
 
-async def _membership_check(session: AsyncSession, author: Actor, group: Actor) -> None:
+async def _admission(
+    session: AsyncSession, author: Actor, group: Actor, parent: Post | None
+) -> str | None:
+    """Why a post waits for a moderator (None: it goes out now); ValidationError if refused.
+    A local group decides as it does for a member on any server (groups.admission); a remote
+    group decides for itself, and takes posts from its members only."""
     if group.local:
-        member = await standing(session, group, author)
-        if member is Standing.BANNED:
-            raise ValidationError(f"{author.username} is banned from {group.username}")
-        if not member.may_post:
-            raise ValidationError(f"{author.username} is not a member of {group.username}")
-        return
+        config = await session.get(Group, group.id)
+        if config is None:
+            raise ValidationError(f"{group.username} has no group settings")
+        decision = await judge(session, group, config, author, parent)
+        if isinstance(decision, Refused):
+            raise ValidationError(
+                f"{author.username} may not post in {group.username}: {decision.reason}"
+            )
+        return decision.reason if isinstance(decision, Held) else None
     joined = await session.execute(
         select(Follow.id).where(
             Follow.follower_id == author.id, Follow.target_id == group.id,
@@ -67,6 +74,7 @@ async def _membership_check(session: AsyncSession, author: Actor, group: Actor) 
         raise ValidationError(
             f"{author.username} is not a member of {group.uri}; join it with fedi follow first"
         )
+    return None
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,6 @@ async def post_to_group(
     if group.type != "Group":
         raise ValidationError(f"{group.uri} is not a group")
     _check_text(text)
-    await _membership_check(session, author, group)
     parent: Post | None = None
     parent_author: Actor | None = None
     if reply_to is not None:
@@ -150,17 +157,7 @@ async def post_to_group(
         if parent is None or parent.group_id != group.id or parent.deleted_at is not None:
             raise ValidationError(f"{reply_to} is not a post in {group.username}")
         parent_author = await session.get(Actor, parent.author_id)
-        if group.local:
-            facts = await facts_for(session, parent)
-            viewer = await viewer_for(session, author.uri)
-            if (await standing(session, group, author)).may_post:
-                # Local users take part in open groups without following them.
-                viewer = replace(viewer, member_of=viewer.member_of | {group.uri})
-            if not can_reply(facts, viewer):
-                raise ValidationError(
-                    f"{author.username} may not reply to {reply_to}: its reply rule is "
-                    f"{facts.reply_policy}"
-                )
+    held = await _admission(session, author, group, parent)
     audience = await choose_audience(
         session, author, group, visibility=visibility, replies=replies,
         mentions=mentions or [], parent=parent,
@@ -208,6 +205,7 @@ async def post_to_group(
         own_context=group.local, visibility=audience.visibility.value,
     )
     post.reply_policy = audience.reply_policy.value
+    post.held = held
     session.add_all(PostAudience(post_id=post.id, actor_id=p.id) for p in audience.people)
     await session.flush()
     if post.context:

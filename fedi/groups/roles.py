@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.store.models import Actor, Follow, Group, GroupBan, GroupRole
+from fedi.store.models import Actor, Follow, GroupBan, GroupRole
 
 
 class Standing(StrEnum):
@@ -52,11 +52,7 @@ async def standing(session: AsyncSession, group: Actor, actor: Actor) -> Standin
         return Standing.MEMBER
     if follow_state == "pending":
         return Standing.PENDING
-    if actor.local and actor.type == "Person":
-        # Local users of an open group take part without a follow round trip.
-        config = await session.get(Group, group.id)
-        if config is not None and config.join_policy == "open":
-            return Standing.MEMBER
+    # People of this server join as everyone else does (groups.membership): one flow.
     return Standing.NONE
 
 

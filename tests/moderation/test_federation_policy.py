@@ -131,7 +131,10 @@ async def test_suspending_a_domain_cuts_it_off(instances: list[FediInstance]) ->
     # C comes back and carol posts: A refuses it (C's server thinks she is still a member).
     restarted = time.time()
     c.start()
-    after = c.cli("post", "--as", "carol", "--group", handle, "Still here").stdout.strip()
+    # By the group's URL, which C knows: A now refuses C's signed fetches (403), even of
+    # the group's actor, so C could not look the handle up again.
+    after = c.cli("post", "--as", "carol", "--group", f"{a.base_url}/groups/cats",
+                  "Still here").stdout.strip()
     await eventually(
         lambda: c.query("SELECT 1 FROM deliveries WHERE host = :h AND last_status = 403",
                         h=a.domain),
