@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent / "fedi"
 LAYERS: dict[str, float] = {
     "errors": 0, "config": 0.5, "runtime": 0.5, "types": 0.5, "urls": 0.5, "content": 0.5,
     "metrics": 0.5,  # counters every layer may bump; no fedi imports
+    "logs": 0.5,  # logging setup and redaction; no fedi imports
     # privacy may use activitypub's vocabulary helpers (ARCHITECTURE.md).
     "activitypub": 1, "privacy": 1.5,
     "store": 2,
