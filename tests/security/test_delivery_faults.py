@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
+import subprocess
+import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -512,6 +516,89 @@ async def test_postgres_dropping_connections_mid_fan_out_loses_no_delivery(
     assert sum(received(remote, post_id).values()) - MEMBERS <= 2 * PER_HOST
     assert "database unavailable" in a.log()  # it noticed, said so in one line, carried on
     assert_clean_log(a)
+
+
+# -- PostgreSQL itself restarts mid fan-out -------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class PrivateCluster:
+    """A PostgreSQL server of this test's own (initdb in a temporary directory, listening on
+    a Unix socket only), so it can really be restarted without touching anyone else's."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@/postgres?host={self.root}"
+
+    def run(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                       capture_output=True, timeout=60)
+
+    def pg_ctl(self, action: str) -> None:
+        self.run(str(PG_BIN / "pg_ctl"), action, "-D", str(self.data), "-w", "-m", "fast",
+                 "-l", str(self.root / "pg.log"),
+                 "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.root}'")
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[PrivateCluster]:
+    if not (PG_BIN / "initdb").exists() or shutil.which("runuser") is None:
+        pytest.fail("PostgreSQL 15's server binaries (postgresql-15) and runuser are needed")
+    # Not under pytest's tmp_path: the postgres user must reach it (pytest's is root-only).
+    root = Path(tempfile.mkdtemp(prefix="fedi-pg-"))
+    shutil.chown(root, "postgres")
+    cluster = PrivateCluster(root)
+    try:
+        cluster.run(str(PG_BIN / "initdb"), "-D", str(cluster.data), "-U", "postgres",
+                    "--auth=trust", "--no-sync")
+        cluster.pg_ctl("start")
+        yield cluster
+        cluster.pg_ctl("stop")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.skipif(not using_postgres(), reason="runs in the PostgreSQL leg of the suite "
+                    "(it starts a PostgreSQL server of its own to restart)")
+async def test_a_postgres_restart_mid_fan_out_loses_no_delivery(
+    private_cluster: PrivateCluster, remotes: list[FakeRemote], tmp_path: Path,
+) -> None:
+    """The real thing: the PostgreSQL server fedi uses is restarted (pg_ctl restart) while a
+    post is being delivered; every member still gets it, every row ends done."""
+    workdir = tmp_path / "a"
+    workdir.mkdir()
+    a = FediInstance("a", private_cluster.url, workdir)
+    try:
+        group = group_of(a)
+        a.start(env=LEASE)
+        remote = await members_joined(a, remotes, group)
+        remote.delay = 0.5
+        post_id = post(a, "through a real restart")
+        await eventually(lambda: received(remote, post_id), what="the fan-out has started")
+        await asyncio.to_thread(private_cluster.pg_ctl, "restart")
+        assert len(received(remote, post_id)) < MEMBERS  # it did restart mid fan-out
+        remote.delay = 0.0
+        everyone = {f"/users/m{n}/inbox" for n in range(MEMBERS)}
+        await eventually(lambda: set(received(remote, post_id)) == everyone, timeout=60,
+                         what="every member got the post")
+
+        async def all_done() -> bool:
+            states = await rows(a, "SELECT state FROM deliveries")
+            return {state for (state,) in states} == {"done"}
+
+        await eventually(all_done, what="every delivery row done")
+        assert sum(received(remote, post_id).values()) - MEMBERS <= 2 * PER_HOST
+        assert_clean_log(a)
+    finally:
+        a.stop()
 
 
 # -- the wall clock jumps an hour ------------------------------------------------------------
