@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
+import jinja2
 from markupsafe import Markup
 from sqlalchemy import func, select
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
@@ -20,9 +21,14 @@ from fedi.privacy.access import Viewer, can_view, listed
 from fedi.services import Services
 from fedi.store.models import Actor, Follow, Group, Post
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-templates = Jinja2Templates(directory=str(TEMPLATES))
+# Templates and the stylesheet ship inside the package (package data), found through the
+# import system: a wheel or a container serves pages from any working directory.
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.PackageLoader("fedi", "templates"), autoescape=jinja2.select_autoescape(),
+))
 STYLESHEET = "fedi.css"
+# Read once at import: it is small, and a missing file fails at start, not on a page view.
+STYLESHEET_BYTES = (files("fedi") / "static" / STYLESHEET).read_bytes()
 
 
 def href(*candidates: object) -> str:
@@ -148,8 +154,8 @@ async def render_post(
 
 async def stylesheet(_request: Request) -> Response:
     """The pages' only style, as a file: the Content-Security-Policy allows no inline style."""
-    return FileResponse(TEMPLATES / STYLESHEET, media_type="text/css",
-                        headers={"Cache-Control": "public, max-age=3600"})
+    return Response(STYLESHEET_BYTES, media_type="text/css",
+                    headers={"Cache-Control": "public, max-age=3600"})
 
 
 routes = [Route("/", index), Route(f"/static/{STYLESHEET}", stylesheet)]
