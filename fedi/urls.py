@@ -77,7 +77,3 @@ class Urls:
         parts = urlsplit(uri)
         return f"{parts.scheme}://{parts.netloc.lower()}" == self.base
 
-
-def host_of(uri: str) -> str:
-    """Lower-case host[:port] of an absolute URL ('' when there is none)."""
-    return urlsplit(uri).netloc.lower()

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.activitypub.parse import host_of
 from fedi.store.models import Actor, Delivery, OutboundActivity, now
-from fedi.urls import host_of
 
 
 async def enqueue(
@@ -24,6 +24,8 @@ async def enqueue(
     session.add(record)
     await session.flush()
     created = now()
+    # The host in its one spelling (SECURITY 22): `[::ffff:127.0.0.1]:8000` and
+    # `127.0.0.1:8000` share one backoff, breaker and gone mark.
     # Due at once (0, not "now"): a worker whose wall clock is behind this one's (a clock
     # jump, another machine) still sends new rows straight away.
     rows = [

@@ -3,14 +3,23 @@ with their health, and the figures /metrics exports."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.activitypub.addresses import normalise_or_none
 from fedi.store.models import Delivery, Host
 
+log = logging.getLogger(__name__)
+
 STATES = ("pending", "done", "failed", "dropped")
+
+
+def _spelled(host: str) -> str:
+    """A host as typed by an admin, in the one spelling the queue stores (SECURITY 22)."""
+    return normalise_or_none(host) or host.strip().lower()
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ async def queue_view(
     limit: int = 100,
 ) -> QueueView:
     """Counts per state (of `host` if given) and the newest `limit` rows matching the filter."""
-    scope = [Delivery.host == host.lower()] if host else []
+    scope = [Delivery.host == _spelled(host)] if host else []
     counts = {
         row_state: count
         for row_state, count in (
@@ -184,7 +193,7 @@ async def retry_host(session: AsyncSession, host: str, moment: float) -> Retried
     """Make `host`'s pending deliveries due now and clear its backoff and circuit breaker
     (also a gone mark: deliveries already closed for it stay closed). Rows in flight are left
     to their worker. No commit: the caller's transaction."""
-    host = host.strip().lower()
+    host = _spelled(host)
     record = await session.get(Host, host)
     rows = (await session.execute(
         update(Delivery)
@@ -200,3 +209,23 @@ async def retry_host(session: AsyncSession, host: str, moment: float) -> Retried
         record.down_until = 0.0
         record.gone = False
     return Retried(host, int(rows or 0), paused, gone)
+
+
+async def revive_hosts(session: AsyncSession, hosts: set[str], moment: float) -> list[str]:
+    """`hosts` talked to us (a signed activity of theirs was accepted): those marked gone or
+    held back by the circuit breaker get their deliveries back, as `retry_host` does (rows
+    closed while a host was gone stay closed). Returns the hosts revived. One indexed query
+    when none of them is held back; no commit: the caller's transaction."""
+    if not hosts:
+        return []
+    held = list((await session.execute(
+        select(Host.host).where(
+            Host.host.in_(sorted(hosts)),
+            or_(Host.gone, Host.failures > 0, Host.down_until > 0.0),
+        )
+    )).scalars())
+    for host in held:
+        retried = await retry_host(session, host, moment)
+        log.info("host %s talks to us again: its deliveries resume (%d pending%s)",
+                 host, retried.rows, ", was marked gone" if retried.was_gone else "")
+    return held

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.activitypub.parse import IncomingActivity, host_of
+from fedi.activitypub.parse import IncomingActivity, host_of, is_http_url
 from fedi.activitypub.vocab import AS_CONTEXT, ids
 from fedi.content import html_to_text
 from fedi.delivery.enqueue import enqueue
@@ -78,7 +78,11 @@ async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
         await session.execute(select(Report.id).where(Report.activity_uri == activity.id))
     ).first():
         raise Ignored("report already received")
-    named = ids(activity.document.get("object"))[:MAX_OBJECTS]
+    # Only http(s) URIs are looked up or kept (SECURITY 20), and the cap counts only those:
+    # a Flag padded with `javascript:` entries cannot push out what it really names.
+    named = [u for u in ids(activity.document.get("object")) if is_http_url(u)][:MAX_OBJECTS]
+    if not named:
+        raise Ignored("the Flag names no http(s) object")
     actors: list[Actor] = []
     posts: list[Post] = []
     for uri in named:
@@ -145,7 +149,7 @@ async def list_reports(
 
 def post_uris(report: Report) -> list[str]:
     loaded = json.loads(report.post_uris or "[]")
-    return [u for u in loaded if isinstance(u, str)] if isinstance(loaded, list) else []
+    return [u for u in loaded if is_http_url(u)] if isinstance(loaded, list) else []
 
 
 async def forward_report(

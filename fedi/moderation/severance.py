@@ -24,10 +24,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from fedi.activitypub.parse import host_of
 from fedi.moderation.policy import rule_of
 from fedi.privacy.domains import Rule, find_rule, normalise_or_none
 from fedi.store.models import Actor, Delivery, DomainBlock, Follow, InboxItem, Post
-from fedi.urls import host_of
 
 SUSPENDED_MARK = "domain suspended"
 
