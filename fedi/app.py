@@ -13,7 +13,15 @@ from starlette.middleware import Middleware
 from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
-from fedi.web import collections, federation, health, invites, pages, wellknown
+from fedi.web import (
+    account_pages,
+    collections,
+    federation,
+    health,
+    invites,
+    pages,
+    wellknown,
+)
 from fedi.web.accesslog import AccessLog
 from fedi.web.headers import SecurityHeaders
 
@@ -42,7 +50,7 @@ def create_app(
     return Starlette(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
-            *federation.routes, *health.routes,
+            *federation.routes, *health.routes, *account_pages.routes,
         ],
         lifespan=lifespan,
         # Outermost: the access log and latency see every response as it leaves.

@@ -23,6 +23,7 @@ from fedi.actors.local import (
     create_user,
     find_local,
 )
+from fedi.cli_accounts import build_set_password_parser
 from fedi.cli_admin import build_admin_parser
 from fedi.cli_circle import build_circle_parser
 from fedi.cli_common import listening_socket, serve, unexpected_error, with_services
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--admin", action="store_true", help="make the user an instance admin")
     user.add_argument("--display-name", default=None)
     user.set_defaults(run=cmd_create_user)
+    build_set_password_parser(commands)
 
     group = commands.add_parser("create-group", help="create a local group")
     group.add_argument("name", help="group name (becomes @NAME@host)")

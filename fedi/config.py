@@ -49,6 +49,16 @@ class Settings:
     access_log: bool = True
     # A bearer token that lets a scraper read /metrics from anywhere (else loopback only).
     metrics_token: str | None = field(default=None, repr=False)
+    # Accounts: uploaded avatars live here; e-mail goes out through this SMTP server (with
+    # its password: never printed); X-Forwarded-For is believed only from these proxies.
+    media_dir: str = "media"
+    smtp_url: str | None = field(default=None, repr=False)
+    smtp_from: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    # argon2id cost: raise them and each password is rehashed at its next login.
+    password_time_cost: int = 3
+    password_memory_kib: int = 65_536
+    session_days: int = 30
 
     @property
     def scheme(self) -> str:
@@ -137,6 +147,34 @@ def _without_password(url: str) -> str:
     return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("FEDI_SMTP_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+        raise ConfigError(
+            f"FEDI_SMTP_URL={_without_password(raw)!r} must look like "
+            "smtp://user:password@host:port, smtp+starttls://… or smtps://…"
+        )
+    return raw
+
+
+def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed."""
+    import ipaddress
+
+    found = []
+    for item in env.get("FEDI_TRUSTED_PROXIES", "").replace(",", " ").split():
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"FEDI_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+            ) from None
+    return tuple(found)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from environment variables; raise ConfigError saying what to fix."""
     env = os.environ if env is None else env
@@ -161,4 +199,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "FEDI_LOG_FORMAT", ("text", "json")),
         access_log=_bool(env, "FEDI_ACCESS_LOG", True),
         metrics_token=env.get("FEDI_METRICS_TOKEN", "").strip() or None,
+        media_dir=env.get("FEDI_MEDIA_DIR", "").strip() or "media",
+        smtp_url=_smtp_url(env),
+        smtp_from=env.get("FEDI_SMTP_FROM", "").strip() or None,
+        trusted_proxies=_proxies(env),
+        password_time_cost=_int(env, "FEDI_PASSWORD_TIME_COST", 3),
+        password_memory_kib=_int(env, "FEDI_PASSWORD_MEMORY_KIB", 65_536, minimum=8),
+        session_days=_int(env, "FEDI_SESSION_DAYS", 30),
     )

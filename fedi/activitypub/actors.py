@@ -38,6 +38,7 @@ class ActorView:
     # FEP-521a: the Ed25519 key that signs object integrity proofs (FEP-8b32).
     assertion_key_id: str | None = None
     assertion_public_key: str | None = None
+    icon: str | None = None  # avatar URL
 
 
 def actor_document(actor: ActorView) -> dict[str, Any]:
@@ -69,6 +70,8 @@ def actor_document(actor: ActorView) -> dict[str, Any]:
         doc["following"] = actor.following
     if actor.url:
         doc["url"] = actor.url
+    if actor.icon:
+        doc["icon"] = {"type": "Image", "url": actor.icon}
     if actor.type == "Group":
         # Lemmy and FEP-1b12 readers find the moderators in attributedTo.
         if actor.moderators:

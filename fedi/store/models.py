@@ -58,6 +58,8 @@ class Actor(Base):
     assertion_public_key: Mapped[str | None] = mapped_column(Text, default=None)
     assertion_private_pem: Mapped[str | None] = mapped_column(Text, default=None)
     manually_approves_followers: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The avatar's URL (a local user's uploaded one is served from /media/avatars/).
+    icon: Mapped[str | None] = mapped_column(URI, default=None)
     fetched_at: Mapped[float] = mapped_column(Float, default=now)
     key_refreshed_at: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[float] = mapped_column(Float, default=now)
@@ -395,3 +397,77 @@ class WorkerHeartbeat(Base):
     worker: Mapped[str] = mapped_column(String(255), primary_key=True)  # hostname:pid
     started_at: Mapped[float] = mapped_column(Float)
     seen_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Account(Base):
+    """What lets a local user sign in from a browser: password, e-mail, 2FA, approval state.
+
+    One row per local Person that has a password; CLI-made users get one with
+    `fedi set-password`. The password is an argon2id encoded hash (parameters included).
+    """
+
+    __tablename__ = "accounts"
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(Text, default=None)
+    email: Mapped[str | None] = mapped_column(String(320), default=None, index=True)
+    email_verified_at: Mapped[float | None] = mapped_column(Float, default=None)
+    # Approval-mode sign-ups wait here (approved False) with the applicant's reason.
+    approved: Mapped[bool] = mapped_column(Boolean, default=True)
+    approval_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    password_changed_at: Mapped[float] = mapped_column(Float, default=now)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class WebSession(Base):
+    """A browser session; only the SHA-256 of its random token is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    last_seen_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    user_agent: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class LoginAttempt(Base):
+    """Failed sign-ins, counted per account and per address to throttle guessing; a table
+    so that every `fedi serve` process shares the counts."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (
+        Index("ix_login_attempts_username_at", "username", "at"),
+        Index("ix_login_attempts_address_at", "address", "at"),
+    )
+
+
+class AccountToken(Base):
+    """Single-use e-mailed or admin-made tokens (password reset, e-mail verification),
+    stored as SHA-256 hashes."""
+
+    __tablename__ = "account_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # reset | verify
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class SignupInvite(Base):
+    """An instance invite code for invite-only registration (`fedi admin invite-user`)."""
+
+    __tablename__ = "signup_invites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    max_uses: Mapped[int | None] = mapped_column(Integer, default=None)
+    uses: Mapped[int] = mapped_column(Integer, default=0)

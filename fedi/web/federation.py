@@ -60,6 +60,7 @@ def view_of(actor: Actor, urls: Urls, group: Group | None = None) -> ActorView:
         questions=tuple(json.loads(group.questions or "[]")) if group else (),
         assertion_key_id=actor.assertion_key_id,
         assertion_public_key=actor.assertion_public_key,
+        icon=actor.icon,
     )
 
 
