@@ -48,6 +48,8 @@ def build_set_password_parser(commands: argparse._SubParsersAction) -> None:  # 
         "from the command line. Every session of the user ends.",
     )
     parser.add_argument("name", metavar="NAME", help="the local user")
+    # Caught here rather than by argparse, whose error would echo the password back.
+    parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     parser.set_defaults(run=cmd_set_password)
 
 
@@ -65,6 +67,11 @@ def read_password() -> str:
 
 
 def cmd_set_password(settings: Settings, args: argparse.Namespace) -> int:
+    if args.extra:
+        raise ValidationError(
+            "set-password takes only the user name: a password on the command line is seen "
+            "by every user of this machine; pipe it on standard input or type it at the prompt"
+        )
     password = read_password()
 
     async def work(services: Services) -> int:
