@@ -2,18 +2,28 @@
 
 A handler's changes, the deliveries they cause and the item's `done` mark commit together, so
 a crash mid-item means the item is claimed again later and nothing is half-applied.
+
+Outcomes of an item: `done` (handled, or ignored with a reason); released for a retry with a
+growing pause (a FediError, e.g. a remote fetch failed); released at once when the database
+connection was lost mid-item (the activity was answered 202: it must not be lost to an
+outage); `failed` only when the body cannot be read or a handler has a bug.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.activitypub.parse import host_of, parse_activity_body
+from fedi.delivery.queue import revive_hosts
+from fedi.delivery.worker import brief
 from fedi.errors import FediError, ValidationError
 from fedi.federation.receive import HostPolicy, allow_all
 from fedi.federation.resolve import ActorResolver
@@ -25,6 +35,35 @@ log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120.0
 MAX_ATTEMPTS = 5
+# After a lost connection the item is tried again 1, 2, 4 … 64 s later; a "connection" error
+# that persists that long (on SQLite a schema bug raises OperationalError too) is a failure.
+RELEASE_PAUSE = 1.0
+MAX_CONNECTION_ATTEMPTS = 50
+# SQLSTATE classes of a lost connection or a server going away (08: connection exception,
+# 57P: operator intervention, e.g. pg_terminate_backend, shutdown, starting up).
+_CONNECTION_STATES = ("08", "57P")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the database or the connection to it failed, not the handler: the
+    item is then tried again, never marked failed. Follows the exception's chain, since
+    drivers raise their own errors and SQLAlchemy wraps some of them."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError
+                      | PoolTimeout | ConnectionError | TimeoutError | OSError):
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_CONNECTION_STATES):
+            return True
+        if type(current).__name__ in ("ConnectionDoesNotExistError", "InterfaceError"):
+            return True  # asyncpg's, raised unwrapped on a connection it knows is closed
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
 
 
 class InboxProcessor:
@@ -36,6 +75,7 @@ class InboxProcessor:
         handlers: dict[str, Handler],
         clock: Callable[[], float] = time.time,
         host_policy: HostPolicy = allow_all,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         # Checked again here: a domain blocked while its activity waited in the queue.
         self._host_policy = host_policy
@@ -44,6 +84,7 @@ class InboxProcessor:
         self._urls = urls
         self._handlers = handlers
         self._clock = clock
+        self._lease = lease_seconds
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
 
     async def run_once(self, limit: int = 50) -> int:
@@ -69,8 +110,14 @@ class InboxProcessor:
                 await session.execute(
                     update(InboxItem)
                     .where(InboxItem.id.in_(ids))
-                    .values(claimed_until=moment + LEASE_SECONDS, attempts=InboxItem.attempts + 1)
+                    .values(claimed_until=moment + self._lease, attempts=InboxItem.attempts + 1)
                 )
+                # These hosts talked to us (each item passed the inbox's signature check):
+                # a host marked gone or paused by the breaker gets its deliveries back.
+                senders = (await session.execute(
+                    select(InboxItem.actor_uri).where(InboxItem.id.in_(ids)).distinct()
+                )).scalars()
+                await revive_hosts(session, {host_of(uri) for uri in senders} - {""}, moment)
         return ids
 
     async def _process(self, item_id: int) -> None:
@@ -114,9 +161,21 @@ class InboxProcessor:
                     retry_at = self._clock() + 30.0 * 2**attempts
                     await self._finish(item_id, "new", exc.reason, retry_at)
             except Exception as exc:
-                await session.rollback()
-                log.exception("inbox item %s (%s) crashed", item_id, uri)
-                await self._finish(item_id, "failed", f"internal error: {exc!r}"[:500], None)
+                with contextlib.suppress(Exception):  # the connection may be gone already
+                    await session.rollback()
+                if connection_lost(exc) and attempts < MAX_CONNECTION_ATTEMPTS:
+                    # Not the handler's fault: the item stays `new`. Released for an early
+                    # retry; if the database is still away, its lease brings it back.
+                    log.warning("inbox item %s: database connection lost (%s); it will be "
+                                "processed again", item_id, brief(exc))
+                    pause = RELEASE_PAUSE * 2 ** min(attempts - 1, 6)
+                    await self._finish(item_id, "new", "database connection lost; retrying",
+                                       self._clock() + pause)
+                    return
+                # A bug in a handler: one line, no traceback (it could quote SQL parameters).
+                log.error("inbox item %s (%s) crashed: %s", item_id, uri, brief(exc))
+                await self._finish(item_id, "failed", f"internal error: {brief(exc)}"[:500],
+                                   None)
 
     async def _finish(
         self, item_id: int, state: str, error: str, retry_at: float | None
