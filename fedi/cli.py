@@ -10,9 +10,11 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import (
@@ -29,7 +31,7 @@ from fedi.cli_circle import build_circle_parser
 from fedi.cli_common import listening_socket, serve, unexpected_error, with_services
 from fedi.cli_mod import build_mod_parser
 from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
-from fedi.config import Settings, load_settings
+from fedi.config import CONFIG_ENV, Settings, load_settings, without_password
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
 from fedi.groups.membership import join_local_group, leave_local_group
@@ -44,8 +46,15 @@ from fedi.services import Services, build_services
 from fedi.store.identity import check_connection
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
+from fedi.store.schema import schema_state
 
 ENVIRONMENT_HELP = """\
+configuration: the environment's FEDI_* variables, over the config file named by
+--config FILE or FEDI_CONFIG=FILE (FILE.toml: base_url = "https://...", one key per
+setting, lower case, no FEDI_; any other name: FEDI_NAME=value lines, as in
+deploy/fedi.env.example). Every command, serve and worker included, reads the same.
+Only serve, init and migrate create or migrate the database.
+
 environment:
   FEDI_BASE_URL                 public URL of this instance; ids, WebFinger and signatures
                                 follow it (default http://127.0.0.1:8000)
@@ -83,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level)
     threading.excepthook = _thread_failed
     try:
-        settings = load_settings()
+        settings = load_settings(config_file=args.config)
         if settings.log_format != "text":
             configure_logging(level, settings.log_format)
         result: int = args.run(settings, args)
@@ -114,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="read settings from FILE (.toml, or an env file of FEDI_NAME=value "
+                        "lines); FEDI_* variables set in the environment win over it "
+                        "(default: $FEDI_CONFIG, else the environment only)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -140,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         "PostgreSQL to share the queue.",
     )
     worker.set_defaults(run=cmd_worker)
+
+    init = commands.add_parser(
+        "init", help="create and migrate the database and the instance actor; say what next",
+        description="Create the database (a SQLite file is created here and nowhere else but "
+        "by serve and migrate), migrate it to this fedi's schema, create the instance actor "
+        "and its keys, and print what to run next. Safe to run again.",
+    )
+    init.set_defaults(run=cmd_init)
 
     mig = commands.add_parser("migrate", help="apply database migrations (Alembic) up to head")
     mig.add_argument("--check", action="store_true",
@@ -260,7 +281,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise FediError("--workers must be at least 1")
     listener = listening_socket(args.host, port, args.fd)  # a port in use: say so first
-    _run(settings, prepare)  # migrations and instance keys before the first request
+    # Migrations and instance keys before the first request.
+    with_services(settings, prepare, migrating=True)
     host, port = listener.getsockname()[:2]
     print(f"fedi: listening on http://{host}:{port} as {settings.base_url}"
           f"{'' if args.no_worker else ' (with worker)'}"
@@ -268,6 +290,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Each process builds its own app from the same environment.
         os.environ[RUN_WORKER_ENV] = "0" if args.no_worker else "1"
+        if settings.config_file:  # --config FILE: they read the same file
+            os.environ[CONFIG_ENV] = settings.config_file
         # Their metrics add up through files in a directory of their own (fedi.metrics).
         with multiprocess_dir(args.workers):
             serve(listener, "fedi.app:app_from_environment", factory=True,
@@ -294,6 +318,25 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _run(settings, work, long_running=True)
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    where = (f"the SQLite file {Path(make_url(settings.database_url).database or '').absolute()}"
+             if settings.is_sqlite else without_password(settings.database_url))
+
+    async def work(services: Services) -> int:
+        state = await schema_state(services.engine)
+        fedi = f"fedi --config {settings.config_file}" if settings.config_file else "fedi"
+        same = ("" if settings.config_file else
+                " with the same FEDI_* settings (or put them in a file and use --config FILE)")
+        print(f"fedi: {where} is ready (schema {state.current}) for {settings.base_url}, with "
+              "the instance actor and its keys.\n"
+              f"next: run `{fedi} serve` here; then, in another terminal{same}:\n"
+              f"  {fedi} create-user NAME --admin\n"
+              f"  {fedi} create-group GROUP --owner NAME")
+        return 0
+
+    return with_services(settings, work, migrating=True)
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:

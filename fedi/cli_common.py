@@ -1,5 +1,10 @@
-"""What every `fedi` command shares: services built, checked, migrated and started, then
-closed; the one line a failure prints; the socket `fedi serve` listens on."""
+"""What every `fedi` command shares: services built, checked (and, for `fedi serve` and
+`fedi init` only, migrated) and started, then closed; the one line a failure prints; the
+socket `fedi serve` listens on.
+
+Only `fedi serve`, `fedi init` and `fedi migrate` create or migrate a database. Every other
+command, `fedi worker` included, finds the database where the configuration says, at this
+code's schema, or stops with one line saying what to run; it never creates a SQLite file."""
 
 from __future__ import annotations
 
@@ -12,22 +17,34 @@ from typing import Any
 
 from fedi import runtime
 from fedi.config import Settings
+from fedi.doctor import missing_sqlite_file
 from fedi.errors import ConfigError, FediError
 from fedi.logs import redact
 from fedi.services import Services, build_services
 from fedi.store.identity import check_connection, check_identity, summary
 from fedi.store.migrate import migrate
+from fedi.store.schema import schema_state
 
 
 def with_services(
-    settings: Settings, work: Callable[[Services], Awaitable[int]], *, long_running: bool = False
+    settings: Settings, work: Callable[[Services], Awaitable[int]], *,
+    long_running: bool = False, migrating: bool = False,
 ) -> int:
-    """Run `work` with ready services (database checked and migrated, instance keys made)."""
+    """Run `work` with ready services: the database checked (created and migrated if
+    `migrating`, else found at this code's schema), the instance keys made."""
+    if not migrating:
+        require_database(settings)
+
     async def runner() -> int:
         services = build_services(settings)
         try:
             await check_connection(services.engine)
-            await migrate(services.engine)
+            if migrating:
+                await migrate(services.engine)
+            else:
+                state = await schema_state(services.engine)
+                if not state.at_head:
+                    raise ConfigError(state.advice())
             await check_identity(services.engine, settings.base_url)
             await services.start()
             _check_instance_key(services)
@@ -36,6 +53,17 @@ def with_services(
             await services.close()
 
     return runtime.run(runner()) if long_running else asyncio.run(runner())
+
+
+def require_database(settings: Settings) -> None:
+    """ConfigError when the SQLite file is missing: opening it would create an empty one,
+    which a command run in the wrong directory or with the wrong settings must not do."""
+    missing = missing_sqlite_file(settings)
+    if missing is not None:
+        raise ConfigError(
+            f"no database at {missing.absolute()}: run `fedi init` (or `fedi migrate`) first, "
+            "or set FEDI_DATABASE_URL/--config to the server's"
+        )
 
 
 def _check_instance_key(services: Services) -> None:

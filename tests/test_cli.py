@@ -22,6 +22,14 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     asyncio.run(drop_database(url))
 
 
+@pytest.fixture
+def ready(env: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """The database made by `fedi init`, as an admin does before any other command."""
+    assert main(["init"]) == 0
+    capsys.readouterr()
+    return env
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
@@ -35,7 +43,7 @@ def test_migrate_is_idempotent(env: str, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0 and "already up to date" in out
 
 
-def test_users_groups_and_posts(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_users_groups_and_posts(ready: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "create-user", "alice", "--admin")[1].strip() == "http://fedi.test/users/alice"
     code, out, _ = run(
         capsys, "create-group", "cats", "--owner", "alice", "--title", "Cats", "--summary", "Meow"
@@ -59,7 +67,7 @@ def test_users_groups_and_posts(env: str, capsys: pytest.CaptureFixture[str]) ->
     ],
 )
 def test_bad_input_exits_2_with_a_reason_and_writes_nothing(
-    env: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    ready: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     run(capsys, "create-user", "alice")
     run(capsys, "create-group", "cats", "--owner", "alice")
@@ -91,7 +99,7 @@ def test_help_lists_the_commands_and_environment(capsys: pytest.CaptureFixture[s
 
 
 def test_group_moderation_commands_are_audited(
-    env: str, capsys: pytest.CaptureFixture[str]
+    ready: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run(capsys, "create-user", "alice")
     run(capsys, "create-user", "bob")

@@ -20,11 +20,15 @@ ROOT = "http://fedi.test/users/root"
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[str]:
     url = asyncio.run(create_database(tmp_path, "admin"))
     monkeypatch.setenv("FEDI_DATABASE_URL", url)
     monkeypatch.setenv("FEDI_BASE_URL", "http://fedi.test")
     monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0  # as an admin does before any other command
+    capsys.readouterr()
     yield url
     asyncio.run(drop_database(url))
 

@@ -36,6 +36,19 @@ class FediInstance:
         self.log_path = workdir / f"{name}.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._others: list[subprocess.Popen[bytes]] = []
+        # Set up as an admin does: `fedi init` before any other command (only serve, init
+        # and migrate create or migrate a database), unless the test's first command does.
+        self._initialised = False
+
+    def _init_first(self, args: Sequence[str]) -> None:
+        if self._initialised:
+            return
+        self._initialised = True
+        if tuple(args[:1]) in (("init",), ("migrate",), ("serve",), ("doctor",)) or tuple(
+            args[:2]
+        ) == ("admin", "restore"):
+            return
+        self.cli("init")
 
     @property
     def env(self) -> dict[str, str]:
@@ -49,6 +62,7 @@ class FediInstance:
         return env
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self._init_first(args)
         result = subprocess.run(
             [sys.executable, "-m", "fedi", *args],
             env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120,
@@ -62,6 +76,7 @@ class FediInstance:
 
     def spawn(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Another `fedi` process of this instance (e.g. `worker`), logging to the same file."""
+        self._init_first(args)
         log = self.log_path.open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "fedi", *args], env={**self.env, **(env or {})},
@@ -71,6 +86,7 @@ class FediInstance:
         return process
 
     def start(self, extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+        self._initialised = True  # serve migrates
         log = self.log_path.open("ab")
         fd = self._listener.fileno()
         self._process = subprocess.Popen(
