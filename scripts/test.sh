@@ -2,6 +2,7 @@
 # Set up everything the test suite needs on a fresh machine, then run all of it.
 #   - a virtualenv in .venv with fedi and its test dependencies
 #   - the Fedify interop peer's Node packages (Fedify 2.3.6 and a Node 22 binary, from npm)
+#   - Debian packages the deploy-guide tests run (caddy, docker-compose, systemd-analyze)
 # Runs on SQLite by default; set FEDI_TEST_DATABASE_URL=postgresql+asyncpg://user@host/db to run
 # every database test against PostgreSQL instead (each test gets a fresh database there).
 # Extra arguments go to pytest.
@@ -20,6 +21,7 @@ quietly() {  # show a step's output only when it fails
 quietly .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip
 quietly .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'
 quietly bash scripts/install-interop-deps.sh
+bash scripts/install-system-deps.sh
 
 echo "fedi tests on ${FEDI_TEST_DATABASE_URL:-SQLite}"
 # pytest exits non-zero when it collects no tests (code 5), so an empty run is never green.
