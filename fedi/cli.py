@@ -82,6 +82,15 @@ environment:
   FEDI_LOG_FORMAT               text (default) or json: one JSON object per log line
   FEDI_ACCESS_LOG               1 (default) logs one line per HTTP request; 0 does not
   FEDI_METRICS_TOKEN            bearer token that opens /metrics to non-loopback clients
+  FEDI_MEDIA_DIR                where uploaded avatars are stored (default media)
+  FEDI_SMTP_URL                 smtp://user:pass@host:port (or smtp+starttls://, smtps://) for
+                                e-mail verification and password reset by mail
+  FEDI_SMTP_FROM                From address of that mail (default fedi@HOST)
+  FEDI_TRUSTED_PROXIES          proxies (addresses or networks) whose X-Forwarded-For gives
+                                the client address for login limits (default: none)
+  FEDI_PASSWORD_TIME_COST       argon2id passes per password hash (default 3)
+  FEDI_PASSWORD_MEMORY_KIB      argon2id memory per password hash (default 65536)
+  FEDI_SESSION_DAYS             how long a browser session lasts (default 30)
 """
 
 

@@ -26,6 +26,9 @@ async def start(
     """A new session (a new token every login: a cookie from before is never promoted)."""
     raw, hashed = new_token()
     moment = now()
+    # This person's expired sessions go as a new one starts: the table does not grow forever.
+    await session.execute(delete(WebSession).where(
+        WebSession.actor_id == actor_id, WebSession.expires_at <= moment))
     session.add(WebSession(
         token_hash=hashed, actor_id=actor_id, created_at=moment, last_seen_at=moment,
         expires_at=moment + days * 86_400, user_agent=(user_agent or "")[:255] or None,
