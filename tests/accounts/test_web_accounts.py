@@ -276,3 +276,28 @@ async def test_password_change_needs_the_current_one_and_ends_other_sessions(
         fedi.http.cookies.clear()
         assert (await log_in(fedi.http, "ann")).status_code == 400
         assert (await log_in(fedi.http, "ann", "a brand new password")).status_code == 303
+
+
+async def test_an_expired_session_leads_to_login_with_a_message(database_url: str) -> None:
+    async with app(database_url) as fedi:
+        await sign_up(fedi.http, "ann")
+        await log_in(fedi.http, "ann")
+        assert (await fedi.http.get("/settings")).status_code == 200
+        async with fedi.services.sessionmaker() as session, session.begin():
+            for row in (await session.execute(select(WebSession))).scalars():
+                row.expires_at = 1.0
+        # A form posted with the expired session changes nothing either.
+        refused = await fedi.http.post("/settings/profile", data={
+            "csrf": "x", "display_name": "Too late"})
+        assert refused.status_code == 303 and refused.headers["location"].startswith("/login")
+        gone = await fedi.http.get("/settings")
+        assert gone.status_code == 303
+        assert gone.headers["location"] == "/login?next=/settings&m=expired"
+        page = await fedi.http.get(gone.headers["location"])
+        assert "Your session has expired" in page.text
+        assert 'value="/settings"' in page.text
+        assert await _count(fedi, WebSession) == 0
+        async with fedi.services.sessionmaker() as session:
+            actor = (await session.execute(select(Actor).where(Actor.username == "ann"))
+                     ).scalar_one()
+            assert actor.name is None
