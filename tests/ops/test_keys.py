@@ -31,6 +31,7 @@ async def test_keys_move_to_a_new_host(database_url: str, tmp_path: Path) -> Non
     def old(*args: str):  # type: ignore[no-untyped-def]
         return fedi(tmp_path, BASE, database_url, *args)
 
+    old("init")  # only init, migrate and serve make a database
     old("create-user", "alice")
     old("create-group", "cats", "--owner", "alice")
     exported = old("admin", "export-keys", str(tmp_path / "keys.json"))
@@ -49,6 +50,7 @@ async def test_keys_move_to_a_new_host(database_url: str, tmp_path: Path) -> Non
         def new(*args: str):  # type: ignore[no-untyped-def]
             return fedi(tmp_path, BASE, new_url, *args)
 
+        new("init")  # only init, migrate and serve make a database
         new("create-user", "alice")
         new("create-group", "cats", "--owner", "alice")
         assert await _rows(new_url) != await _rows(database_url)
@@ -69,6 +71,7 @@ async def test_import_refuses_unknown_actors_other_addresses_and_damaged_keys(
     def run(*args: str, base: str = BASE):  # type: ignore[no-untyped-def]
         return fedi(tmp_path, base, database_url, *args)
 
+    run("init")  # only init, migrate and serve make a database
     run("create-user", "alice")
     run("create-group", "cats", "--owner", "alice")
     key_file = tmp_path / "keys.json"
