@@ -106,7 +106,8 @@ async def _at_head(engine: AsyncEngine) -> None:
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     async def work(engine: AsyncEngine) -> int:
-        done = await backup.create_backup(engine, settings.base_url, args.file)
+        done = await backup.create_backup(engine, settings.base_url, args.file,
+                                          Path(settings.media_dir))
         m = done.manifest
         print(f"fedi: backed up {m.base_url} ({m.dialect}, schema {m.schema_revision}, "
               f"{done.local_actors} local actors with {done.keys} keys, {len(m.files)} files) "
@@ -123,7 +124,8 @@ def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
                             "sqlite" if settings.is_sqlite else "postgresql")
 
     async def work(engine: AsyncEngine) -> int:
-        done = await backup.restore_backup(engine, settings.base_url, args.file)
+        done = await backup.restore_backup(engine, settings.base_url, args.file,
+                                           Path(settings.media_dir))
         state = await schema_state(engine)
         then = "start fedi" if state.at_head else "run `fedi migrate`, then start fedi"
         print(f"fedi: restored {manifest.base_url} from {args.file} (made "

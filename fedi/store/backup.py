@@ -6,7 +6,7 @@ The file is a gzipped tar:
                         and the SHA-256 of each member
     database.sqlite3    SQLite: a consistent copy made with SQLite's online backup API
     database.pgdump     PostgreSQL: `pg_dump --format=custom` (restored with pg_restore)
-    files/…             uploaded files (fedi has no media store yet, so none so far)
+    files/…             uploaded files: everything under FEDI_MEDIA_DIR (avatars…)
 
 Both are taken while the server runs: SQLite's backup API copies one snapshot (WAL
 included, since it reads through a connection), pg_dump one transaction. The instance and
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.request import pathname2url
 
 from alembic.script import ScriptDirectory
@@ -48,6 +48,7 @@ from fedi.store.migrate import alembic_config
 FORMAT = "fedi-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+FILES = "files"
 MEMBERS = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
 PG_CLIENT_HINT = (
     "install the PostgreSQL client tools (Debian/Ubuntu: apt install postgresql-client) of "
@@ -172,8 +173,22 @@ async def _facts(engine: AsyncEngine) -> tuple[str | None, int, int]:
 
 # -- backup ---------------------------------------------------------------------------------
 
-async def create_backup(engine: AsyncEngine, base_url: str, target: Path) -> Outcome:
-    """Write a backup of the database behind `engine` to `target` (a new file, mode 0600)."""
+def _media_files(media_dir: Path | None) -> dict[str, Path]:
+    """Every regular file under the media directory, by its name in the archive."""
+    if media_dir is None or not media_dir.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(media_dir.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            found[f"{FILES}/{path.relative_to(media_dir).as_posix()}"] = path
+    return found
+
+
+async def create_backup(
+    engine: AsyncEngine, base_url: str, target: Path, media_dir: Path | None = None
+) -> Outcome:
+    """Write a backup of the database behind `engine`, and of the uploaded files under
+    `media_dir`, to `target` (a new file, mode 0600)."""
     dialect = _dialect(engine)
     if not await _tables(engine):
         raise BackupError("the database is empty; there is nothing to back up")
@@ -187,12 +202,15 @@ async def create_backup(engine: AsyncEngine, base_url: str, target: Path) -> Out
             revision = _sqlite_copy(_sqlite_path(engine, must_exist=True), dump)
         else:
             _pg_dump(engine.url, dump)
+        media = _media_files(media_dir)
         manifest = Manifest(
             fedi_version=fedi_version(), schema_revision=revision, base_url=base_url,
             dialect=dialect, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            database=dump.name, sha256={dump.name: _sha256(dump)}, files=[],
+            database=dump.name,
+            sha256={dump.name: _sha256(dump), **{n: _sha256(p) for n, p in media.items()}},
+            files=list(media),
         )
-        _write_archive(target, manifest, dump)
+        _write_archive(target, manifest, dump, media)
     return Outcome(manifest, local, keys)
 
 
@@ -271,7 +289,9 @@ def _pg_dump(url: URL, dump: Path) -> None:
              f"--file={dump}"], url, "pg_dump")
 
 
-def _write_archive(target: Path, manifest: Manifest, dump: Path) -> None:
+def _write_archive(
+    target: Path, manifest: Manifest, dump: Path, media: dict[str, Path]
+) -> None:
     """Write the archive beside `target`, then link it into place: the name appears only
     once the backup is complete, and never replaces another file."""
     partial = target.with_name(f".{target.name}.partial")
@@ -282,6 +302,8 @@ def _write_archive(target: Path, manifest: Manifest, dump: Path) -> None:
                 tarfile.open(fileobj=raw, mode="w:gz") as archive:
             _add_bytes(archive, MANIFEST, manifest.to_json())
             archive.add(dump, arcname=manifest.database, filter=_plain)
+            for name, path in media.items():
+                archive.add(path, arcname=name, filter=_plain)
             raw.flush()
             os.fsync(raw.fileno())
         try:
@@ -384,11 +406,55 @@ def check_restorable(manifest: Manifest, base_url: str, dialect: str) -> None:
             )
 
 
-async def restore_backup(engine: AsyncEngine, base_url: str, source: Path) -> Outcome:
-    """Restore `source` into the empty database behind `engine`."""
+def _media_target(media_dir: Path, name: str) -> Path:
+    """Where an archived file goes: under the media directory, never outside it."""
+    relative = PurePosixPath(name).relative_to(FILES)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise BackupError(f"the backup names a file outside the media directory: {name!r}")
+    return media_dir.joinpath(*relative.parts)
+
+
+def _check_media(manifest: Manifest, media_dir: Path | None) -> None:
+    """Refuse, before anything is written, to overwrite a different file of the same name."""
+    if not manifest.files:
+        return
+    if media_dir is None:
+        raise BackupError("the backup holds uploaded files; set FEDI_MEDIA_DIR")
+    for name in manifest.files:
+        target = _media_target(media_dir, name)
+        if target.exists() and _sha256(target) != manifest.sha256.get(name):
+            raise BackupError(f"{target} exists with other content; restore into an empty "
+                              "FEDI_MEDIA_DIR")
+
+
+def _restore_media(source: Path, manifest: Manifest, media_dir: Path | None) -> None:
+    if not manifest.files or media_dir is None:
+        return
+    with _opened(source) as archive:
+        for name in manifest.files:
+            target = _media_target(media_dir, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = archive.extractfile(_member(archive, name))
+            assert handle is not None
+            partial = target.with_name(f".{target.name}.partial")
+            with handle, partial.open("wb") as copy:
+                shutil.copyfileobj(handle, copy, 1 << 20)
+            if _sha256(partial) != manifest.sha256.get(name):
+                partial.unlink()
+                raise BackupError(f"{name} in the backup does not match its checksum; the "
+                                  "file is damaged")
+            partial.replace(target)
+
+
+async def restore_backup(
+    engine: AsyncEngine, base_url: str, source: Path, media_dir: Path | None = None
+) -> Outcome:
+    """Restore `source` into the empty database behind `engine`, and its uploaded files
+    into `media_dir`."""
     dialect = _dialect(engine)
     manifest = read_manifest(source)
     check_restorable(manifest, base_url, dialect)
+    _check_media(manifest, media_dir)
     if dialect == "sqlite":
         await _restore_sqlite(engine, manifest, source)
     else:
@@ -400,6 +466,7 @@ async def restore_backup(engine: AsyncEngine, base_url: str, source: Path) -> Ou
                      "--exit-on-error", "--single-transaction",
                      f"--dbname={engine.url.database}", str(dump)],
                     engine.url, "pg_restore")
+    _restore_media(source, manifest, media_dir)
     _, local, keys = await _facts(engine)
     return Outcome(manifest, local, keys)
 
