@@ -28,7 +28,13 @@ from fedi.actors.local import (
 from fedi.cli_accounts import build_set_password_parser
 from fedi.cli_admin import build_admin_parser
 from fedi.cli_circle import build_circle_parser
-from fedi.cli_common import listening_socket, serve, unexpected_error, with_services
+from fedi.cli_common import (
+    create_private_sqlite_file,
+    listening_socket,
+    serve,
+    unexpected_error,
+    with_services,
+)
 from fedi.cli_mod import build_mod_parser
 from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
 from fedi.config import CONFIG_ENV, Settings, load_settings, without_password
@@ -351,6 +357,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.check:
         return cmd_migrate_check(settings)
+    create_private_sqlite_file(settings)
 
     async def runner() -> int:
         services = build_services(settings)

@@ -9,6 +9,7 @@ code's schema, or stops with one line saying what to run; it never creates a SQL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -34,6 +35,8 @@ def with_services(
     `migrating`, else found at this code's schema), the instance keys made."""
     if not migrating:
         require_database(settings)
+    else:
+        create_private_sqlite_file(settings)
 
     async def runner() -> int:
         services = build_services(settings)
@@ -53,6 +56,16 @@ def with_services(
             await services.close()
 
     return runtime.run(runner()) if long_running else asyncio.run(runner())
+
+
+def create_private_sqlite_file(settings: Settings) -> None:
+    """Make a missing SQLite file readable by its owner only: it holds every private key.
+    (SQLite gives its -wal and -shm files the database file's permissions.)"""
+    missing = missing_sqlite_file(settings)
+    if missing is None or not missing.parent.is_dir():
+        return  # the connection check says what is wrong with the directory
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(missing, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def require_database(settings: Settings) -> None:
