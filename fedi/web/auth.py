@@ -29,7 +29,7 @@ from fedi.accounts.tokens import derived, new_token
 from fedi.config import Settings
 from fedi.services import Services
 from fedi.store.models import Actor
-from fedi.web.pages import templates
+from fedi.web.templating import templates
 
 SESSION_COOKIE = "fedi_session"
 PRE_COOKIE = "fedi_pre"  # before sign-in: binds the login and sign-up forms' CSRF token

@@ -19,8 +19,9 @@ from fedi.groups.invites import find_invite, redeem_on_web, usable
 from fedi.services import Services
 from fedi.store.models import Actor, Group, now
 from fedi.urls import GROUPS
+from fedi.web.auth import current_user
 from fedi.web.negotiation import not_found
-from fedi.web.pages import templates
+from fedi.web.templating import templates
 
 MAX_FORM_BYTES = 4096
 
@@ -60,6 +61,7 @@ async def invite_page(request: Request) -> Response:
     status = 200 if context["valid"] and not context["error"] else 400
     if not context["valid"]:
         status = 410
+    context["user"] = await current_user(request)
     return templates.TemplateResponse(request, "invite.html", context, status_code=status)
 
 

@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import json
-from importlib.resources import files
 
-import jinja2
 from markupsafe import Markup
 from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from fedi.activitypub.activities import iso
-from fedi.activitypub.parse import is_http_url
 from fedi.groups.counts import visible_replies
 from fedi.groups.viewers import facts_for
 from fedi.privacy.access import Viewer, can_view, listed
 from fedi.services import Services
 from fedi.store.models import Actor, Follow, Group, Post
-
-# Templates and the stylesheet ship inside the package (package data), found through the
-# import system: a wheel or a container serves pages from any working directory.
-templates = Jinja2Templates(env=jinja2.Environment(
-    loader=jinja2.PackageLoader("fedi", "templates"), autoescape=jinja2.select_autoescape(),
-))
-STYLESHEET = "fedi.css"
-# Read once at import: it is small, and a missing file fails at start, not on a page view.
-STYLESHEET_BYTES = (files("fedi") / "static" / STYLESHEET).read_bytes()
-
-
-def href(*candidates: object) -> str:
-    """The first http(s) URL among the candidates, else "#": a link on a page is never
-    `javascript:`, `data:` or anything else a browser would run (SECURITY 20; stored URLs
-    are checked too, this is the second line)."""
-    return next((c for c in candidates if isinstance(c, str) and is_http_url(c)), "#")
-
-
-templates.env.filters["href"] = href
+from fedi.web.auth import current_user
+from fedi.web.templating import STYLESHEET, STYLESHEET_BYTES, templates
 
 
 def _services(request: Request) -> Services:
@@ -60,7 +39,8 @@ async def index(request: Request) -> Response:
             ).scalars()
         )
     return templates.TemplateResponse(
-        request, "index.html", {"groups": groups, "settings": services.settings}
+        request, "index.html", {"groups": groups, "settings": services.settings,
+                                "user": await current_user(request)}
     )
 
 
@@ -112,6 +92,7 @@ async def render_actor(request: Request, actor: Actor) -> Response:
             "rules": json.loads(config.rules or "[]") if config else [],
             "join_policy": config.join_policy if config else None,
             "settings": services.settings,
+            "user": await current_user(request),
         },
     )
 
@@ -148,6 +129,7 @@ async def render_post(
                 (p, a, Markup(p.content), iso(p.published)) for p, a in thread  # noqa: S704
             ],
             "settings": services.settings,
+            "user": await current_user(request),
         },
     )
 
