@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.accounts import sessions
+from fedi.accounts.login import set_password
 from fedi.accounts.passwords import Hasher, check_password
 from fedi.accounts.tokens import digest, new_token
 from fedi.errors import ValidationError
@@ -57,16 +57,9 @@ async def reset(session: AsyncSession, hasher: Hasher, raw: str, password: str) 
     token = await _valid(session, raw, "reset")
     actor = await session.get(Actor, token.actor_id)
     assert actor is not None
-    check_password(password, actor.username)
+    check_password(password, actor.username)  # before the token is spent on a bad one
     await _use(session, token)
-    account = await session.get(Account, actor.id)
-    if account is None:
-        account = Account(actor_id=actor.id, approved=True)
-        session.add(account)
-    account.password_hash = hasher.hash(password)
-    account.password_changed_at = now()
-    await session.flush()
-    await sessions.end_all(session, actor.id)
+    await set_password(session, hasher, actor, password)
     return actor
 
 
