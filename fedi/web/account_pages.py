@@ -19,7 +19,7 @@ from fedi.activitypub.actors import actor_document
 from fedi.content import html_to_text
 from fedi.errors import FediError, ValidationError
 from fedi.services import Services
-from fedi.store.models import Account
+from fedi.store.models import Account, Actor
 from fedi.web.auth import (
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -199,19 +199,21 @@ async def _require_settings(request: Request) -> Response:
     return await _settings(request)
 
 
-async def _settings_form(request: Request) -> FormData | Response:
-    if await current_user(request) is None:
+async def _settings_form(request: Request) -> tuple[FormData, Actor] | Response:
+    """The signed-in person's checked form (CSRF, origin), or where to send them instead."""
+    user = await current_user(request)
+    if user is None:
         return RedirectResponse("/login?m=expired", status_code=303)
-    return await checked_form(request)
+    form = await checked_form(request)
+    return form if isinstance(form, Response) else (form, user)
 
 
 async def save_profile(request: Request) -> Response:
-    form = await _settings_form(request)
-    if isinstance(form, Response):
-        return form
+    checked = await _settings_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, user = checked
     services = services_of(request)
-    user = await current_user(request)
-    assert user is not None
     try:
         async with services.sessionmaker() as session, session.begin():
             await profile.update_profile(
@@ -252,13 +254,13 @@ async def _upload_form(request: Request) -> FormData | Response:
 
 
 async def change_password(request: Request) -> Response:
-    form = await _settings_form(request)
-    if isinstance(form, Response):
-        return form
+    checked = await _settings_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, user = checked
     services = services_of(request)
-    user = await current_user(request)
     keep = await current_session_id(request)
-    assert user is not None and keep is not None
+    assert keep is not None
     try:
         async with services.sessionmaker() as session, session.begin():
             await login.change_password(
@@ -270,11 +272,10 @@ async def change_password(request: Request) -> Response:
 
 
 async def logout_everywhere(request: Request) -> Response:
-    form = await _settings_form(request)
-    if isinstance(form, Response):
-        return form
-    user = await current_user(request)
-    assert user is not None
+    checked = await _settings_form(request)
+    if isinstance(checked, Response):
+        return checked
+    _, user = checked
     async with services_of(request).sessionmaker() as session, session.begin():
         await sessions.end_all(session, user.id)
     response = RedirectResponse("/login?m=loggedout", status_code=303)
@@ -283,11 +284,10 @@ async def logout_everywhere(request: Request) -> Response:
 
 
 async def totp_enable(request: Request) -> Response:
-    form = await _settings_form(request)
-    if isinstance(form, Response):
-        return form
-    user = await current_user(request)
-    assert user is not None
+    checked = await _settings_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, user = checked
     secret = _text(form, "secret", 64)
     async with services_of(request).sessionmaker() as session, session.begin():
         account = await session.get(Account, user.id)
@@ -306,12 +306,11 @@ def _is_secret(secret: str) -> bool:
 
 
 async def totp_disable(request: Request) -> Response:
-    form = await _settings_form(request)
-    if isinstance(form, Response):
-        return form
+    checked = await _settings_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form, user = checked
     services = services_of(request)
-    user = await current_user(request)
-    assert user is not None
     async with services.sessionmaker() as session, session.begin():
         account = await session.get(Account, user.id)
         if account is None or not hasher_for(services.settings).verify(
