@@ -97,6 +97,8 @@ class Group(Base):
     # Member reports after which a post is hidden until a moderator looks (0 = off).
     report_threshold: Mapped[int] = mapped_column(Integer, default=0)
     questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
+    # Members may dislike (downvote) posts, as Lemmy communities allow; off by default.
+    allow_dislikes: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
@@ -471,3 +473,24 @@ class SignupInvite(Base):
     expires_at: Mapped[float | None] = mapped_column(Float, default=None)
     max_uses: Mapped[int | None] = mapped_column(Integer, default=None)
     uses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Notification(Base):
+    """Something a local person should know: a reply, a mention, a join answered, a post held
+    or removed. Rows name ids only; pages render them through the privacy gate."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    # reply | mention | join_approved | join_refused | post_held | post_removed | post_approved
+    kind: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), default=None)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    read_at: Mapped[float | None] = mapped_column(Float, default=None)
+    __table_args__ = (
+        Index("ix_notifications_recipient_read", "recipient_id", "read_at"),
+        Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
+    )
