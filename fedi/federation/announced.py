@@ -24,6 +24,7 @@ from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import POST_TYPES, first_type, id_of, ids
 from fedi.content import sanitize_html
 from fedi.errors import FetchError, SignatureError
+from fedi.groups import notices
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.handlers import HandlerContext, Ignored
 from fedi.privacy.visibility import Visibility, visibility_from_addressing
@@ -75,10 +76,11 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
     )
     if visibility.open_to_anyone and not relayed_as.open_to_anyone:
         visibility = Visibility.MEMBERS
-    await store_post(
+    post = await store_post(
         ctx.session, ctx.urls, obj, author=author, group=announcer, parent=parent, local=False,
         own_context=False, visibility=visibility.value,
     )
+    await notices.post_stored(ctx.session, post)
 
 
 async def _followed_locally(ctx: HandlerContext, announcer: Actor) -> bool:

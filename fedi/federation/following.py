@@ -10,6 +10,7 @@ from fedi.activitypub.parse import IncomingActivity
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups import notices
 from fedi.handlers import HandlerContext, Ignored
 from fedi.store.models import Actor, Follow, now
 from fedi.urls import Urls, new_id
@@ -90,6 +91,7 @@ async def handle_follow_response(ctx: HandlerContext, activity: IncomingActivity
     target = await ctx.session.get(Actor, row.target_id)
     if target is None or target.uri != activity.actor:
         raise Ignored(f"{activity.actor} may not answer a follow of someone else")
+    await notices.follow_answered(ctx.session, row, target, accepted=activity.type == "Accept")
     row.state = "accepted" if activity.type == "Accept" else "rejected"
     row.updated_at = now()
 

@@ -17,6 +17,7 @@ from fedi.activitypub.vocab import POST_TYPES, addressed, first_type, id_of, ids
 from fedi.content import html_to_text, sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
+from fedi.groups import notices
 from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.roles import Standing, standing
@@ -163,6 +164,7 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
     post.activity = json.dumps(activity.document)
     if visibility.has_named_audience:
         await _store_audience(ctx, post, named)
+    await notices.post_stored(ctx.session, post)
     if held is not None:
         ctx.outcome = f"held for a moderator ({held})"
         return

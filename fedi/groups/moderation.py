@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.activitypub import activities
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups import notices
 from fedi.groups.membership import follow_document, respond_to_follow
 from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
 from fedi.groups.threads import find_post
@@ -69,6 +70,7 @@ async def approve(session: AsyncSession, urls: Urls, group: Actor, actor: Actor)
     row = await _request(session, group, actor)
     row.state = "accepted"
     row.updated_at = now()
+    await notices.join_answered(session, group, actor, approved=True)
     await respond_to_follow(session, urls, group, actor, follow_document(row, actor, group),
                             "Accept")
 
@@ -77,6 +79,7 @@ async def reject(session: AsyncSession, urls: Urls, group: Actor, actor: Actor) 
     row = await _request(session, group, actor)
     document = follow_document(row, actor, group)
     await session.delete(row)
+    await notices.join_answered(session, group, actor, approved=False)
     await respond_to_follow(session, urls, group, actor, document, "Reject")
 
 
@@ -194,6 +197,7 @@ async def approve_post(session: AsyncSession, urls: Urls, group: Actor, uri: str
     post, author = await _held(session, group, uri)
     reason = post.held
     post.held = None
+    await notices.post_approved(session, post)
     if reason == "reports":
         return post  # hidden after reports: it was relayed before, it is only shown again
     activity = json.loads(post.activity) if post.activity else activities.create(
@@ -213,6 +217,7 @@ async def reject_post(session: AsyncSession, urls: Urls, group: Actor, uri: str)
     post, author = await _held(session, group, uri)
     post.deleted_at = now()
     post.content = ""
+    await notices.post_removed(session, post, "not approved by a moderator")
     if post.activity and author.inbox and not author.local:
         reject = activities.respond(
             "Reject", urls.activity(new_id()), group.uri, json.loads(post.activity), author.uri
@@ -243,6 +248,7 @@ async def remove_post(
     post.deleted_at = now()
     post.content = ""
     post.held = "removed"
+    await notices.post_removed(session, post, reason)
     await relay_activity(session, urls, group, removal, author_uri=group.uri, post=post)
     await withdraw_boost(session, urls, group, post, author_uri=group.uri)
     if author is not None and author.inbox and not author.local:

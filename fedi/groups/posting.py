@@ -15,6 +15,7 @@ from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.content import text_to_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups import notices
 from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.circles import circle_people, resolve_circle
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
@@ -208,6 +209,7 @@ async def post_to_group(
     post.held = held
     session.add_all(PostAudience(post_id=post.id, actor_id=p.id) for p in audience.people)
     await session.flush()
+    await notices.post_stored(session, post)
     if post.context:
         note["context"] = post.context
     post.document = json.dumps(note)
