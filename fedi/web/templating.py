@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from importlib.resources import files
 
 import jinja2
@@ -27,3 +29,36 @@ def href(*candidates: object) -> str:
 
 
 templates.env.filters["href"] = href
+
+
+def _moment(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def iso_time(timestamp: float) -> str:
+    """For <time datetime>: machine-readable, UTC."""
+    return _moment(timestamp).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def exact_time(timestamp: float) -> str:
+    """For the title (shown on hover): the exact time, UTC."""
+    return _moment(timestamp).strftime("%Y-%m-%d %H:%M UTC")
+
+
+AGO_UNITS = ((365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"),
+             (86400, "day"), (3600, "hour"), (60, "minute"))
+
+
+def ago(timestamp: float) -> str:
+    """A human date: "3 hours ago", "just now"."""
+    seconds = max(0.0, time.time() - timestamp)
+    for size, unit in AGO_UNITS:
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+templates.env.filters["ago"] = ago
+templates.env.filters["iso_time"] = iso_time
+templates.env.filters["exact_time"] = exact_time

@@ -1,0 +1,637 @@
+"""What a viewer may read: the directory, a home feed, a group's threads, a thread as a
+tree, a person's posts. Use cases for the web pages, the CLI and the client API alike.
+
+Every post shown goes through the one gate (fedi.privacy.access): SQL only narrows the
+candidates (a superset), `Gate` decides. The gate asks a reply's parent chain first ("a reply
+is never more visible than what it answers"); `Gate` evaluates each chain once, top down,
+for a whole page of posts, instead of once per post as `viewers.facts_for` does (a thread of
+1,000 replies would otherwise load 1,000 chains).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from fedi.errors import FediError, FetchError, ValidationError
+from fedi.groups.roles import moderators, standing
+from fedi.groups.viewers import MAX_DEPTH
+from fedi.privacy.access import PostFacts, Viewer, can_reply, can_view, listed
+from fedi.privacy.visibility import ReplyPolicy, Visibility
+from fedi.store.models import Actor, Follow, Group, Post, PostAudience, Reaction
+from fedi.urls import Urls
+
+PAGE_SIZE = 25
+MAX_PAGE = 10_000
+NEST_LIMIT = 8  # levels of replies drawn nested; deeper ones continue on their own page
+THREAD_LIMIT = 5_000  # posts of one thread read for one page
+HOT_GRAVITY_HOURS = 2.0
+
+# Silenced servers' posts stay out of listings for people who are not members.
+Silenced = Callable[[str], Awaitable[bool]]
+T = TypeVar("T")
+S = TypeVar("S", bound=StrEnum)
+LIGHT = (defer(Post.document), defer(Post.activity))  # raw JSON is never shown
+
+
+class ThreadSort(StrEnum):
+    HOT = "hot"
+    NEW = "new"
+    ACTIVE = "active"
+
+
+class GroupSort(StrEnum):
+    ACTIVITY = "activity"
+    NEWEST = "newest"
+    MEMBERS = "members"
+
+
+def parse_sort(kind: type[S], raw: str | None, default: S) -> S:
+    try:
+        return kind(raw) if raw else default
+    except ValueError:
+        return default
+
+
+def parse_page(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() and 0 < int(raw) <= MAX_PAGE else 1
+
+
+@dataclass
+class Entry:
+    """One post as a viewer sees it, with what its actions need."""
+
+    post: Post
+    author: Actor
+    depth: int = 0
+    children: list[Entry] = field(default_factory=list)
+    mine: bool = False
+    can_reply: bool = False
+    liked: bool = False
+    disliked: bool = False
+    reply_count: int = 0  # replies (all levels for a thread, direct for a reply) seen
+    group: Actor | None = None
+    locked: bool = False  # the thread takes no replies
+    gone: str | None = None  # "removed" / "deleted": a place-holder for who could see it
+    more: int = 0  # replies below NEST_LIMIT, shown on the post's own page
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    items: list[T]
+    page: int
+    has_next: bool
+
+
+@dataclass(frozen=True)
+class GroupCard:
+    group: Actor
+    members: int
+    last_activity: float | None
+
+
+@dataclass(frozen=True)
+class Sidebar:
+    group: Actor
+    config: Group | None
+    members: int
+    moderators: list[Actor]
+    membership: str  # none | pending | member | moderator | banned
+
+
+# -- the gate, for many posts at once ----------------------------------------------------
+
+
+class Gate:
+    """can_view / can_reply for a set of posts and a viewer, with their parents loaded."""
+
+    def __init__(self, viewer: Viewer, posts: dict[int, Post], own: dict[int, PostFacts],
+                 by_uri: dict[str, int]) -> None:
+        self.viewer = viewer
+        self._posts = posts
+        self._own = own  # each post's facts without its parent
+        self._by_uri = by_uri
+        self._seen: dict[int, bool] = {}
+
+    def _parent(self, post_id: int) -> int | None:
+        uri = self._posts[post_id].in_reply_to
+        return self._by_uri.get(uri) if uri else None
+
+    def _facts(self, post_id: int) -> PostFacts:
+        """The post's facts with its parent's (trimmed: the parent's own chain is judged
+        by `sees(parent)`, which callers ask first)."""
+        parent = self._parent(post_id)
+        own = self._own[post_id]
+        return own if parent is None else replace(own, parent=self._own[parent])
+
+    def sees(self, post_id: int) -> bool:
+        chain: list[int] = []
+        current: int | None = post_id
+        while current is not None and current not in self._seen and current not in chain:
+            chain.append(current)
+            current = self._parent(current)
+            if len(chain) > THREAD_LIMIT:
+                break
+        for step in reversed(chain):
+            parent = self._parent(step)
+            above = True if parent is None or parent == step else self._seen.get(parent, False)
+            self._seen[step] = above and can_view(self._facts(step), self.viewer)
+        return self._seen[post_id]
+
+    def would_see(self, post_id: int) -> bool:
+        """Could this viewer see the post if it were not deleted (who learns it is gone)."""
+        parent = self._parent(post_id)
+        if parent is not None and not self.sees(parent):
+            return False
+        return can_view(replace(self._facts(post_id), deleted=False), self.viewer)
+
+    def may_reply(self, post_id: int) -> bool:
+        return self.sees(post_id) and can_reply(self._facts(post_id), self.viewer)
+
+    def in_listing(self, post_id: int) -> bool:
+        """Listed to anyone (public), or to members of the post's group, who see more."""
+        facts = self._own[post_id]
+        return self.sees(post_id) and (
+            listed(facts) or self.viewer.is_member(facts.group)
+            or self.viewer.moderates(facts.group)
+        )
+
+    def facts(self, post_id: int) -> PostFacts:
+        return self._facts(post_id)
+
+
+async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post]) -> Gate:
+    """Load what the gate needs for these posts: their parents (up to MAX_DEPTH levels, as
+    facts_for does), authors, groups and named audiences, in a few queries."""
+    known: dict[int, Post] = {p.id: p for p in posts}
+    by_uri = {p.uri: p.id for p in known.values()}
+    wanted = {p.in_reply_to for p in known.values() if p.in_reply_to} - by_uri.keys()
+    for _ in range(MAX_DEPTH):
+        if not wanted:
+            break
+        found = (await session.execute(
+            select(Post).options(*LIGHT).where(Post.uri.in_(wanted))
+        )).scalars().all()
+        for p in found:
+            known[p.id] = p
+            by_uri[p.uri] = p.id
+        wanted = {p.in_reply_to for p in found if p.in_reply_to} - by_uri.keys()
+    actor_ids = {p.author_id for p in known.values()} | {
+        p.group_id for p in known.values() if p.group_id is not None}
+    uris = dict((await session.execute(
+        select(Actor.id, Actor.uri).where(Actor.id.in_(actor_ids))
+    )).tuples().all()) if actor_ids else {}
+    audience: dict[int, set[str]] = {}
+    named = [p.id for p in known.values() if _names_people(p)]
+    if named:
+        rows = await session.execute(
+            select(PostAudience.post_id, Actor.uri)
+            .join(Actor, Actor.id == PostAudience.actor_id)
+            .where(PostAudience.post_id.in_(named))
+        )
+        for post_id, uri in rows.tuples():
+            audience.setdefault(post_id, set()).add(uri)
+    own = {
+        p.id: PostFacts(
+            author=uris.get(p.author_id, ""),
+            group=uris.get(p.group_id) if p.group_id is not None else None,
+            visibility=Visibility(p.visibility),
+            audience=frozenset(audience.get(p.id, ())),
+            reply_policy=ReplyPolicy(p.reply_policy),
+            held=p.held is not None,
+            deleted=p.deleted_at is not None,
+        )
+        for p in known.values()
+    }
+    return Gate(viewer, known, own, by_uri)
+
+
+def _names_people(post: Post) -> bool:
+    """Only these posts have rows in post_audience worth reading (see posting)."""
+    return post.visibility in (Visibility.MENTIONED.value, Visibility.CIRCLE.value) or (
+        post.reply_policy == ReplyPolicy.MENTIONED.value)
+
+
+# -- who the viewer is here -----------------------------------------------------------------
+
+
+async def actor_row(session: AsyncSession, viewer: Viewer) -> Actor | None:
+    if viewer.actor is None:
+        return None
+    return (await session.execute(
+        select(Actor).where(Actor.uri == viewer.actor)
+    )).scalar_one_or_none()
+
+
+async def membership(session: AsyncSession, group: Actor, person: Actor | None) -> str:
+    """none | pending | member | moderator | banned: what the group's actions offer."""
+    if person is None:
+        return "none"
+    found = await standing(session, group, person)
+    return "moderator" if found.moderates else found.value
+
+
+async def _reactions(
+    session: AsyncSession, person: Actor | None, post_ids: Sequence[int]
+) -> dict[int, set[str]]:
+    if person is None or not post_ids:
+        return {}
+    rows = await session.execute(
+        select(Reaction.post_id, Reaction.type)
+        .where(Reaction.actor_id == person.id, Reaction.post_id.in_(post_ids))
+    )
+    found: dict[int, set[str]] = {}
+    for post_id, kind in rows.tuples():
+        found.setdefault(post_id, set()).add(kind)
+    return found
+
+
+# -- the directory --------------------------------------------------------------------------
+
+
+def _search(q: str) -> ColumnElement[bool]:
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    return or_(*(func.lower(func.coalesce(column, "")).like(pattern, escape="\\")
+                 for column in (Actor.username, Actor.name, Actor.summary)))
+
+
+async def directory(
+    session: AsyncSession, *, q: str = "", sort: GroupSort = GroupSort.ACTIVITY, page: int = 1,
+) -> Listing[GroupCard]:
+    """This server's groups that are not hidden; activity is the newest post anyone may see
+    listed, so the order tells nobody about members-only posts."""
+    members = (
+        select(Follow.target_id.label("gid"), func.count().label("n"))
+        .where(Follow.state == "accepted").group_by(Follow.target_id).subquery()
+    )
+    activity = (
+        select(Post.group_id.label("gid"), func.max(Post.published).label("at"))
+        .where(Post.deleted_at.is_(None), Post.held.is_(None), Post.visibility == "public")
+        .group_by(Post.group_id).subquery()
+    )
+    count = func.coalesce(members.c.n, 0)
+    query = (
+        select(Actor, count, activity.c.at)
+        .join(Group, Group.actor_id == Actor.id)
+        .outerjoin(members, members.c.gid == Actor.id)
+        .outerjoin(activity, activity.c.gid == Actor.id)
+        .where(Actor.local, Actor.type == "Group", Group.privacy != "hidden")
+    )
+    if q.strip():
+        query = query.where(_search(q.strip()[:100]))
+    order: list[Any] = (
+        [activity.c.at.is_(None), activity.c.at.desc()] if sort is GroupSort.ACTIVITY
+        else [Group.created_at.desc()] if sort is GroupSort.NEWEST else [count.desc()]
+    )
+    rows = (await session.execute(
+        query.order_by(*order, Actor.username).offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE + 1)
+    )).tuples().all()
+    cards = [GroupCard(group, int(n), at) for group, n, at in rows[:PAGE_SIZE]]
+    return Listing(cards, page, len(rows) > PAGE_SIZE)
+
+
+# -- thread listings ------------------------------------------------------------------------
+
+
+def _last_activity() -> Any:
+    """Per thread: its newest post that is neither removed nor waiting for a moderator."""
+    return (
+        select(Post.thread_id.label("tid"), func.max(Post.published).label("at"))
+        .where(Post.deleted_at.is_(None), Post.held.is_(None))
+        .group_by(Post.thread_id)
+    )
+
+
+def _candidates(viewer: Viewer, person: Actor | None, group: Actor | None) -> ColumnElement[bool]:
+    """A superset of what the gate will let this viewer see (it decides after)."""
+    if group is not None and viewer.moderates(group.uri):
+        return Post.deleted_at.is_(None)
+    allowed = [Visibility.PUBLIC.value]
+    if group is None or viewer.is_member(group.uri):
+        allowed += [Visibility.UNLISTED.value, Visibility.MEMBERS.value]
+    open_to_viewer = and_(Post.held.is_(None), Post.visibility.in_(allowed))
+    if person is None:
+        return and_(Post.deleted_at.is_(None), open_to_viewer)
+    named = select(PostAudience.id).where(
+        PostAudience.post_id == Post.id, PostAudience.actor_id == person.id).exists()
+    return and_(Post.deleted_at.is_(None),
+                or_(open_to_viewer, Post.author_id == person.id, named))
+
+
+async def _entries(
+    session: AsyncSession, viewer: Viewer, rows: Sequence[tuple[Post, Actor]],
+    *, listing: bool, silenced: Silenced | None = None,
+) -> list[Entry]:
+    """Entries of thread starters (or any posts) the viewer may see, with their reply counts
+    as the viewer may see them (every visible post below, at any depth)."""
+    person = await actor_row(session, viewer)
+    gate = await gate_for(session, viewer, [p for p, _ in rows])
+    shown: list[tuple[Post, Actor]] = []
+    for post, author in rows:
+        if not (gate.in_listing(post.id) if listing else gate.sees(post.id)):
+            continue
+        if silenced is not None and not author.local and not viewer.is_member(
+            gate.facts(post.id).group) and await silenced(author.domain):
+            continue
+        shown.append((post, author))
+    roots = [p.id for p, _ in shown if p.thread_id == p.id]
+    counts = await _thread_counts(session, viewer, roots)
+    reacted = await _reactions(session, person, [p.id for p, _ in shown])
+    locked = await _locked(session, [p for p, _ in shown])
+    groups = await _groups(session, [p for p, _ in shown])
+    return [
+        Entry(
+            post=post, author=author, mine=person is not None and post.author_id == person.id,
+            can_reply=gate.may_reply(post.id) and not locked.get(post.id, False),
+            liked="Like" in reacted.get(post.id, ()),
+            disliked="Dislike" in reacted.get(post.id, ()),
+            reply_count=counts.get(post.id, 0), group=groups.get(post.group_id or 0),
+            locked=locked.get(post.id, False),
+        )
+        for post, author in shown
+    ]
+
+
+async def _thread_counts(
+    session: AsyncSession, viewer: Viewer, thread_ids: list[int]
+) -> dict[int, int]:
+    """Replies in each thread this viewer may see: each asked of the gate, as the thread
+    page shows them, so "3 replies" always means three shown."""
+    if not thread_ids:
+        return {}
+    posts = (await session.execute(
+        select(Post).options(*LIGHT)
+        .where(Post.thread_id.in_(thread_ids), Post.deleted_at.is_(None))
+    )).scalars().all()
+    gate = await gate_for(session, viewer, posts)
+    counts: dict[int, int] = {}
+    for post in posts:
+        if post.id != post.thread_id and post.thread_id is not None and gate.sees(post.id):
+            counts[post.thread_id] = counts.get(post.thread_id, 0) + 1
+    return counts
+
+
+async def _locked(session: AsyncSession, posts: Sequence[Post]) -> dict[int, bool]:
+    roots = {p.thread_id for p in posts if p.thread_id is not None and p.thread_id != p.id}
+    locked_roots = set((await session.execute(
+        select(Post.id).where(Post.id.in_(roots), Post.locked_at.is_not(None))
+    )).scalars()) if roots else set()
+    return {p.id: p.locked_at is not None if p.thread_id == p.id
+            else p.thread_id in locked_roots for p in posts}
+
+
+async def _groups(session: AsyncSession, posts: Sequence[Post]) -> dict[int, Actor]:
+    ids = {p.group_id for p in posts if p.group_id is not None}
+    if not ids:
+        return {}
+    return {a.id: a for a in (await session.execute(
+        select(Actor).where(Actor.id.in_(ids)))).scalars()}
+
+
+def _threads_of(condition: ColumnElement[bool]) -> Select[Post, Actor]:
+    return (
+        select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
+        .where(condition, Post.thread_id == Post.id)
+    )
+
+
+async def _page(
+    session: AsyncSession, query: Select[Post, Actor], page: int
+) -> tuple[list[tuple[Post, Actor]], bool]:
+    rows = (await session.execute(
+        query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    )).all()
+    return [(r[0], r[1]) for r in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+
+
+async def group_threads(
+    session: AsyncSession, viewer: Viewer, group: Actor, *, sort: ThreadSort = ThreadSort.HOT,
+    page: int = 1, silenced: Silenced | None = None, clock: Callable[[], float] = time.time,
+) -> Listing[Entry]:
+    """A group's threads, pinned first, then by `sort`."""
+    person = await actor_row(session, viewer)
+    query = _threads_of(and_(Post.group_id == group.id, _candidates(viewer, person, group)))
+    order: list[Any] = [Post.pinned_at.is_(None)]
+    if sort is ThreadSort.NEW:
+        order.append(Post.published.desc())
+    elif sort is ThreadSort.ACTIVE:
+        last = _last_activity().where(Post.group_id == group.id).subquery()
+        query = query.outerjoin(last, last.c.tid == Post.id)
+        order.append(func.coalesce(last.c.at, Post.published).desc())
+    else:
+        # Lemmy-like: score over age squared (plain arithmetic, the same on both databases).
+        hours = (clock() - Post.published) / 3600.0 + HOT_GRAVITY_HOURS
+        score = Post.like_count + Post.reply_count + 1
+        order.append((score / (hours * hours)).desc())
+    rows, more = await _page(session, query.order_by(*order, Post.id.desc()), page)
+    return Listing(await _entries(session, viewer, rows, listing=True, silenced=silenced),
+                   page, more)
+
+
+async def home_feed(session: AsyncSession, viewer: Viewer, *, page: int = 1) -> Listing[Entry]:
+    """Threads in the groups the viewer belongs to, newest activity first."""
+    uris = (viewer.member_of | viewer.moderator_of) - viewer.banned_from
+    if not uris:
+        return Listing([], page, False)
+    ids = list((await session.execute(select(Actor.id).where(Actor.uri.in_(uris)))).scalars())
+    person = await actor_row(session, viewer)
+    last = _last_activity().where(Post.group_id.in_(ids)).subquery()
+    # Moderators see held threads too: the gate sorts them out per group.
+    candidates = Post.deleted_at.is_(None) if viewer.moderator_of else _candidates(
+        viewer, person, None)
+    query = (
+        _threads_of(and_(Post.group_id.in_(ids), candidates))
+        .outerjoin(last, last.c.tid == Post.id)
+        .order_by(func.coalesce(last.c.at, Post.published).desc(), Post.id.desc())
+    )
+    rows, more = await _page(session, query, page)
+    return Listing(await _entries(session, viewer, rows, listing=True), page, more)
+
+
+async def person_posts(
+    session: AsyncSession, viewer: Viewer, person: Actor, *, page: int = 1,
+) -> tuple[Listing[Entry], int]:
+    """A person's posts the viewer may see, newest first, and how many there are in all.
+
+    Held and refused posts show only to whom the gate shows them (the author, the group's
+    moderators), so the count is of the same posts the pages list."""
+    posts = (await session.execute(
+        select(Post).options(*LIGHT)
+        .where(Post.author_id == person.id, Post.deleted_at.is_(None))
+        .order_by(Post.published.desc(), Post.id.desc()).limit(THREAD_LIMIT)
+    )).scalars().all()
+    gate = await gate_for(session, viewer, posts)
+    visible = [p for p in posts if gate.sees(p.id)]
+    start = (page - 1) * PAGE_SIZE
+    rows = [(p, person) for p in visible[start:start + PAGE_SIZE]]
+    entries = await _entries(session, viewer, rows, listing=False)
+    for entry in entries:
+        if entry.post.thread_id != entry.post.id:
+            entry.reply_count = 0  # counts are per thread; a reply's own are on its page
+    return Listing(entries, page, len(visible) > start + PAGE_SIZE), len(visible)
+
+
+# -- one thread ---------------------------------------------------------------------------
+
+
+async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | None:
+    """`post` and the replies below it the viewer may see, as a tree (None if the viewer
+    may not see `post`). Removed or deleted replies become place-holders, without their
+    replies, for people who could have seen them."""
+    root_id = post.thread_id or post.id
+    rows = (await session.execute(
+        select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
+        .where(or_(Post.thread_id == root_id, Post.id == post.id))
+        .order_by(Post.published, Post.id).limit(THREAD_LIMIT)
+    )).tuples().all()
+    gate = await gate_for(session, viewer, [p for p, _ in rows])
+    if post.id not in {p.id for p, _ in rows} or not gate.sees(post.id):
+        return None
+    person = await actor_row(session, viewer)
+    root = next((p for p, _ in rows if p.id == root_id), None)
+    locked = root is not None and root.locked_at is not None
+    reacted = await _reactions(session, person, [p.id for p, _ in rows])
+    entries: dict[str, Entry] = {}
+    for item, author in rows:
+        if gate.sees(item.id):
+            gone = None
+        elif item.deleted_at is not None and gate.would_see(item.id):
+            gone = "removed" if item.held == "removed" else "deleted"
+        else:
+            continue
+        kinds = reacted.get(item.id, set())
+        entries[item.uri] = Entry(
+            post=item, author=author, gone=gone,
+            mine=person is not None and item.author_id == person.id,
+            can_reply=gone is None and not locked and gate.may_reply(item.id),
+            liked="Like" in kinds, disliked="Dislike" in kinds, locked=locked,
+        )
+    top = entries[post.uri]
+    for item, _ in rows:  # published order: parents come before their replies
+        entry = entries.get(item.uri)
+        if entry is None or entry is top or entry.post.in_reply_to is None:
+            continue
+        parent = entries.get(entry.post.in_reply_to)
+        if parent is not None and parent.gone is None:
+            parent.children.append(entry)
+    _measure(top)
+    return top
+
+
+def _measure(top: Entry) -> None:
+    """Depths, visible reply counts, and where nesting stops (iteratively: a chain of
+    thousands of replies must not exhaust the stack)."""
+    order: list[Entry] = []
+    stack = [top]
+    seen: set[int] = set()
+    while stack:
+        entry = stack.pop()
+        if entry.post.id in seen:
+            continue
+        seen.add(entry.post.id)
+        order.append(entry)
+        for child in entry.children:
+            child.depth = entry.depth + 1
+        stack.extend(reversed(entry.children))
+    for entry in reversed(order):
+        entry.reply_count = sum(1 + c.reply_count for c in entry.children if c.gone is None)
+        if entry.depth >= NEST_LIMIT and entry.children:
+            entry.more = entry.reply_count
+            entry.children = []
+
+
+def count_entries(entry: Entry) -> int:
+    """Visible posts in a tree, its top included (for tests and the benchmark)."""
+    total, stack = 0, [entry]
+    while stack:
+        current = stack.pop()
+        total += current.gone is None
+        stack.extend(current.children)
+    return total
+
+
+# -- the group's sidebar and looking people and groups up -------------------------------------
+
+
+async def sidebar(session: AsyncSession, group: Actor, person: Actor | None) -> Sidebar:
+    members = int((await session.execute(
+        select(func.count()).select_from(Follow)
+        .where(Follow.target_id == group.id, Follow.state == "accepted")
+    )).scalar_one())
+    return Sidebar(
+        group=group, config=await session.get(Group, group.id), members=members,
+        moderators=await moderators(session, group),
+        membership=await membership(session, group, person),
+    )
+
+
+class Resolver(Protocol):
+    """What looking up needs of federation.resolve.ActorResolver (passed in: groups sits
+    below federation)."""
+
+    async def actor(self, session: AsyncSession, uri: str, *, refresh: bool = False
+                    ) -> Actor: ...
+
+    async def resolve_handle(self, session: AsyncSession, handle: str) -> Actor: ...
+
+
+REFRESH_AFTER = 3600.0
+
+
+async def lookup(
+    session: AsyncSession, resolver: Resolver, urls: Urls, domain: str, query: str,
+    *, remote: bool, clock: Callable[[], float] = time.time,
+) -> Actor:
+    """An actor by `@name@host`, `name@host`, a local `name`, or its URL. Names of this
+    server are found locally; others are fetched (and stored) only when `remote` is allowed,
+    and a known actor is refreshed when older than an hour (kept as it is if its server
+    does not answer). Raises FediError with a reason a person can act on."""
+    text = query.strip()
+    if not text or len(text) > 2048 or any(c.isspace() for c in text):
+        raise ValidationError("give an address like @name@example.com or a https:// link")
+    if text.startswith(("http://", "https://")):
+        local = urls.is_local(text)
+        where = Actor.uri == text.rstrip("/")
+    else:
+        name, _, host = text.removeprefix("@").partition("@")
+        if not name or (host and "." not in host and ":" not in host):
+            raise ValidationError(f"{text!r} is not an address like @name@example.com")
+        local = not host or host.lower() == domain.lower()
+        where = and_(Actor.username == name, Actor.local) if local else and_(
+            func.lower(Actor.username) == name.lower(), Actor.domain == host.lower())
+    found = (await session.execute(
+        select(Actor).where(where, Actor.type.in_(("Person", "Group"))).limit(1)
+    )).scalar_one_or_none()
+    if local:
+        if found is None:
+            raise ValidationError(f"there is nobody called {text!r} on this server")
+        return found
+    if found is not None and clock() - found.fetched_at < REFRESH_AFTER:
+        return found
+    if not remote:
+        raise ValidationError("log in to look up people and groups on other servers")
+    try:
+        if text.startswith(("http://", "https://")):
+            fetched = await resolver.actor(session, text, refresh=True)
+        else:
+            fetched = await resolver.resolve_handle(session, "@" + text.removeprefix("@"))
+    except FetchError as exc:
+        if found is not None:
+            return found
+        raise FetchError(f"could not look up {text}: {exc.reason}") from None
+    except FediError:
+        raise
+    if fetched.type not in ("Person", "Group"):
+        raise ValidationError(f"{text} is a {fetched.type}, not a person or a group")
+    return fetched
+
+
