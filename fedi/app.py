@@ -16,9 +16,11 @@ from fedi.services import build_services
 from fedi.web import (
     account_pages,
     collections,
+    errors,
     federation,
     health,
     invites,
+    notification_pages,
     pages,
     wellknown,
 )
@@ -51,8 +53,11 @@ def create_app(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
             *federation.routes, *health.routes, *account_pages.routes,
+            *notification_pages.routes,
         ],
         lifespan=lifespan,
+        # The site's error pages for browsers, JSON for machines; a 500 logs a request id.
+        exception_handlers=errors.exception_handlers,
         # Outermost: the access log and latency see every response as it leaves.
         middleware=[Middleware(AccessLog, log_requests=settings.access_log),
                     Middleware(SecurityHeaders)],

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NoReturn
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,6 +30,7 @@ class ActivityResponse(Response):
         )
 
 
-def not_found() -> Response:
-    # Forbidden and missing look the same (SECURITY 17).
-    return Response("not found\n", status_code=404, media_type="text/plain")
+def not_found() -> NoReturn:
+    """Forbidden and missing look the same (SECURITY 17): fedi.web.errors answers JSON to
+    machines and the site's 404 page to browsers."""
+    raise HTTPException(404)
