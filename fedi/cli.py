@@ -85,6 +85,8 @@ environment:
   FEDI_HTTP_HEADER_TIMEOUT      seconds for a request's headers to arrive (default 10)
   FEDI_HTTP_BODY_TIMEOUT        seconds for a request's body to arrive (default 30)
   FEDI_HTTP_KEEPALIVE_TIMEOUT   seconds an idle kept-alive connection stays open (default 5)
+  FEDI_LIVE_MAX_STREAMS         live-update streams one server process keeps open; more are
+                                answered 503 (default 1000)
   FEDI_LOG_FORMAT               text (default) or json: one JSON object per log line
   FEDI_ACCESS_LOG               1 (default) logs one line per HTTP request; 0 does not
   FEDI_METRICS_TOKEN            bearer token that opens /metrics to non-loopback clients
@@ -229,13 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="who may reply (default: the group's rule)")
     post.add_argument("--mention", action="append", default=[], metavar="ACTOR",
                       help="mention someone (@name@host, URL or local name); repeatable")
-    post.add_argument("text", help="the post's text (plain text; blank lines split paragraphs)")
+    post.add_argument("text", help="the post's text (Markdown; @name and @name@host in it "
+                      "mention people, and are the audience of a --visibility mentioned post)")
     post.set_defaults(run=cmd_post)
 
     edit = commands.add_parser("edit", help="edit one of a local user's posts")
     edit.add_argument("--as", dest="author", required=True, help="local user name")
     edit.add_argument("post_id", metavar="POST_ID", help="the post's id (URL)")
-    edit.add_argument("text", help="the new text")
+    edit.add_argument("text", help="the new text (Markdown)")
     edit.set_defaults(run=cmd_edit)
 
     remove = commands.add_parser("delete", help="delete one of a local user's posts")
@@ -432,7 +435,7 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
             published = await post_to_group(
                 session, services.urls, author, group, args.text, reply_to=args.reply_to,
                 title=args.title, visibility=args.visibility, replies=args.replies,
-                mentions=mentions,
+                mentions=mentions, resolver=services.resolver,
             )
         print(published.post.uri)
         if published.post.held:

@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.activitypub import activities, integrity
 from fedi.activitypub.integrity import DATA_INTEGRITY_CONTEXT
 from fedi.activitypub.vocab import AS_CONTEXT
-from fedi.content import text_to_html
+from fedi.content import markdown_to_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups import notices
 from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.circles import circle_people, resolve_circle
+from fedi.groups.mentions import HandleResolver, Mentions, find_mentioned
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.roles import moderators
 from fedi.groups.threads import find_post, store_post
@@ -37,6 +38,8 @@ from fedi.store.models import Actor, Follow, Group, OutboundActivity, Post, Post
 from fedi.urls import Urls, new_id
 
 MAX_TEXT = 50_000
+MAX_TITLE = 300
+MARKDOWN = "text/markdown"
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,10 @@ async def choose_audience(
     elif kind is Visibility.MODERATORS and group.local:
         people = [a for a in await moderators(session, group) if a.id != author.id]
     elif kind is Visibility.MENTIONED and not people:
-        raise ValidationError("a post for the mentioned people needs --mention ACTOR")
+        raise ValidationError(
+            "a post for the mentioned people must mention someone: write @name or "
+            "@name@host in the text (or use --mention ACTOR)"
+        )
     if parent is not None:
         parent_kind = Visibility(parent.visibility)
         narrowed = clamp_to_parent(kind, parent_kind)
@@ -144,13 +150,21 @@ async def post_to_group(
     session: AsyncSession, urls: Urls, author: Actor, group: Actor, text: str,
     *, reply_to: str | None = None, title: str | None = None, visibility: str | None = None,
     replies: str | None = None, mentions: list[Actor] | None = None,
+    resolver: HandleResolver | None = None, post_id: str | None = None,
 ) -> Published:
-    """Post into a group, local or on another server; the group relays it to its audience."""
+    """Post into a group, local or on another server; the group relays it to its audience.
+
+    `text` is Markdown; the @mentions in it are found here (remote ones through `resolver`)
+    and count as the post's mentioned people. `post_id` (a web form's one-time id) makes a
+    second submission of the same form fail on the post's unique URI instead of posting
+    twice."""
     if not author.local or author.type != "Person":
         raise ValidationError("only local users can post with this command")
     if group.type != "Group":
         raise ValidationError(f"{group.uri} is not a group")
     _check_text(text)
+    if title is not None and len(title) > MAX_TITLE:
+        raise ValidationError(f"the title is {len(title)} characters; the limit is {MAX_TITLE}")
     parent: Post | None = None
     parent_author: Actor | None = None
     if reply_to is not None:
@@ -159,16 +173,22 @@ async def post_to_group(
             raise ValidationError(f"{reply_to} is not a post in {group.username}")
         parent_author = await session.get(Actor, parent.author_id)
     held = await _admission(session, author, group, parent)
-    audience = await choose_audience(
-        session, author, group, visibility=visibility, replies=replies,
-        mentions=mentions or [], parent=parent,
-    )
+    written = await find_mentioned(session, text, domain=author.domain, resolver=resolver)
+    named_people = {a.id: a for a in [*(mentions or []), *written.people] if a.id != author.id}
+    try:
+        audience = await choose_audience(
+            session, author, group, visibility=visibility, replies=replies,
+            mentions=list(named_people.values()), parent=parent,
+        )
+    except ValidationError as exc:
+        raise ValidationError(_with_unresolved(exc.reason, written)) from None
     followers = group.followers_url or Urls.followers(group.uri)
     named = [p.uri for p in audience.people if p.id != author.id]
     to, cc = addressing(audience.visibility, group=group.uri, followers=followers, audience=named)
 
-    post_uri = urls.post(new_id())
-    tags = [_mention(group), *(_mention(p) for p in audience.people if p.id != author.id)]
+    post_uri = urls.post(post_id or new_id())
+    tags = [_mention(group), *(_mention(p) for p in audience.people if p.id != author.id),
+            *(_mention(a) for a in written.actors if a.id != author.id)]
     if parent_author is not None and parent_author.id != author.id:
         if audience.visibility.open_to_anyone or audience.visibility is Visibility.MEMBERS:
             cc.append(parent_author.uri)  # the person answered is told, as Mastodon expects
@@ -178,8 +198,8 @@ async def post_to_group(
         "id": post_uri,
         "type": "Note",
         "attributedTo": author.uri,
-        "content": text_to_html(text),
-        "source": {"content": text, "mediaType": "text/plain"},
+        "content": markdown_to_html(text, written.links),
+        "source": {"content": text, "mediaType": MARKDOWN},
         "published": activities.iso(now()),
         "to": to,
         "cc": cc,
@@ -230,6 +250,13 @@ def proven(author: Actor, activity: dict[str, Any]) -> dict[str, Any]:
         contexts = [*contexts, DATA_INTEGRITY_CONTEXT]
     return integrity.sign({**activity, "@context": contexts}, author.assertion_private_pem,
                           author.assertion_key_id)
+
+
+def _with_unresolved(reason: str, written: Mentions) -> str:
+    """Say which written mentions named nobody, when that is why a post has no reader."""
+    if not written.unresolved:
+        return reason
+    return f"{reason}; nobody was found for {', '.join(written.unresolved)}"
 
 
 def _unique_tags(tags: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -293,8 +320,11 @@ async def edit_post(
     _check_text(text)
     post, group = await _own(session, author, post_uri)
     note = json.loads(post.document)
-    note["content"] = text_to_html(text)
-    note["source"] = {"content": text, "mediaType": "text/plain"}
+    # An edit links the mentions it can without fetching, and never widens the audience:
+    # the tags and addressing stay those the post was published with.
+    written = await find_mentioned(session, text, domain=author.domain, resolver=None)
+    note["content"] = markdown_to_html(text, written.links)
+    note["source"] = {"content": text, "mediaType": MARKDOWN}
     note["updated"] = activities.iso(now())
     post.content = note["content"]
     post.updated = now()

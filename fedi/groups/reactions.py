@@ -1,0 +1,117 @@
+"""A local person likes or dislikes a post, or takes it back (the web's buttons, the API).
+
+The same rules as a member's server sending a Like: banned people and people who may not see
+the post cannot vote, dislikes only where the group takes them, one vote per person (a new one
+replaces the last). A local group counts the vote and relays it as it relays a remote one; a
+group on another server gets the Like (or Undo) in its inbox, and so does the post's author.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub import activities
+from fedi.delivery.enqueue import enqueue
+from fedi.errors import ValidationError
+from fedi.groups.relay import relay_activity
+from fedi.groups.roles import Standing, standing
+from fedi.groups.viewers import facts_for, viewer_for
+from fedi.privacy.access import can_view
+from fedi.store.models import Actor, Group, OutboundActivity, Post, Reaction
+from fedi.urls import Urls, new_id
+
+VOTES = ("Like", "Dislike")
+
+
+async def _checked(session: AsyncSession, person: Actor, post: Post, kind: str) -> Actor:
+    """The post's group, if `person` may vote `kind` on the post; ValidationError if not."""
+    if kind not in VOTES:
+        raise ValidationError(f"{kind} is not a vote")
+    if not person.local or person.type != "Person":
+        raise ValidationError("only local users can vote here")
+    group = await session.get(Actor, post.group_id) if post.group_id else None
+    visible = post.deleted_at is None and can_view(
+        await facts_for(session, post), await viewer_for(session, person.uri)
+    )
+    if group is None or not visible:
+        raise ValidationError("there is no such post")  # hidden and missing look the same
+    if group.local and (await standing(session, group, person)) is Standing.BANNED:
+        raise ValidationError(f"{person.username} is banned from {group.username}")
+    if kind == "Dislike":
+        config = await session.get(Group, group.id) if group.local else None
+        if config is None or not config.allow_dislikes:
+            raise ValidationError(f"{group.name or group.username} does not take dislikes")
+    return group
+
+
+def _vote_document(reaction: Reaction, person: Actor, post: Post, group: Actor,
+                   author: Actor | None) -> dict[str, Any]:
+    to = [group.uri] + ([author.uri] if author is not None and author.id != person.id else [])
+    vote = activities.activity(reaction.type, reaction.activity_uri, person.uri, post.uri, to=to)
+    vote["audience"] = group.uri
+    return vote
+
+
+async def _send(session: AsyncSession, urls: Urls, person: Actor, group: Actor, post: Post,
+                activity: dict[str, Any], author: Actor | None) -> None:
+    if group.local:
+        session.add(
+            OutboundActivity(uri=activity["id"], actor_id=person.id, body=json.dumps(activity))
+        )
+        await relay_activity(session, urls, group, activity, author_uri=person.uri, post=post)
+        return
+    inboxes = [group.inbox or ""]
+    if author is not None and not author.local:
+        inboxes.append(author.shared_inbox or author.inbox or "")
+    await enqueue(session, person, activity, [i for i in inboxes if i])
+
+
+async def vote(
+    session: AsyncSession, urls: Urls, person: Actor, post: Post, kind: str = "Like"
+) -> bool:
+    """Toggle `person`'s `kind` vote on `post`; True when the vote is now there."""
+    group = await _checked(session, person, post, kind)
+    author = await session.get(Actor, post.author_id)
+    previous = (
+        await session.execute(
+            select(Reaction).where(Reaction.post_id == post.id, Reaction.actor_id == person.id,
+                                   Reaction.type.in_(VOTES))
+        )
+    ).scalars().all()
+    undoing = any(old.type == kind for old in previous)
+    for old in previous:
+        if old.type == "Like":
+            post.like_count = max(0, post.like_count - 1)
+        await session.delete(old)
+        undo = activities.undo(urls.activity(new_id()), person.uri,
+                               _vote_document(old, person, post, group, author))
+        await _send(session, urls, person, group, post, undo, author)
+    if undoing:
+        await session.flush()
+        return False
+    reaction = Reaction(post_id=post.id, actor_id=person.id, type=kind,
+                        activity_uri=urls.activity(new_id()))
+    session.add(reaction)
+    if kind == "Like":
+        post.like_count += 1
+    await session.flush()
+    await _send(session, urls, person, group, post,
+                _vote_document(reaction, person, post, group, author), author)
+    return True
+
+
+async def votes_of(session: AsyncSession, person: Actor, post_ids: list[int]) -> dict[int, str]:
+    """post id → "Like" | "Dislike" for the posts `person` voted on (for the buttons)."""
+    if not post_ids:
+        return {}
+    rows = await session.execute(
+        select(Reaction.post_id, Reaction.type).where(
+            Reaction.actor_id == person.id, Reaction.post_id.in_(post_ids),
+            Reaction.type.in_(VOTES),
+        )
+    )
+    return {post_id: kind for post_id, kind in rows.all()}
