@@ -187,7 +187,7 @@ async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post])
         p.group_id for p in known.values() if p.group_id is not None}
     uris = dict((await session.execute(
         select(Actor.id, Actor.uri).where(Actor.id.in_(actor_ids))
-    )).tuples().all()) if actor_ids else {}
+    )).all()) if actor_ids else {}
     audience: dict[int, set[str]] = {}
     named = [p.id for p in known.values() if _names_people(p)]
     if named:
@@ -196,7 +196,7 @@ async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post])
             .join(Actor, Actor.id == PostAudience.actor_id)
             .where(PostAudience.post_id.in_(named))
         )
-        for post_id, uri in rows.tuples():
+        for post_id, uri in rows.all():
             audience.setdefault(post_id, set()).add(uri)
     own = {
         p.id: PostFacts(
@@ -248,7 +248,7 @@ async def _reactions(
         .where(Reaction.actor_id == person.id, Reaction.post_id.in_(post_ids))
     )
     found: dict[int, set[str]] = {}
-    for post_id, kind in rows.tuples():
+    for post_id, kind in rows.all():
         found.setdefault(post_id, set()).add(kind)
     return found
 
@@ -294,7 +294,7 @@ async def directory(
     rows = (await session.execute(
         query.order_by(*order, Actor.username).offset((page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE + 1)
-    )).tuples().all()
+    )).all()
     cards = [GroupCard(group, int(n), at) for group, n, at in rows[:PAGE_SIZE]]
     return Listing(cards, page, len(rows) > PAGE_SIZE)
 
@@ -492,7 +492,7 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
         select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
         .where(or_(Post.thread_id == root_id, Post.id == post.id))
         .order_by(Post.published, Post.id).limit(THREAD_LIMIT)
-    )).tuples().all()
+    )).all()
     gate = await gate_for(session, viewer, [p for p, _ in rows])
     if post.id not in {p.id for p, _ in rows} or not gate.sees(post.id):
         return None

@@ -1,4 +1,7 @@
-"""Who is asking, for the read paths: every page and fetch asks privacy.access through here."""
+"""Who is asking, for the read paths: every page and fetch asks privacy.access through here.
+
+A browser asking for a page is the person signed in to this server, if any; an ActivityPub
+fetch is whoever signed it (a session cookie never stands in for a signature)."""
 
 from __future__ import annotations
 
@@ -12,12 +15,26 @@ from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
 from fedi.store.models import Post
+from fedi.web.auth import current_user
 from fedi.web.negotiation import wants_activitypub
 
 
 async def viewer_of(request: Request) -> Viewer | Response:
-    """The signed-in fetcher (HTTP signature), or anonymous; a Response when refused."""
+    """The signed-in person (pages) or fetcher (HTTP signature), or anonymous; a Response
+    when refused. Asked once per request."""
+    if "viewer" not in request.state._state:
+        request.state.viewer = await _viewer_of(request)
+    found: Viewer | Response = request.state.viewer
+    return found
+
+
+async def _viewer_of(request: Request) -> Viewer | Response:
     services: Services = request.app.state.services
+    if not wants_activitypub(request):
+        person = await current_user(request)
+        if person is not None:
+            async with services.sessionmaker() as session:
+                return await viewer_for(session, person.uri)
     query = f"?{request.url.query}" if request.url.query else ""
     url = f"{services.settings.base_url}{request.url.path}{query}"
     headers = {k.lower(): v for k, v in request.headers.items()}

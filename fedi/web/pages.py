@@ -1,23 +1,30 @@
-"""HTML pages (Jinja2, autoescaped). Post bodies are sanitised before they are stored."""
+"""HTML pages (Jinja2, autoescaped): thin over fedi.groups.reading, which asks the privacy
+gate for every post shown. Post bodies are sanitised before they are stored (fedi.content).
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+from urllib.parse import urlencode
 
-from markupsafe import Markup
-from sqlalchemy import func, select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from fedi.activitypub.activities import iso
-from fedi.groups.counts import visible_replies
-from fedi.groups.viewers import facts_for
-from fedi.privacy.access import Viewer, can_view, listed
+from fedi.errors import FediError
+from fedi.groups import reading
+from fedi.groups.reading import GroupSort, ThreadSort, parse_page, parse_sort
+from fedi.privacy.access import Viewer
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, Group, Post
-from fedi.web.auth import current_user
+from fedi.store.models import Actor, Post
+from fedi.web.auth import render, require_login
+from fedi.web.gate import viewer_of
+from fedi.web.negotiation import not_found
+from fedi.web.params import row_id
 from fedi.web.templating import STYLESHEET, STYLESHEET_BYTES, templates
+
+HOME_ON_FRONT = 10  # threads of the home feed shown above the directory
 
 
 def _services(request: Request) -> Services:
@@ -25,113 +32,148 @@ def _services(request: Request) -> Services:
     return services
 
 
+def page_of(actor: Actor) -> str:
+    """Where this server shows an actor: its own page, or the lookup page for a remote one."""
+    return actor.uri if actor.local else "/lookup?" + urlencode({"q": actor.uri})
+
+
+def link_of(post: Post) -> str:
+    """Where this server shows a post (and its thread below it)."""
+    return post.uri if post.local else f"/remote/posts/{post.id}"
+
+
+templates.env.filters["page_of"] = page_of
+templates.env.filters["link_of"] = link_of
+
+
+def _with_page(request: Request, page: int) -> str:
+    query = dict(request.query_params)
+    query["page"] = str(page)
+    return f"{request.url.path}?{urlencode(query)}"
+
+
+def _pager(request: Request, listing: reading.Listing[Any]) -> dict[str, str | None]:
+    return {
+        "prev_url": _with_page(request, listing.page - 1) if listing.page > 1 else None,
+        "next_url": _with_page(request, listing.page + 1) if listing.has_next else None,
+    }
+
+
+async def _viewer(request: Request) -> Viewer:
+    found = await viewer_of(request)
+    if isinstance(found, Response):
+        return Viewer()  # a browser with a bad signature header reads as anyone does
+    return found
+
+
 async def index(request: Request) -> Response:
     services = _services(request)
+    q = request.query_params.get("q", "")[:100]
+    sort = parse_sort(GroupSort, request.query_params.get("sort"), GroupSort.ACTIVITY)
+    page = parse_page(request.query_params.get("page"))
+    viewer = await _viewer(request)
     async with services.sessionmaker() as session:
-        # Hidden groups are listed nowhere.
-        groups = list(
-            (
-                await session.execute(
-                    select(Actor).join(Group, Group.actor_id == Actor.id)
-                    .where(Actor.local, Actor.type == "Group", Group.privacy != "hidden")
-                    .order_by(Actor.username)
-                )
-            ).scalars()
-        )
-    return templates.TemplateResponse(
-        request, "index.html", {"groups": groups, "settings": services.settings,
-                                "user": await current_user(request)}
-    )
+        groups = await reading.directory(session, q=q, sort=sort, page=page)
+        home = await reading.home_feed(session, viewer) if viewer.actor else None
+    return await render(request, "index.html", {
+        "groups": groups, "q": q, "sort": sort.value, "sorts": list(GroupSort),
+        "home": home.items[:HOME_ON_FRONT] if home else None,
+        "home_more": home is not None and (home.has_next or len(home.items) > HOME_ON_FRONT),
+        **_pager(request, groups),
+    })
+
+
+@require_login
+async def home(request: Request) -> Response:
+    page = parse_page(request.query_params.get("page"))
+    viewer = await _viewer(request)
+    async with _services(request).sessionmaker() as session:
+        feed = await reading.home_feed(session, viewer, page=page)
+    return await render(request, "home.html", {"feed": feed, **_pager(request, feed)})
 
 
 async def render_actor(request: Request, actor: Actor) -> Response:
+    """A group (sidebar and threads) or a person (their posts), as this viewer may see them."""
     services = _services(request)
+    viewer = await _viewer(request)
+    page = parse_page(request.query_params.get("page"))
+    sort = parse_sort(ThreadSort, request.query_params.get("sort"), ThreadSort.HOT)
+    context: dict[str, Any] = {
+        "actor": actor, "handle": f"@{actor.username}@{actor.domain}", "sort": sort.value,
+        "sorts": list(ThreadSort), "group": None, "membership": "none",
+    }
     async with services.sessionmaker() as session:
-        members = (
-            await session.execute(
-                select(func.count()).select_from(Follow)
-                .where(Follow.target_id == actor.id, Follow.state == "accepted")
+        person = await reading.actor_row(session, viewer)
+        if actor.type == "Group":
+            side = await reading.sidebar(session, actor, person)
+            listing = await reading.group_threads(
+                session, viewer, actor, sort=sort, page=page,
+                silenced=services.domain_policy.is_silenced,
             )
-        ).scalar_one()
-        config = await session.get(Group, actor.id) if actor.type == "Group" else None
-        # A group page lists its public threads, pinned first; a user page their public posts.
-        # Pages are for anyone, so only what privacy.access lists publicly appears here.
-        conditions = (
-            [Post.group_id == actor.id, Post.in_reply_to.is_(None)]
-            if actor.type == "Group" else [Post.author_id == actor.id]
-        )
-        candidates = (
-            await session.execute(
-                select(Post, Actor)
-                .join(Actor, Actor.id == Post.author_id)
-                .where(*conditions, Post.deleted_at.is_(None), Post.visibility == "public",
-                       Post.held.is_(None))
-                .order_by(Post.pinned_at.is_(None), Post.published.desc())
-                .limit(50)
+            context.update(
+                side=side, group=actor, config=side.config, membership=side.membership,
+                rules=json.loads(side.config.rules or "[]") if side.config else [],
             )
-        ).all()
-        # Silenced servers' content stays out of public listings (members still get it).
-        posts = [
-            (p, a) for p, a in candidates
-            if listed(await facts_for(session, p))
-            and (a.local or not await services.domain_policy.is_silenced(a.domain))
-        ]
-        # Not Post.reply_count: that counts members-only, held and removed replies too.
-        replies = await visible_replies(session, [p.uri for p, _ in posts])
-    return templates.TemplateResponse(
-        request,
-        "actor.html",
-        {
-            "actor": actor,
-            "handle": f"@{actor.username}@{services.settings.domain}",
-            "members": members,
-            "posts": [
-                (p, a, Markup(p.content), iso(p.published), replies.get(p.uri, 0))  # noqa: S704
-                for p, a in posts
-            ],
-            "rules": json.loads(config.rules or "[]") if config else [],
-            "join_policy": config.join_policy if config else None,
-            "settings": services.settings,
-            "user": await current_user(request),
-        },
-    )
+        else:
+            listing, total = await reading.person_posts(session, viewer, actor, page=page)
+            context["total"] = total
+    return await render(request, "actor.html", {
+        **context, "entries": listing.items, **_pager(request, listing)})
 
 
 async def render_post(
     request: Request, post: Post, author: Actor | None, viewer: Viewer
 ) -> Response:
-    """A post with the rest of its thread: the parts this viewer may see."""
+    """A post with the replies below it that this viewer may see, as a tree."""
     services = _services(request)
     async with services.sessionmaker() as session:
-        candidates = list(
-            (
-                await session.execute(
-                    select(Post, Actor)
-                    .join(Actor, Actor.id == Post.author_id)
-                    .where(Post.thread_id == post.thread_id, Post.deleted_at.is_(None))
-                    .order_by(Post.published)
-                    .limit(500)
-                )
-            ).all()
-        ) if post.thread_id else [(post, author)]
-        thread = [(p, a) for p, a in candidates if can_view(await facts_for(session, p), viewer)]
+        top = await reading.thread(session, viewer, post)
+        if top is None:
+            not_found()
         root = await session.get(Post, post.thread_id) if post.thread_id else post
-        if root is not None and not can_view(await facts_for(session, root), viewer):
-            root = None
-    return templates.TemplateResponse(
-        request,
-        "post.html",
-        {
-            "post": post,
-            "title": root.name if root else post.name,
-            # Content was sanitised with nh3 when stored (fedi.content).
-            "thread": [
-                (p, a, Markup(p.content), iso(p.published)) for p, a in thread  # noqa: S704
-            ],
-            "settings": services.settings,
-            "user": await current_user(request),
-        },
-    )
+        group = await session.get(Actor, post.group_id) if post.group_id else None
+        person = await reading.actor_row(session, viewer)
+        membership = await reading.membership(session, group, person) if group else "none"
+    return await render(request, "post.html", {
+        "post": post, "top": top, "root": root if root is not None else post,
+        "title": (root.name if root is not None else None) or post.name,
+        "group": group, "membership": membership, "nest_limit": reading.NEST_LIMIT,
+    })
+
+
+async def remote_post(request: Request) -> Response:
+    """A post of another server that this one stores (a remote group's thread)."""
+    post_id = row_id(request.path_params["post_id"])
+    if post_id is None:
+        not_found()
+    async with _services(request).sessionmaker() as session:
+        post = await session.get(Post, post_id)
+    if post is None:
+        not_found()
+    if post.local:
+        return RedirectResponse(post.uri, status_code=303)
+    viewer = await _viewer(request)
+    return await render_post(request, post, None, viewer)
+
+
+async def lookup(request: Request) -> Response:
+    """Find a person or group by @name@host or URL, here or on another server."""
+    services = _services(request)
+    q = request.query_params.get("q", "").strip()
+    if not q:
+        return await render(request, "lookup.html", {"q": "", "error": None})
+    viewer = await _viewer(request)
+    try:
+        async with services.sessionmaker() as session, session.begin():
+            found = await reading.lookup(
+                session, services.resolver, services.urls, services.settings.domain, q,
+                remote=viewer.actor is not None,
+            )
+    except FediError as exc:
+        return await render(request, "lookup.html", {"q": q, "error": exc.reason}, status=404)
+    if found.local:
+        return RedirectResponse(found.uri, status_code=303)
+    return await render_actor(request, found)
 
 
 async def stylesheet(_request: Request) -> Response:
@@ -140,4 +182,8 @@ async def stylesheet(_request: Request) -> Response:
                     headers={"Cache-Control": "public, max-age=3600"})
 
 
-routes = [Route("/", index), Route(f"/static/{STYLESHEET}", stylesheet)]
+routes = [
+    Route("/", index), Route("/home", home), Route("/lookup", lookup),
+    Route("/remote/posts/{post_id:str}", remote_post),
+    Route(f"/static/{STYLESHEET}", stylesheet),
+]
