@@ -14,6 +14,7 @@ from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
 from fedi.web import (
+    about,
     account_pages,
     collections,
     errors,
@@ -52,7 +53,7 @@ def create_app(
     return Starlette(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
-            *federation.routes, *health.routes, *account_pages.routes,
+            *federation.routes, *health.routes, *account_pages.routes, *about.routes,
             *notification_pages.routes,
         ],
         lifespan=lifespan,
