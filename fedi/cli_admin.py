@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.actors.local import find_local
 from fedi.cli_accounts import build_accounts_admin_parser
 from fedi.cli_common import with_services
+from fedi.cli_instance import build_instance_parser
 from fedi.cli_ops import build_ops_parser
 from fedi.config import Settings
 from fedi.delivery import queue as delivery_queue
@@ -190,6 +191,7 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     forward.add_argument("report_id", type=int, metavar="REPORT_ID")
     build_ops_parser(actions)
     build_accounts_admin_parser(actions)
+    build_instance_parser(actions)
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work) -> int:

@@ -71,6 +71,9 @@ class Settings:
     session_days: int = 30
     # The config file these came from (absolute), handed on to `--workers N` processes.
     config_file: str | None = None
+    # Where people get this server's source (AGPL §13); unset: the About page offers the
+    # running code itself as /source.tar.gz.
+    source_url: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -181,6 +184,16 @@ def _smtp_url(env: Mapping[str, str]) -> str | None:
 
 def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
     """Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed."""
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={raw!r} must be an http(s) URL")
+    return raw
+
+
     import ipaddress
 
     found = []
@@ -275,6 +288,7 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
     )
 
 
+        source_url=get("FEDI_SOURCE_URL", lambda: _http_url(env, "FEDI_SOURCE_URL")),
 def read_config_file(path: Path) -> dict[str, tuple[str, str]]:
     """{FEDI_NAME: (value, where)} from a `.toml` file or an env file (any other name)."""
     try:

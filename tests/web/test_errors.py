@@ -56,7 +56,7 @@ def _in_layout(page: httpx.Response, heading: str) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert "<main" in page.text and "Test Commons" in page.text
     assert f"<h1>{heading}</h1>" in page.text
-    assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
 
 
 async def test_a_browser_gets_the_404_page_and_a_peer_gets_json(database_url: str) -> None:
