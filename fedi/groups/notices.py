@@ -75,8 +75,6 @@ def _mentioned(post: Post) -> list[str]:
 
 async def _reached(session: AsyncSession, post: Post) -> None:
     """Tell the parent's author of a reply, and the people a visible post mentions."""
-    if post.held is not None or post.deleted_at is not None:
-        return
     kinds: dict[int, str] = {}
     if post.in_reply_to:
         parent = await find_post(session, post.in_reply_to)
@@ -164,6 +162,7 @@ class Notice:
     actor: Actor | None
     group: Actor | None
     reason: str | None
+    had_post: bool
     # The post as the reader may see it now; None when the gate says no (or it had none).
     post: Post | None
     excerpt: str
@@ -212,7 +211,8 @@ async def page(
             id=row.id, kind=row.kind, created_at=row.created_at, unread=row.read_at is None,
             actor=await session.get(Actor, row.actor_id) if row.actor_id else None,
             group=await session.get(Actor, row.group_id) if row.group_id else None,
-            reason=row.reason, post=post, thread=thread or post,
+            reason=row.reason, had_post=row.post_id is not None, post=post,
+            thread=thread or post,
             excerpt=html_to_text(post.content)[:EXCERPT] if post is not None else "",
         ))
     return NoticePage(notices, rows[-1].id if more and rows else None)
