@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from fedi.errors import FediError
+from fedi.errors import FediError, FetchError
 from fedi.groups import reading
 from fedi.groups.reading import GroupSort, ThreadSort, parse_page, parse_sort
 from fedi.privacy.access import Viewer
@@ -169,8 +169,10 @@ async def lookup(request: Request) -> Response:
                 session, services.resolver, services.urls, services.settings.domain, q,
                 remote=viewer.actor is not None,
             )
+    except FetchError as exc:  # the other server did not answer, or not as it should
+        return await render(request, "lookup.html", {"q": q, "error": exc.reason}, status=502)
     except FediError as exc:
-        return await render(request, "lookup.html", {"q": q, "error": exc.reason}, status=404)
+        return await render(request, "lookup.html", {"q": q, "error": exc.reason}, status=400)
     if found.local:
         return RedirectResponse(found.uri, status_code=303)
     return await render_actor(request, found)

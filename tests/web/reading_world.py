@@ -80,9 +80,9 @@ class World:
         return response
 
 
-def shown(page: httpx.Response) -> list[int]:
+def shown(page: httpx.Response | str) -> list[int]:
     """Ids of the posts a page shows, in page order (each post is an element id="pN")."""
-    return [int(n) for n in POST_ID.findall(page.text)]
+    return [int(n) for n in POST_ID.findall(page if isinstance(page, str) else page.text)]
 
 
 @asynccontextmanager
