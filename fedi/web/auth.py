@@ -27,6 +27,7 @@ from fedi.accounts import sessions
 from fedi.accounts.passwords import Hasher
 from fedi.accounts.tokens import derived, new_token
 from fedi.config import Settings
+from fedi.groups.notices import unread_count
 from fedi.services import Services
 from fedi.store.models import Actor
 from fedi.web.templating import templates
@@ -80,6 +81,9 @@ async def _signed_in(request: Request) -> sessions.SignedIn | None:
         if raw:
             async with services_of(request).sessionmaker() as session, session.begin():
                 found = await sessions.find(session, raw)
+                # For the header of every page (templating.unread_notifications).
+                request.state.unread_notifications = (
+                    await unread_count(session, found.actor.id) if found else 0)
         request.state.signed_in = found
         request.state.session_raw = raw if found else None
     result: sessions.SignedIn | None = request.state.signed_in

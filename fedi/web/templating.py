@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from importlib.resources import files
 
 import jinja2
+from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from fedi.activitypub.parse import is_http_url
@@ -29,6 +30,15 @@ def href(*candidates: object) -> str:
 
 
 templates.env.filters["href"] = href
+
+
+def unread_notifications(request: Request) -> int:
+    """The signed-in person's unread count, read when web.auth looked up who is signed in
+    (one indexed COUNT in that same query session): no query while a template renders."""
+    return int(request.state._state.get("unread_notifications", 0))
+
+
+templates.env.globals["unread_notifications"] = unread_notifications
 
 
 def _moment(timestamp: float) -> datetime:
