@@ -19,6 +19,7 @@ from fedi.web import (
     collections,
     errors,
     federation,
+    feeds,
     health,
     invites,
     notification_pages,
@@ -54,6 +55,7 @@ def create_app(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
+            *feeds.routes,
             *notification_pages.routes,
         ],
         lifespan=lifespan,
