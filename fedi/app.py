@@ -22,11 +22,13 @@ from fedi.web import (
     feeds,
     health,
     invites,
+    live,
     notification_pages,
     pages,
     wellknown,
 )
 from fedi.web.accesslog import AccessLog
+from fedi.web.connections import DRAINING
 from fedi.web.headers import SecurityHeaders
 
 
@@ -35,18 +37,23 @@ def create_app(
 ) -> Starlette:
     """tune_gc: tune the garbage collector for a long-running server (fedi serve)."""
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         services = build_services(settings)
         await services.start()
         app.state.services = services
         stop = asyncio.Event()
         worker = asyncio.create_task(services.run_workers(stop)) if run_worker else None
+        listening = live.start_listening(services, stop)
         if tune_gc:
             settle_gc()
         try:
-            yield
+            # uvicorn calls DRAINING as it starts to stop: live streams end, connections close.
+            yield {DRAINING: services.live.close}
         finally:
+            services.live.close()
             stop.set()
+            if listening is not None:
+                await listening
             if worker is not None:
                 await worker
             await services.close()
@@ -56,7 +63,7 @@ def create_app(
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
             *feeds.routes,
-            *notification_pages.routes,
+            *notification_pages.routes, *live.routes,
         ],
         lifespan=lifespan,
         # The site's error pages for browsers, JSON for machines; a 500 logs a request id.

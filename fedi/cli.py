@@ -85,6 +85,8 @@ environment:
   FEDI_HTTP_HEADER_TIMEOUT      seconds for a request's headers to arrive (default 10)
   FEDI_HTTP_BODY_TIMEOUT        seconds for a request's body to arrive (default 30)
   FEDI_HTTP_KEEPALIVE_TIMEOUT   seconds an idle kept-alive connection stays open (default 5)
+  FEDI_LIVE_MAX_STREAMS         live-update streams one server process keeps open; more are
+                                answered 503 (default 1000)
   FEDI_LOG_FORMAT               text (default) or json: one JSON object per log line
   FEDI_ACCESS_LOG               1 (default) logs one line per HTTP request; 0 does not
   FEDI_METRICS_TOKEN            bearer token that opens /metrics to non-loopback clients

@@ -54,6 +54,8 @@ class Settings:
     http_header_timeout: int = 10
     http_body_timeout: int = 30
     http_keepalive_timeout: int = 5
+    # Live updates: open event streams each server process keeps at most.
+    live_max_streams: int = 1000
     # Logs: "text" lines or "json" (one object per line); one access-log line per request.
     log_format: str = "text"
     access_log: bool = True
@@ -69,11 +71,11 @@ class Settings:
     password_time_cost: int = 3
     password_memory_kib: int = 65_536
     session_days: int = 30
-    # The config file these came from (absolute), handed on to `--workers N` processes.
-    config_file: str | None = None
     # Where people get this server's source (AGPL §13); unset: the About page offers the
     # running code itself as /source.tar.gz.
     source_url: str | None = None
+    # The config file these came from (absolute), handed on to `--workers N` processes.
+    config_file: str | None = None
 
     @property
     def scheme(self) -> str:
@@ -182,8 +184,6 @@ def _smtp_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
-def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
-    """Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed."""
 def _http_url(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -194,6 +194,8 @@ def _http_url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed."""
     import ipaddress
 
     found = []
@@ -271,6 +273,8 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
             env, "FEDI_HTTP_BODY_TIMEOUT", 30)),
         http_keepalive_timeout=get("FEDI_HTTP_KEEPALIVE_TIMEOUT", lambda: _int(
             env, "FEDI_HTTP_KEEPALIVE_TIMEOUT", 5)),
+        live_max_streams=get("FEDI_LIVE_MAX_STREAMS", lambda: _int(
+            env, "FEDI_LIVE_MAX_STREAMS", 1000)),
         log_format=get("FEDI_LOG_FORMAT", lambda: _choice(
             env, "FEDI_LOG_FORMAT", ("text", "json"))),
         access_log=get("FEDI_ACCESS_LOG", lambda: _bool(env, "FEDI_ACCESS_LOG", True)),
@@ -284,11 +288,11 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
         password_memory_kib=get("FEDI_PASSWORD_MEMORY_KIB", lambda: _int(
             env, "FEDI_PASSWORD_MEMORY_KIB", 65_536, minimum=8)),
         session_days=get("FEDI_SESSION_DAYS", lambda: _int(env, "FEDI_SESSION_DAYS", 30)),
+        source_url=get("FEDI_SOURCE_URL", lambda: _http_url(env, "FEDI_SOURCE_URL")),
         config_file=source,
     )
 
 
-        source_url=get("FEDI_SOURCE_URL", lambda: _http_url(env, "FEDI_SOURCE_URL")),
 def read_config_file(path: Path) -> dict[str, tuple[str, str]]:
     """{FEDI_NAME: (value, where)} from a `.toml` file or an env file (any other name)."""
     try:

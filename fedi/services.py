@@ -19,6 +19,9 @@ from fedi.federation.fetch_auth import FetchVerifier
 from fedi.federation.processor import InboxProcessor
 from fedi.federation.receive import Receiver
 from fedi.federation.resolve import ActorResolver
+from fedi.live.hub import Hub
+from fedi.live.listener import PgListener
+from fedi.live.source import attach
 from fedi.moderation.policy import DomainPolicy
 from fedi.store.db import make_engine, make_sessionmaker
 from fedi.urls import Urls
@@ -38,6 +41,8 @@ class Services:
     delivery: DeliveryWorker
     fetch_verifier: FetchVerifier
     domain_policy: DomainPolicy
+    live: Hub  # this process's live-update subscribers
+    live_listener: PgListener | None = None  # PostgreSQL: set while the app runs
     inbox_wake: asyncio.Event = field(default_factory=asyncio.Event)
     delivery_wake: asyncio.Event = field(default_factory=asyncio.Event)
     instance_key: SigningKey | None = None
@@ -79,6 +84,8 @@ def build_services(settings: Settings) -> Services:
     urls = Urls(settings.base_url)
     engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
+    live = Hub(settings.live_max_streams)
+    attach(sessionmaker, live)  # SQLite: its commits publish here (PostgreSQL: NOTIFY)
     # Domain blocks and allowlist: asked by the inbox, delivery and every outbound request.
     domain_policy = DomainPolicy(sessionmaker, own_domain=settings.domain)
     client = FederationClient(
@@ -120,7 +127,7 @@ def build_services(settings: Settings) -> Services:
     fetch_verifier = FetchVerifier(resolver, settings.domain, receiver.host_policy)
     services = Services(
         settings, urls, engine, sessionmaker, client, resolver, receiver, processor, delivery,
-        fetch_verifier, domain_policy, inbox_wake=inbox_wake,
+        fetch_verifier, domain_policy, live, inbox_wake=inbox_wake,
     )
     holder.append(services)
     return services

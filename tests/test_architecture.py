@@ -19,6 +19,7 @@ LAYERS: dict[str, float] = {
     # privacy may use activitypub's vocabulary helpers (ARCHITECTURE.md).
     "activitypub": 1, "privacy": 1.5,
     "store": 2,
+    "live": 2.5,  # live-update events: session hooks and fan-out; no domain knowledge
     "handlers": 3, "actors": 3, "delivery": 3,
     "groups": 4, "moderation": 4, "accounts": 4,
     "federation": 5,

@@ -12,6 +12,7 @@ from fedi.activitypub.parse import is_http_url, scrub_links
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text, sanitize_html
 from fedi.handlers import Ignored
+from fedi.live.source import post_stored
 from fedi.store.models import Actor, Post
 from fedi.urls import Urls
 
@@ -107,6 +108,7 @@ async def store_post(
     # The group's server owns its threads' context (FEP-7888); a server that only follows
     # the group keeps the context the post came with.
     post.context = context_uri(urls, post.thread_id) if own_context else id_of(obj.get("context"))
+    post_stored(session, post)  # live updates, at commit, if the post is not held by then
     return post
 
 

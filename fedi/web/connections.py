@@ -21,6 +21,11 @@ from uvicorn.server import ServerState
 
 log = logging.getLogger(__name__)
 
+# A callable the app's lifespan state may hold: called as the server starts to stop, so that
+# responses that never end on their own (live-update streams) end now and the server's wait
+# for open connections is short.
+DRAINING = "fedi.draining"
+
 
 def _answer_408(transport: asyncio.Transport, reason: str) -> None:
     body = reason.encode()
@@ -92,6 +97,12 @@ class DeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        draining = self.app_state.get(DRAINING)
+        if callable(draining):
+            draining()
+        super().shutdown()
 
 
 def _quiet_when_gone(app: Any) -> Any:

@@ -1,8 +1,10 @@
 """Security headers on every response (SECURITY 20).
 
-The pages have no script at all, so the policy forbids every script: even if a `javascript:`
-link or an injected `<script>` slipped past sanitising, the browser would not run it. Styles
-come from our own stylesheet only (no inline `style`). A pure ASGI middleware, so the inbox
+The only script is fedi's own file (/static/live.js, live updates), so the policy allows
+scripts from this origin only and none inline: even if a `javascript:` link, an `on*=`
+attribute or an injected `<script>` slipped past sanitising, the browser would not run it.
+The script may talk to this origin only (its event stream and post fragments). Styles come
+from our own stylesheet only (no inline `style`). A pure ASGI middleware, so the inbox
 keeps streaming its body.
 """
 
@@ -12,7 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'none'",
-    "script-src 'none'",
+    "script-src 'self'",
+    "connect-src 'self'",
     "style-src 'self'",
     "img-src 'self' https:",
     "object-src 'none'",

@@ -13,6 +13,7 @@ A hostile peer (a small aiohttp server on loopback with real RSA keys) signs wha
 from __future__ import annotations
 
 import json
+import re
 import socket
 import uuid
 from collections import Counter
@@ -176,7 +177,13 @@ async def page(url: str) -> httpx.Response:
 # -- item 3: script URLs -----------------------------------------------------------------
 
 
-async def test_pages_send_a_policy_that_forbids_script(fedi: FediInstance) -> None:
+# A script element the policy allows: fedi's own file, nothing inside it.
+OWN_SCRIPT = re.compile(r'<script src="/static/[a-z]+\.js"( defer)?></script>')
+
+
+async def test_pages_send_a_policy_that_forbids_inline_and_foreign_script(
+    fedi: FediInstance,
+) -> None:
     fedi.start()
     post = fedi.cli("post", "--as", "alice", "--group", "cats", "Hello").stdout.strip()
     for url in (f"{fedi.base_url}/", group_uri(fedi), f"{fedi.base_url}/users/alice", post):
@@ -184,17 +191,27 @@ async def test_pages_send_a_policy_that_forbids_script(fedi: FediInstance) -> No
         assert response.status_code == 200, url
         policy = response.headers.get("content-security-policy", "")
         directives = dict(d.strip().split(" ", 1) for d in policy.split(";") if d.strip())
-        assert directives.get("script-src") in ("'none'", "'self'"), (url, policy)
-        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        # Scripts from this origin only (live updates, /static/live.js), and they may talk
+        # to this origin only; nothing inline, nothing evaluated.
+        assert directives.get("default-src") == "'none'", (url, policy)
+        assert directives.get("script-src") == "'self'", (url, policy)
+        assert directives.get("connect-src") == "'self'", (url, policy)
+        assert directives.get("style-src") == "'self'", (url, policy)
+        assert "unsafe-" not in policy and "data:" not in policy
         assert directives.get("object-src") == "'none'"
         assert directives.get("base-uri") == "'none'"
         assert directives.get("frame-ancestors") == "'none'"
         assert response.headers.get("x-content-type-options") == "nosniff"
-        # The pages do not need what the policy forbids: no inline script or style.
-        assert "<script" not in response.text and "<style" not in response.text
-        assert " style=" not in response.text
+        # The pages do not need what the policy forbids: no inline script or style, no
+        # handler attributes; a script element, if any, only loads fedi's own file.
+        assert "<script" not in OWN_SCRIPT.sub("", response.text), url
+        assert "<style" not in response.text and " style=" not in response.text
+        assert re.search(r"<[^>]*\son[a-z]+=", response.text) is None, url
     css = await page(f"{fedi.base_url}/static/fedi.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    script = await page(f"{fedi.base_url}/static/live.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
 
 
 @pytest.mark.parametrize("bad", list(BAD_URLS.values()), ids=list(BAD_URLS))

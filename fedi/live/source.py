@@ -1,0 +1,76 @@
+"""Where events come from: the transaction that stores a post.
+
+`post_stored(session, post)` only notes the post. What happens next is decided when the
+transaction commits, because the storing code may still hold the post for a moderator after
+the call: a post held or deleted by then makes no event.
+
+- PostgreSQL: `pg_notify` runs just before COMMIT, in the same transaction, so the event is
+  delivered at commit and vanishes with a rollback; every process LISTENing hears it
+  (fedi serve's processes, whichever process stored the post: serve, worker or CLI).
+- SQLite (one process): the events go to the hub of the session's sessionmaker after the
+  commit succeeded (`attach`); a session without a hub (the CLI) publishes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from fedi.live.events import CHANNEL, PostEvent
+from fedi.live.hub import Hub
+
+_NOTED = "fedi.live.noted"  # posts stored in this transaction
+_READY = "fedi.live.ready"  # their events, once the commit is under way
+_HUB = "fedi.live.hub"
+
+
+def attach(sessionmaker: async_sessionmaker[Any], hub: Hub) -> None:
+    """Sessions of this sessionmaker publish to this hub after commit (SQLite)."""
+    sessionmaker.configure(info={_HUB: hub})
+
+
+def post_stored(session: AsyncSession | Session, post: Any) -> None:
+    """Note a post stored in this transaction (a Post with its id and thread_id set)."""
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    sync.info.setdefault(_NOTED, []).append(post)
+
+
+def _events(session: Session) -> list[PostEvent]:
+    noted = session.info.pop(_NOTED, [])
+    return [
+        PostEvent(post_id=p.id, thread_id=p.thread_id or p.id, group_id=p.group_id)
+        for p in noted if p.held is None and p.deleted_at is None and p.id is not None
+    ]
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if _NOTED not in session.info:
+        return
+    events = _events(session)
+    if not events:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        for item in events:
+            session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                            {"channel": CHANNEL, "payload": item.encode()})
+    else:
+        session.info[_READY] = events
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    events: list[PostEvent] = session.info.pop(_READY, [])
+    hub = session.info.get(_HUB)
+    if isinstance(hub, Hub):
+        for item in events:
+            hub.publish(item)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_NOTED, None)
+    session.info.pop(_READY, None)
