@@ -3,6 +3,7 @@
 #   - a virtualenv in .venv with fedi and its test dependencies
 #   - the Fedify interop peer's Node packages (Fedify 2.3.6 and a Node 22 binary, from npm)
 #   - Debian packages the deploy-guide tests run (caddy, docker-compose, systemd-analyze)
+#   - the browser tests' Chromium (Debian's) and axe-core (npm); Playwright is in the extra
 # Runs on SQLite by default; set FEDI_TEST_DATABASE_URL=postgresql+asyncpg://user@host/db to run
 # every database test against PostgreSQL instead (each test gets a fresh database there).
 # Extra arguments go to pytest.
@@ -22,6 +23,7 @@ quietly .venv/bin/python -m pip install --disable-pip-version-check --upgrade pi
 quietly .venv/bin/python -m pip install --disable-pip-version-check -e '.[test]'
 quietly bash scripts/install-interop-deps.sh
 bash scripts/install-system-deps.sh
+bash scripts/install-browser-deps.sh
 
 echo "fedi tests on ${FEDI_TEST_DATABASE_URL:-SQLite}"
 # pytest exits non-zero when it collects no tests (code 5), so an empty run is never green.
