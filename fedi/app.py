@@ -25,6 +25,7 @@ from fedi.web import (
     live,
     notification_pages,
     pages,
+    remote_follow,
     wellknown,
 )
 from fedi.web.accesslog import AccessLog
@@ -62,7 +63,7 @@ def create_app(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
-            *feeds.routes,
+            *feeds.routes, *remote_follow.routes,
             *notification_pages.routes, *live.routes,
         ],
         lifespan=lifespan,

@@ -51,6 +51,9 @@ async def webfinger(request: Request) -> Response:
                 {"rel": "self", "type": "application/activity+json", "href": actor.uri},
                 {"rel": "http://webfinger.net/rel/profile-page", "type": "text/html",
                  "href": actor.url or actor.uri},
+                # Where someone here follows a link from another server (remote follow).
+                {"rel": "http://ostatus.org/schema/1.0/subscribe",
+                 "template": f"{services.settings.base_url}/authorize_interaction?uri={{uri}}"},
             ],
         },
         media_type=JRD,
