@@ -38,6 +38,9 @@ HOT_GRAVITY_HOURS = 2.0
 Silenced = Callable[[str], Awaitable[bool]]
 T = TypeVar("T")
 S = TypeVar("S", bound=StrEnum)
+# Enum lookups by value, without Enum.__call__ (a thousand of them per long thread).
+VISIBILITIES = {v.value: v for v in Visibility}
+REPLY_POLICIES = {p.value: p for p in ReplyPolicy}
 LIGHT = (defer(Post.document), defer(Post.activity))  # raw JSON is never shown
 
 
@@ -202,9 +205,9 @@ async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post])
         p.id: PostFacts(
             author=uris.get(p.author_id, ""),
             group=uris.get(p.group_id) if p.group_id is not None else None,
-            visibility=Visibility(p.visibility),
+            visibility=VISIBILITIES[p.visibility],
             audience=frozenset(audience.get(p.id, ())),
-            reply_policy=ReplyPolicy(p.reply_policy),
+            reply_policy=REPLY_POLICIES[p.reply_policy],
             held=p.held is not None,
             deleted=p.deleted_at is not None,
         )

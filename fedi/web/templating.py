@@ -14,8 +14,11 @@ from fedi.activitypub.parse import is_http_url
 
 # Templates and the stylesheet ship inside the package (package data), found through the
 # import system: a wheel or a container serves pages from any working directory.
+# auto_reload off: templates do not change under a running server, and checking each one's
+# mtime on every include costs a stat per post on a long thread.
 templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.PackageLoader("fedi", "templates"), autoescape=jinja2.select_autoescape(),
+    auto_reload=False,
 ))
 STYLESHEET = "fedi.css"
 # Read once at import: it is small, and a missing file fails at start, not on a page view.

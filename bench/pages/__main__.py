@@ -1,0 +1,167 @@
+"""python -m bench.pages: render times of the reading pages on a big thread and a big group.
+
+Seeds a fresh database (PostgreSQL by default) with a group of `--threads` threads (a few
+replies each, one in ten members-only) and one thread of `--replies` nested replies, then
+GETs each page through the real app in process (httpx's ASGI transport: no sockets, so the
+figures are the app's and the database's work) as an anonymous reader and as a signed-in
+member. Prints median and p99 per request and requests/s; asserts nothing about timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import insert, select
+
+from bench.common import describe_machine, percentile, report, run, throwaway_database
+from fedi.accounts import sessions
+from fedi.actors.local import create_group, create_user
+from fedi.app import create_app
+from fedi.config import Settings
+from fedi.services import build_services
+from fedi.store.migrate import migrate
+from fedi.store.models import Follow, Post
+
+BASE = "http://bench.test"
+
+
+@dataclass(frozen=True)
+class World:
+    big_thread: str  # path of the thread with many replies
+    cookie: str  # a member's session
+
+
+async def seed(app: Any, threads: int, replies: int, per_thread: int) -> World:
+    services = app.state.services
+    urls = services.urls
+    rng = random.Random(8)
+    async with services.sessionmaker() as session, session.begin():
+        owner = await create_user(session, urls, "owner")
+        reader = await create_user(session, urls, "reader")
+        group = await create_group(session, urls, "big", owner="owner")
+        await session.flush()
+        session.add(Follow(follower_id=reader.id, target_id=group.id, state="accepted"))
+        cookie = await sessions.start(session, reader.id, "bench", days=1)
+        ids = (owner.id, group.id)
+    owner_id, group_id = ids
+    start = time.time() - threads * 60
+    next_id = 1
+
+    def row(n: int, parent: dict[str, Any] | None, at: float, **extra: Any) -> dict[str, Any]:
+        return {"id": n, "uri": f"{BASE}/posts/b{n}", "author_id": owner_id,
+                "group_id": group_id, "in_reply_to": parent["uri"] if parent else None,
+                "thread_id": parent["thread_id"] if parent else n, "local": True,
+                "content": f"<p>post {n} with some words to render</p>", "published": at,
+                "visibility": "public", "reply_policy": "members", "document": "{}",
+                "name": None if parent else f"Thread {n}", **extra}
+
+    batch: list[dict[str, Any]] = []
+    for t in range(threads):
+        root = row(next_id, None, start + t * 60,
+                   visibility="members" if t % 10 == 0 else "public",
+                   reply_count=per_thread, like_count=rng.randrange(20))
+        next_id += 1
+        batch.append(root)
+        for k in range(per_thread):
+            batch.append(row(next_id, root, root["published"] + k + 1))
+            next_id += 1
+    big = row(next_id, None, time.time() - 3600, reply_count=replies)
+    next_id += 1
+    tree = [big]
+    for k in range(replies):  # each reply answers a random earlier post of the thread
+        parent = tree[-1] if rng.random() < 0.3 else rng.choice(tree)
+        tree.append(row(next_id, parent, big["published"] + k + 1))
+        next_id += 1
+    batch += tree
+    async with services.sessionmaker() as session, session.begin():
+        for i in range(0, len(batch), 2000):
+            await session.execute(insert(Post), batch[i:i + 2000])
+    async with services.engine.begin() as conn:
+        if services.engine.dialect.name == "postgresql":
+            await conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('posts', 'id'), (SELECT max(id) FROM posts))")
+            await conn.exec_driver_sql("ANALYZE")
+    async with services.sessionmaker() as session:
+        assert (await session.execute(select(Post.id).where(Post.id == big["id"]))).scalar()
+    return World(f"/posts/b{big['id']}", cookie)
+
+
+async def measure(http: httpx.AsyncClient, path: str, n: int, cookie: str | None,
+                  warmup: int) -> tuple[list[float], float, int]:
+    cookies = {"fedi_session": cookie} if cookie else {}
+    for _ in range(warmup):
+        await http.get(path, cookies=cookies)
+    times: list[float] = []
+    size = 0
+    began = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        answer = await http.get(path, cookies=cookies)
+        times.append(time.perf_counter() - t0)
+        if answer.status_code != 200:
+            raise SystemExit(f"{path}: {answer.status_code} {answer.text[:300]}")
+        size = len(answer.content)
+    return sorted(times), time.perf_counter() - began, size
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(describe_machine())
+    async with throwaway_database(args.database, "pages", args.pg_url) as db:
+        settings = Settings(base_url=BASE, database_url=db.url, allow_private_addresses=True)
+        services = build_services(settings)
+        try:
+            await migrate(services.engine)
+        finally:
+            await services.close()
+        app = create_app(settings, run_worker=False)
+        async with app.router.lifespan_context(app):
+            t0 = time.perf_counter()
+            world = await seed(app, args.threads, args.replies, args.per_thread)
+            print(f"seeded {args.threads:,} threads and a thread of {args.replies:,} replies "
+                  f"on {db.kind} in {time.perf_counter() - t0:.1f} s")
+            pages = [
+                ("thread of replies", world.big_thread, args.requests // 4),
+                ("group, hot", "/groups/big", args.requests),
+                ("group, new", "/groups/big?sort=new", args.requests),
+                ("group, active", "/groups/big?sort=active", args.requests),
+                ("group, page 200 (new)", "/groups/big?sort=new&page=200", args.requests),
+                ("front page", "/", args.requests),
+                ("home feed", "/home", args.requests),
+            ]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+                for label, path, n in pages:
+                    rows = []
+                    for reader, cookie in (("anonymous", None), ("signed in", world.cookie)):
+                        if path == "/home" and cookie is None:
+                            continue
+                        times, wall, size = await measure(http, path, n, cookie, args.warmup)
+                        rows.append((f"{reader:<9}", (
+                            f"median {statistics.median(times) * 1e3:6.1f} ms   "
+                            f"p99 {percentile(times, 0.99) * 1e3:6.1f} ms   "
+                            f"{n / wall:6.1f} req/s   {size / 1024:.0f} KiB   (n={n})")))
+                    report(rows, f"{label}: {path}")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.pages", description=__doc__)
+    parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--threads", type=int, default=10_000)
+    parser.add_argument("--per-thread", type=int, default=2, help="replies in each thread")
+    parser.add_argument("--replies", type=int, default=1_000, help="replies in the big thread")
+    parser.add_argument("--requests", type=int, default=200, help="per page and reader")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--stock-loop", action="store_true")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    run(lambda: main(arguments), use_uvloop=not arguments.stock_loop)
