@@ -116,6 +116,7 @@ def test_wheel_serves_every_page_from_an_empty_directory(
     assert not location.is_relative_to(REPO)
     installed = Path(site) / "fedi"
     for shipped in ("templates/base.html", "templates/invite.html", "static/fedi.css",
+                    "static/live.js", "templates/_live_post.html",
                     "store/migrations/env.py", "store/migrations/script.py.mako"):
         assert (installed / shipped).is_file(), f"{shipped} missing from the wheel"
     assert list((installed / "store/migrations/versions").glob("*.py"))
@@ -150,6 +151,9 @@ def test_wheel_serves_every_page_from_an_empty_directory(
             assert css.status_code == 200
             assert css.headers["content-type"].startswith("text/css")
             assert css.content == (REPO / "fedi/static/fedi.css").read_bytes()
+            script = http.get(f"{fedi.base_url}/static/live.js")
+            assert script.status_code == 200
+            assert script.content == (REPO / "fedi/static/live.js").read_bytes()
 
             links = http.get(f"{fedi.base_url}/.well-known/nodeinfo").json()["links"]
             nodeinfo = http.get(links[0]["href"])
