@@ -138,7 +138,8 @@ async def _events(request: Request, topic: Topic, subscription: Subscription,
 def _stream(request: Request, topic: Topic) -> Response:
     subscription = _services(request).live.subscribe()
     if subscription is None:
-        return Response("Too many live streams are open; the page works without them.\n",
+        return Response("Live updates are not available now (too many streams, or the server "
+                        "is stopping); the page works without them.\n",
                         status_code=503, media_type="text/plain",
                         headers={"Retry-After": "30"})
     # A reconnecting browser says what it got last; a page opening its stream, what it shows.
