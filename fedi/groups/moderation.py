@@ -20,6 +20,7 @@ from fedi.groups import notices
 from fedi.groups.membership import follow_document, respond_to_follow
 from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
 from fedi.groups.threads import find_post
+from fedi.live.source import post_stored
 from fedi.privacy.domains import covers, normalise_domain
 from fedi.privacy.visibility import parse_reply_policy
 from fedi.store.models import (
@@ -197,6 +198,7 @@ async def approve_post(session: AsyncSession, urls: Urls, group: Actor, uri: str
     post, author = await _held(session, group, uri)
     reason = post.held
     post.held = None
+    post_stored(session, post)  # live readers see it now
     await notices.post_approved(session, post)
     if reason == "reports":
         return post  # hidden after reports: it was relayed before, it is only shown again

@@ -44,6 +44,9 @@ MESSAGES = {
     "reset": "Your password was changed: log in with the new one.",
     "pending": "Thank you: an admin will read your application. You can log in once it is "
                "approved.",
+    "saved": "Your changes are saved.",
+    "password": "Your password is changed.",
+    "totp": "Two-factor login is updated.",
 }
 
 

@@ -17,7 +17,7 @@ from fedi.groups import reading
 from fedi.groups.reading import GroupSort, ThreadSort, parse_page, parse_sort
 from fedi.privacy.access import Viewer
 from fedi.services import Services
-from fedi.store.models import Actor, Post
+from fedi.store.models import Actor, Group, Post
 from fedi.web.auth import render, require_login
 from fedi.web.gate import viewer_of
 from fedi.web.negotiation import not_found
@@ -118,7 +118,8 @@ async def render_actor(request: Request, actor: Actor) -> Response:
             listing, total = await reading.person_posts(session, viewer, actor, page=page)
             context["total"] = total
     return await render(request, "actor.html", {
-        **context, "entries": listing.items, **_pager(request, listing)})
+        **context, "entries": listing.items, **_pager(request, listing),
+        "newest": max((e.post.id for e in listing.items), default=0)})
 
 
 async def render_post(
@@ -134,11 +135,19 @@ async def render_post(
         group = await session.get(Actor, post.group_id) if post.group_id else None
         person = await reading.actor_row(session, viewer)
         membership = await reading.membership(session, group, person) if group else "none"
+        config = await session.get(Group, group.id) if group is not None and group.local else None
     return await render(request, "post.html", {
+        "config": config,
         "post": post, "top": top, "root": root if root is not None else post,
         "title": (root.name if root is not None else None) or post.name,
         "group": group, "membership": membership, "nest_limit": reading.NEST_LIMIT,
+        "thread_id": post.thread_id or post.id, "newest": _newest(top),
     })
+
+
+def _newest(entry: reading.Entry) -> int:
+    """The newest post id in a tree: live updates resume after it."""
+    return max([entry.post.id, *(_newest(child) for child in entry.children)])
 
 
 async def remote_post(request: Request) -> Response:

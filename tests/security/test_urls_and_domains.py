@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -241,8 +242,8 @@ async def test_a_remote_actor_url_that_is_not_http_is_neither_stored_nor_linked(
         assert "Mallory" in html, shown
         assert bad.lower() not in html.lower()
         assert "javascript:" not in html.lower()
-    # The group page links the author to their actor id instead.
-    assert f'href="{actor}"' in (await page(group_uri(fedi))).text
+    # The group page links the author to this server's page of their actor id instead.
+    assert f'href="/lookup?{urlencode({"q": actor})}"' in (await page(group_uri(fedi))).text
 
 
 async def test_a_post_id_with_a_script_scheme_fails_the_same_host_check(
