@@ -24,6 +24,7 @@ LAYERS: dict[str, float] = {
     "groups": 4, "moderation": 4, "accounts": 4,
     "federation": 5,
     "worker_loop": 5.5, "services": 6,
+    "admin": 5.5,  # admin use cases composed of accounts, groups and moderation (CLI and web)
     "doctor": 6.5,
     "web": 7, "api": 7, "app": 7.5,
     "cli_common": 7.6, "cli_ops": 7.7,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.accounts import sessions, throttle, totp
+from fedi.accounts import sessions, suspension, throttle, totp
 from fedi.accounts.passwords import Hasher, check_password
 from fedi.actors.local import find_local
 from fedi.errors import FediError, ValidationError
@@ -59,6 +59,8 @@ async def log_in(
                                needs_code=True)
     if not account.approved:
         raise LoginRefused("your account is waiting for an admin's approval")
+    if await suspension.find(session, actor.id) is not None:
+        raise LoginRefused("this account is suspended by the instance's admins")
     await throttle.succeeded(session, name)
     if hasher.needs_rehash(account.password_hash or ""):
         account.password_hash = hasher.hash(attempt.password)

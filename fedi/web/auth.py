@@ -29,7 +29,7 @@ from fedi.accounts.tokens import derived, new_token
 from fedi.config import Settings
 from fedi.groups.notices import unread_count
 from fedi.services import Services
-from fedi.store.models import Actor
+from fedi.store.models import Actor, User
 from fedi.web.templating import templates
 
 SESSION_COOKIE = "fedi_session"
@@ -84,6 +84,9 @@ async def _signed_in(request: Request) -> sessions.SignedIn | None:
                 # For the header of every page (templating.unread_notifications).
                 request.state.unread_notifications = (
                     await unread_count(session, found.actor.id) if found else 0)
+                # For the header's Admin link (templating.is_admin); the admin pages ask again.
+                account = await session.get(User, found.actor.id) if found else None
+                request.state.is_admin = bool(account is not None and account.is_admin)
         request.state.signed_in = found
         request.state.session_raw = raw if found else None
     result: sessions.SignedIn | None = request.state.signed_in

@@ -44,6 +44,14 @@ def unread_notifications(request: Request) -> int:
 templates.env.globals["unread_notifications"] = unread_notifications
 
 
+def is_admin(request: Request) -> bool:
+    """Whether the signed-in person is an instance admin (read with the sign-in by web.auth)."""
+    return bool(request.state._state.get("is_admin", False))
+
+
+templates.env.globals["is_admin"] = is_admin
+
+
 def _moment(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 
