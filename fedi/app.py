@@ -28,6 +28,7 @@ from fedi.web import (
     notification_pages,
     pages,
     remote_follow,
+    remote_mod_pages,
     wellknown,
 )
 from fedi.web.accesslog import AccessLog
@@ -68,6 +69,7 @@ def create_app(
             *feeds.routes, *remote_follow.routes,
             *notification_pages.routes, *live.routes,
             *compose.routes, *membership_pages.routes,
+            *remote_mod_pages.routes,
         ],
         lifespan=lifespan,
         # The site's error pages for browsers, JSON for machines; a 500 logs a request id.

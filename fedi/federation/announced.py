@@ -24,6 +24,7 @@ from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import POST_TYPES, first_type, id_of, ids
 from fedi.content import sanitize_html
 from fedi.errors import FetchError, SignatureError
+from fedi.federation.remote_moderation import GROUP_STATE_KINDS, apply_group_state
 from fedi.groups import notices
 from fedi.groups.threads import find_post, store_post, title_for
 from fedi.handlers import HandlerContext, Ignored
@@ -43,6 +44,8 @@ async def handle_announce(ctx: HandlerContext, activity: IncomingActivity) -> No
         return await _apply_update(ctx, activity, announcer, inner)
     if kind == "Delete":
         return await _apply_delete(ctx, announcer, inner)
+    if kind in GROUP_STATE_KINDS:
+        return await apply_group_state(ctx, announcer, inner)
     if kind not in (None, "Create", *POST_TYPES):
         raise Ignored(f"Announce of {kind} is not shown here")
     wrapper = inner if kind == "Create" else None

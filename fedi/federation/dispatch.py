@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from fedi.federation.announced import handle_announce
 from fedi.federation.following import handle_follow_response
-from fedi.groups.inbound import handle_create, handle_delete, handle_reaction, handle_update
-from fedi.groups.membership import handle_follow, handle_undo
+from fedi.federation.remote_moderation import (
+    handle_add,
+    handle_block,
+    handle_delete,
+    handle_lock,
+    handle_remove,
+    handle_undo,
+)
+from fedi.groups.inbound import handle_create, handle_reaction, handle_update
+from fedi.groups.membership import handle_follow
 from fedi.handlers import Handler
 from fedi.moderation.reports import handle_flag
 
@@ -22,4 +30,9 @@ HANDLERS: dict[str, Handler] = {
     "Dislike": handle_reaction,
     "EmojiReact": handle_reaction,
     "Flag": handle_flag,
+    # Moderators acting from their own servers (FEP-1b12, Lemmy).
+    "Block": handle_block,
+    "Lock": handle_lock,
+    "Add": handle_add,
+    "Remove": handle_remove,
 }

@@ -18,6 +18,7 @@ from fedi.content import sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups import modlog, notices
+from fedi.groups.ban_deliveries import drop_queued_for
 from fedi.groups.membership import follow_document, respond_to_follow
 from fedi.groups.modlog import Moderator
 from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
@@ -118,6 +119,7 @@ async def ban(
     await session.execute(
         delete(GroupRole).where(GroupRole.group_id == group.id, GroupRole.actor_id == actor.id)
     )
+    await drop_queued_for(session, group, actor)  # before the Block, which must still go
     # Lemmy federates a community ban as Block{object: user, target: community}.
     block = activities.activity(
         "Block", urls.activity(new_id()), group.uri, actor.uri, to=[actor.uri], target=group.uri
@@ -253,10 +255,12 @@ async def remove_post(
         removal["summary"] = reason
     post.deleted_at = now()
     post.content = ""
-    post.held = "removed"
     await notices.post_removed(session, post, reason)
+    # Relayed to everyone who received the post: marked removed only after (a held post
+    # is relayed to nobody).
     await relay_activity(session, urls, group, removal, author_uri=group.uri, post=post)
     await withdraw_boost(session, urls, group, post, author_uri=group.uri)
+    post.held = "removed"
     if author is not None and author.inbox and not author.local:
         await enqueue(session, group, removal, [author.inbox])
     return post

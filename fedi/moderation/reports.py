@@ -85,14 +85,25 @@ async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
         raise Ignored("the Flag names no http(s) object")
     actors: list[Actor] = []
     posts: list[Post] = []
+    copied_by: set[int] = set()  # groups whose own copy of a post the Flag names
     for uri in named:
         post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
+        if post is None:
+            # The group's followers-only copy of a members-only post: what a Mastodon member
+            # sees, and reports, is the original post by its author.
+            post = (
+                await session.execute(select(Post).where(Post.copy_uri == uri))
+            ).scalars().first()
+            if post is not None and post.group_id is not None:
+                copied_by.add(post.group_id)
         if post is not None:
             posts.append(post)
             continue
         actor = (await session.execute(select(Actor).where(Actor.uri == uri))).scalar_one_or_none()
         if actor is not None:
             actors.append(actor)
+    # Mastodon names the copy's attributedTo (the group) as the account: not the one reported.
+    actors = [a for a in actors if a.id not in copied_by]
     target = actors[0] if actors else None
     if target is None and posts:
         target = await session.get(Actor, posts[0].author_id)
