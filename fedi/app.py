@@ -16,6 +16,7 @@ from fedi.services import build_services
 from fedi.web import (
     about,
     account_pages,
+    admin_routes,
     collections,
     compose,
     errors,
@@ -25,6 +26,7 @@ from fedi.web import (
     invites,
     live,
     membership_pages,
+    mod_pages,
     notification_pages,
     pages,
     remote_follow,
@@ -68,8 +70,8 @@ def create_app(
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
             *feeds.routes, *remote_follow.routes,
             *notification_pages.routes, *live.routes,
-            *compose.routes, *membership_pages.routes,
-            *remote_mod_pages.routes,
+            *compose.routes, *membership_pages.routes, *mod_pages.routes,
+            *admin_routes.routes,
         ],
         lifespan=lifespan,
         # The site's error pages for browsers, JSON for machines; a 500 logs a request id.
