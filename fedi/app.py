@@ -26,7 +26,6 @@ from fedi.web import (
     invites,
     live,
     membership_pages,
-    mod_pages,
     notification_pages,
     pages,
     remote_follow,
@@ -70,8 +69,8 @@ def create_app(
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
             *feeds.routes, *remote_follow.routes,
             *notification_pages.routes, *live.routes,
-            *compose.routes, *membership_pages.routes, *mod_pages.routes,
-            *admin_routes.routes,
+            *compose.routes, *membership_pages.routes,
+            *remote_mod_pages.routes, *admin_routes.routes,
         ],
         lifespan=lifespan,
         # The site's error pages for browsers, JSON for machines; a 500 logs a request id.
