@@ -66,14 +66,14 @@ async def list_groups(session: AsyncSession) -> list[GroupRow]:
     counts = dict((await session.execute(
         select(Follow.target_id, func.count()).where(Follow.state == "accepted")
         .group_by(Follow.target_id)
-    )).tuples().all())
+    )).all())
     deleted = set((await session.execute(
         select(InstanceSetting.key).where(InstanceSetting.key.startswith(DELETED))
     )).scalars())
     rows = []
     for actor, config in (await session.execute(
         select(Actor, Group).join(Group, Group.actor_id == Actor.id).order_by(Actor.username)
-    )).tuples().all():
+    )).all():
         rows.append(GroupRow(actor, config, await session.get(Actor, config.owner_id),
                              int(counts.get(actor.id, 0)), f"{DELETED}{actor.id}" in deleted))
     return rows
@@ -83,7 +83,7 @@ async def members(session: AsyncSession, group: Actor) -> list[MemberRow]:
     """Owner and moderators first, then accepted members by name."""
     roles = dict((await session.execute(
         select(GroupRole.actor_id, GroupRole.role).where(GroupRole.group_id == group.id)
-    )).tuples().all())
+    )).all())
     people = {a.id: a for a in (await session.execute(
         select(Actor).join(Follow, Follow.follower_id == Actor.id)
         .where(Follow.target_id == group.id, Follow.state == "accepted")
