@@ -68,7 +68,8 @@ async def test_upload_preview_apply_undo(database_url: str) -> None:
 async def test_bad_rows_are_named_and_nothing_is_applied(database_url: str) -> None:
     async with app(database_url) as fedi, browser(fedi) as http:
         await signed_up_admin(fedi, http)
-        bad = CSV + "not a domain!,suspend,false,false,,false\nok.example,explode,false,false,,false\n"
+        bad = (CSV + "not a domain!,suspend,false,false,,false\n"
+               "ok.example,explode,false,false,,false\n")
         preview = await act(http, "/admin/federation/import",
                             "/admin/federation/import/preview", csv=bad)
         assert preview.status_code == 400

@@ -63,7 +63,8 @@ async def test_admin_route_refuses_members_and_visitors(
             answer = await member.request(method, url, data={
                 "csrf": token, "name": "member", "domain": "bad.example", "severity": "suspend",
                 "mode": "open", "host": "bad.example", "action": "none", "note": "n",
-                "confirm": "member", "owner": "member", "csv": "#domain,#severity\nx.example,suspend\n",
+                "confirm": "member", "owner": "member",
+                "csv": "#domain,#severity\nx.example,suspend\n",
             })
             assert answer.status_code == 403, (method, url, answer.status_code)
             assert "may use the admin pages" in answer.text
