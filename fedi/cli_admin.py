@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
 from fedi.cli_accounts import build_accounts_admin_parser
+from fedi.cli_admin_people import build_people_parser
 from fedi.cli_common import with_services
 from fedi.cli_instance import build_instance_parser
 from fedi.cli_ops import build_ops_parser
@@ -192,6 +193,7 @@ def build_admin_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     build_ops_parser(actions)
     build_accounts_admin_parser(actions)
     build_instance_parser(actions)
+    build_people_parser(actions)
 
 
 def _run(settings: Settings, args: argparse.Namespace, work: Work) -> int:

@@ -30,6 +30,7 @@ LAYERS: dict[str, float] = {
     "cli_common": 7.6, "cli_ops": 7.7,
     "cli_mod": 7.8, "cli_circle": 7.8, "cli_admin": 7.8, "cli_accounts": 7.7, "cli": 8,
     "cli_instance": 7.7,
+    "cli_admin_people": 7.7,
     "__main__": 9,
 }
 # What a layer may not import even if it is lower (protocol and policy stay pure).

@@ -12,7 +12,6 @@ from fedi.moderation import audit
 from fedi.store.models import Actor, User
 
 
-
 @dataclass(frozen=True)
 class Admin:
     """`who` is what the audit log records: the admin's actor URI, or "admin (cli)"."""
