@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import JOIN_POLICIES, PRIVACIES, find_local
+from fedi.admin import group_moderation
 from fedi.cli_common import with_services
 from fedi.config import Settings
 from fedi.content import html_to_text
@@ -118,7 +119,7 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
                      "author, or dismiss it", _resolve_report, actor=False)
     resolve.add_argument("report_id", type=int, metavar="REPORT_ID")
     resolve.add_argument("--action", dest="action_taken", required=True,
-                         choices=tuple(moderation.REPORT_ACTIONS))
+                         choices=tuple(group_moderation.REPORT_ACTIONS))
     resolve.add_argument("--note", required=True, help="why (seen by moderators only)")
     action("log", "the group's moderation log (who did what, to what, when, why)", _log,
            actor=False)
@@ -373,7 +374,7 @@ async def _reports(services: Services, session: AsyncSession, group: Actor,
 
 async def _resolve_report(services: Services, session: AsyncSession, group: Actor,
                           args: argparse.Namespace, by: Moderator) -> str | None:
-    report = await moderation.resolve_report(
+    report = await group_moderation.resolve_report(
         session, services.urls, group, args.report_id, action=args.action_taken,
         note=args.note, by=by,
     )

@@ -17,14 +17,12 @@ from fedi.activitypub import activities
 from fedi.content import sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
-from fedi.groups import modlog, notices
+from fedi.groups import notices
 from fedi.groups.ban_deliveries import drop_queued_for
 from fedi.groups.membership import follow_document, respond_to_follow
-from fedi.groups.modlog import Moderator
 from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
 from fedi.groups.threads import find_post
 from fedi.live.source import post_stored
-from fedi.moderation.reports import REMOVED_MARK, post_uris, resolve
 from fedi.privacy.domains import covers, normalise_domain
 from fedi.privacy.visibility import parse_reply_policy
 from fedi.store.models import (
@@ -35,7 +33,6 @@ from fedi.store.models import (
     GroupDomainBlock,
     GroupRole,
     Post,
-    Report,
     now,
 )
 from fedi.urls import Urls, new_id
@@ -328,12 +325,17 @@ async def update_settings(
     return config
 
 
+# Marks of a moderator's removal: remove_post's, and moderation.reports.REMOVED_MARK (a report
+# resolved by `fedi admin report-resolve --action remove`).
+RESTORABLE = ("removed", "removed by a moderator")
+
+
 async def restore_post(session: AsyncSession, urls: Urls, group: Actor, uri: str) -> Post:
     """Undo a moderator's removal: the post is shown again and the members' servers get
     Undo(Delete), as Lemmy restores a removed post."""
     post = await find_post(session, uri)
     if (post is None or post.group_id != group.id or post.deleted_at is None
-            or post.held not in ("removed", REMOVED_MARK)):
+            or post.held not in RESTORABLE):
         raise ValidationError(f"{uri} is not a post a moderator removed from {group.username}")
     if not post.content:  # remove_post empties it; the stored object still has it
         kept = json.loads(post.document).get("content")
@@ -349,42 +351,3 @@ async def restore_post(session: AsyncSession, urls: Urls, group: Actor, uri: str
     post_stored(session, post)
     return post
 
-
-# What a group's moderators may do about a report, and the report's recorded resolution.
-REPORT_ACTIONS = {"dismiss": "none", "remove": "remove", "ban": "ban"}
-
-
-async def resolve_report(
-    session: AsyncSession, urls: Urls, group: Actor, report_id: int, *, action: str,
-    note: str, by: Moderator,
-) -> Report:
-    """Close a report about this group: remove the reported posts, ban their author, or
-    dismiss it. The note is for moderators: it is not sent with a removal or a ban."""
-    report = await session.get(Report, report_id)
-    if report is None or report.group_id != group.id:
-        raise ValidationError(f"there is no report {report_id} about {group.username}")
-    if action not in REPORT_ACTIONS:
-        raise ValidationError(f"action must be one of {', '.join(REPORT_ACTIONS)}")
-    if not note.strip():
-        raise ValidationError("a resolution needs a note saying why")
-    if report.state != "open":
-        raise ValidationError(f"report {report.id} was already resolved ({report.resolution})")
-    target = await session.get(Actor, report.target_id)
-    if target is None:
-        raise ValidationError(f"report {report.id} names an account that no longer exists")
-    if action == "remove":
-        shown = [uri for uri in post_uris(report)
-                 if (post := await find_post(session, uri)) is not None
-                 and post.group_id == group.id and post.deleted_at is None]
-        if not shown:
-            raise ValidationError(f"report {report.id} names no post that is still shown")
-        for uri in shown:
-            await remove_post(session, urls, group, uri, None)
-            await modlog.record(session, by, group, "remove", uri,
-                                details={"report": report.id})
-    elif action == "ban":
-        await ban(session, urls, group, target, by=by.actor, reason=None)
-        await modlog.record(session, by, group, "ban", target.uri, details={"report": report.id})
-    await resolve(session, report, action=REPORT_ACTIONS[action], note=note, who=by.who,
-                  resolved_by=by.actor.id if by.actor else None)
-    return report

@@ -20,9 +20,10 @@ from starlette.routing import Route
 
 from fedi.activitypub.parse import is_http_url
 from fedi.actors.local import JOIN_POLICIES, PRIVACIES, REPLY_POLICIES, find_local
+from fedi.admin import group_moderation
 from fedi.content import html_to_text
 from fedi.errors import FediError, ValidationError
-from fedi.groups import group_settings, mod_dashboard, moderation, modlog
+from fedi.groups import group_settings, moderation, modlog
 from fedi.groups.modlog import Moderator
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post
@@ -113,7 +114,7 @@ async def _resolve_report(a: Acting) -> Outcome:
     raw = _text(a.form, "report", 20)
     if not raw.isdigit():
         raise ValidationError("say which report")
-    await moderation.resolve_report(
+    await group_moderation.resolve_report(
         a.session, a.services.urls, a.group, int(raw), action=_text(a.form, "resolution", 20),
         note=_text(a.form, "note"), by=a.by)
     return None
@@ -270,14 +271,14 @@ async def dashboard(request: Request) -> Response:
             return found
         group, _ = found
         config = await session.get(Group, group.id)
-        board = await mod_dashboard.load(session, group)
+        board = await group_moderation.load(session, group)
     return await render(request, "mod_dashboard.html", {
         "group": group, "config": config, "board": board,
         "rules": "\n".join(json.loads(config.rules or "[]")) if config else "",
         "questions": "\n".join(json.loads(config.questions or "[]")) if config else "",
         "summary_text": html_to_text(group.summary or ""),
         "join_policies": JOIN_POLICIES, "privacies": PRIVACIES,
-        "reply_policies": REPLY_POLICIES, "resolutions": tuple(moderation.REPORT_ACTIONS),
+        "reply_policies": REPLY_POLICIES, "resolutions": tuple(group_moderation.REPORT_ACTIONS),
     })
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from starlette.routing import Route
 
 from fedi.cli import main
-from fedi.groups import moderation
+from fedi.groups import moderation, modlog
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import post_to_group
+from fedi.moderation import audit
 from fedi.moderation.reports import report_post
 from fedi.store.models import AuditEntry, Follow, Group, GroupBan, GroupDomainBlock, Post, Report
 from tests.accounts.support import app, browser, token_in
@@ -253,6 +254,7 @@ async def test_cli_as_names_the_moderator(
     async with app(database_url) as fedi, person(fedi, "ann"), person(fedi, "mia"), \
             person(fedi, "bob"), person(fedi, "cid"):
         world = await _world(fedi)
+        assert modlog.OPERATOR.who == audit.CLI_ADMIN  # one name for the shell, two modules
         monkeypatch.setenv("FEDI_DATABASE_URL", database_url)
         monkeypatch.setenv("FEDI_BASE_URL", "http://fedi.test")
 
