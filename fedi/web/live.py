@@ -29,7 +29,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from fedi.accounts import sessions
-from fedi.activitypub.activities import iso
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.live.events import PostEvent
 from fedi.live.hub import Closed, Subscription
@@ -187,7 +186,7 @@ async def fragment(request: Request) -> Response:
             return not_found_response()
         author = await session.get(Actor, post.author_id)
     response = await render(request, "_live_post.html", {
-        "item": post, "author": author, "published": iso(post.published),
+        "item": post, "author": author,
         "content": Markup(post.content),  # noqa: S704 - sanitised when stored (fedi.content)
     })
     response.headers["Cache-Control"] = "private, no-store"
