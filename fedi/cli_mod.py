@@ -4,6 +4,7 @@ audit rows as the moderators' pages. `--as USER` names the acting moderator."""
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -68,6 +69,8 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
     ban = action("ban", "ban a member: removed from the group, posts no longer relayed; "
                  "their server is told (Block)", _ban)
     ban.add_argument("--reason", default=None, help="why (sent to the member's server)")
+    ban.add_argument("--days", type=positive_days, default=None,
+                     help="lift the ban after this many days (default: until unbanned)")
     action("unban", "lift a ban (sends Undo Block)", _unban)
     action("add-moderator", "make someone a moderator (announced with Add)", _add_moderator)
     action("remove-moderator", "remove a moderator (announced with Remove)", _remove_moderator)
@@ -114,6 +117,11 @@ def build_mod_parser(commands: argparse._SubParsersAction) -> None:  # type: ign
                          help="on: members may dislike posts")
     options.add_argument("--icon", default=None, metavar="URL",
                          help="the group's icon (an https URL; empty removes it)")
+    options.add_argument("--banner", default=None, metavar="URL",
+                         help="the group's banner image (an https URL; empty removes it)")
+    options.add_argument("--default-visibility", default=None, metavar="VISIBILITY",
+                         help="what new posts are when their author does not say: public, "
+                              "unlisted or members (empty: the widest allowed)")
     action("reports", "list open reports about posts in the group", _reports, actor=False)
     resolve = action("resolve-report", "close a report: remove the reported posts, ban their "
                      "author, or dismiss it", _resolve_report, actor=False)
@@ -219,8 +227,11 @@ async def _revoke(services: Services, session: AsyncSession, group: Actor,
 async def _ban(services: Services, session: AsyncSession, group: Actor,
                args: argparse.Namespace, by: Moderator) -> str | None:
     actor = await _actor(services, session, args.actor)
-    await moderation.ban(session, services.urls, group, actor, by=by.actor, reason=args.reason)
-    print(f"{actor.uri} is banned from {group.username}")
+    until = time.time() + args.days * 86400 if args.days else None
+    await moderation.ban(session, services.urls, group, actor, by=by.actor, reason=args.reason,
+                         expires_at=until)
+    print(f"{actor.uri} is banned from {group.username}"
+          + (f" for {args.days:g} days" if args.days else ""))
     return actor.uri
 
 
@@ -348,7 +359,8 @@ async def _settings(services: Services, session: AsyncSession, group: Actor,
         title=args.title, summary=args.description, rules=args.rule, questions=args.question,
         join_policy=args.join, privacy=args.privacy, reply_policy=args.replies,
         premoderation=_switch(args.premoderation), report_threshold=args.report_threshold,
-        allow_dislikes=_switch(args.dislikes), icon=args.icon,
+        allow_dislikes=_switch(args.dislikes), icon=args.icon, banner=args.banner,
+        default_visibility=args.default_visibility,
     ))
     print(f"{group.username}: {config.privacy}, join {config.join_policy}, premoderation "
           f"{'on' if config.premoderation else 'off'}, report threshold "
@@ -388,3 +400,15 @@ async def _log(services: Services, session: AsyncSession, group: Actor,
         when = datetime.fromtimestamp(entry.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         print(f"{when}\t{entry.who}\t{entry.action}\t{entry.target}\t{entry.reason or ''}")
     return None
+
+
+def positive_days(raw: str) -> float:
+    """--days: a positive number of days (fractions allowed)."""
+    try:
+        days = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of days") from None
+    if not 0 < days <= 36500:
+        raise argparse.ArgumentTypeError("give a number of days between 0 and 36500")
+    return days
+

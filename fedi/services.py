@@ -25,7 +25,7 @@ from fedi.live.source import attach
 from fedi.moderation.policy import DomainPolicy
 from fedi.store.db import make_engine, make_sessionmaker
 from fedi.urls import Urls
-from fedi.worker_loop import heartbeat_loop, poll_loop
+from fedi.worker_loop import chores_loop, heartbeat_loop, poll_loop
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Services:
             poll_loop(process_inbox, stop, self.inbox_wake),
             self.delivery.run(stop, self.delivery_wake),
             heartbeat_loop(self.sessionmaker, stop),
+            chores_loop(self.sessionmaker, self.urls, stop),
         )
 
     async def close(self) -> None:

@@ -14,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.delivery.worker import brief
+from fedi.groups.moderation import lift_expired_bans
 from fedi.store import heartbeats
+from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ async def poll_loop(
 
 
 HEARTBEAT_SECONDS = 10.0
+CHORES_SECONDS = 30.0
 _DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
 
 
@@ -78,3 +81,23 @@ async def heartbeat_loop(
             await heartbeats.forget(session, worker)
     except _DB_ERRORS:
         pass
+
+
+async def chores_loop(
+    sessionmaker: async_sessionmaker[AsyncSession], urls: Urls, stop: asyncio.Event,
+    interval: float = CHORES_SECONDS,
+) -> None:
+    """Work that falls due with time rather than with a message: bans whose end passed.
+    Every worker process runs it; the rows it changes are claimed by deleting them, so two
+    processes lifting the same ban at once roll one of them back, and it is done once."""
+    while not stop.is_set():
+        try:
+            async with sessionmaker() as session, session.begin():
+                await lift_expired_bans(session, urls, time.time())
+        except _DB_ERRORS as exc:
+            log.warning("chores: %s", type(exc).__name__)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+

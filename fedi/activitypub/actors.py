@@ -39,6 +39,7 @@ class ActorView:
     assertion_key_id: str | None = None
     assertion_public_key: str | None = None
     icon: str | None = None  # avatar URL
+    image: str | None = None  # header / banner URL
 
 
 def actor_document(actor: ActorView) -> dict[str, Any]:
@@ -72,6 +73,8 @@ def actor_document(actor: ActorView) -> dict[str, Any]:
         doc["url"] = actor.url
     if actor.icon:
         doc["icon"] = {"type": "Image", "url": actor.icon}
+    if actor.image:
+        doc["image"] = {"type": "Image", "url": actor.image}
     if actor.type == "Group":
         # Lemmy and FEP-1b12 readers find the moderators in attributedTo.
         if actor.moderators:

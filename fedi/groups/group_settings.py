@@ -15,7 +15,7 @@ from fedi.activitypub.parse import is_http_url
 from fedi.actors.local import JOIN_POLICIES, PRIVACIES
 from fedi.content import text_to_html
 from fedi.errors import ValidationError
-from fedi.privacy.visibility import parse_reply_policy
+from fedi.privacy.visibility import GroupPrivacy, default_for_group, parse_reply_policy
 from fedi.store.models import Actor, Group
 
 MAX_TITLE = 100
@@ -37,6 +37,8 @@ class Changes:
     report_threshold: int | None = None
     allow_dislikes: bool | None = None
     icon: str | None = None  # an http(s) URL; "" removes it
+    banner: str | None = None  # an http(s) URL; "" removes it
+    default_visibility: str | None = None  # public|unlisted|members|moderators; "" = widest
 
 
 def _lines(kind: str, given: list[str]) -> str:
@@ -70,6 +72,8 @@ async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group
         raise ValidationError("the report threshold is 0 (off) or more")
     if changes.icon and not is_http_url(changes.icon):
         raise ValidationError("the icon is the http(s) address of an image")
+    if changes.banner and not is_http_url(changes.banner):
+        raise ValidationError("the banner is the http(s) address of an image")
     reply_policy = (parse_reply_policy(changes.reply_policy).value
                     if changes.reply_policy is not None else None)
     rules = _lines("rules", changes.rules) if changes.rules is not None else None
@@ -79,6 +83,13 @@ async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group
     privacy = changes.privacy if changes.privacy is not None else config.privacy
     join_policy = changes.join_policy if changes.join_policy is not None else config.join_policy
     _check(privacy, join_policy)
+    default_visibility = config.default_visibility
+    if changes.default_visibility is not None:
+        default_visibility = _default_visibility(changes.default_visibility, privacy)
+    elif default_visibility and default_for_group(
+            GroupPrivacy(privacy), default_visibility).value != default_visibility:
+        default_visibility = None  # the new privacy no longer allows it: back to the widest
+    config.default_visibility = default_visibility
     config.privacy, config.join_policy = privacy, join_policy
     group.manually_approves_followers = join_policy != "open"
     if changes.title is not None:
@@ -87,6 +98,8 @@ async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group
         group.summary = text_to_html(changes.summary.strip()) if changes.summary.strip() else None
     if changes.icon is not None:
         group.icon = changes.icon or None
+    if changes.banner is not None:
+        config.banner = changes.banner or None
     if rules is not None:
         config.rules = rules
     if questions is not None:
@@ -100,3 +113,20 @@ async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group
     if changes.allow_dislikes is not None:
         config.allow_dislikes = changes.allow_dislikes
     return config
+
+
+DEFAULT_VISIBILITIES = ("public", "unlisted", "members")
+
+
+def _default_visibility(raw: str, privacy: str) -> str | None:
+    """A default visibility the group's privacy allows, or None for "the widest allowed"."""
+    raw = raw.strip().lower()
+    if not raw:
+        return None
+    if raw not in DEFAULT_VISIBILITIES:
+        raise ValidationError(
+            f"the default visibility is one of {', '.join(DEFAULT_VISIBILITIES)}")
+    if default_for_group(GroupPrivacy(privacy), raw).value != raw:
+        raise ValidationError(f"a {privacy} group's posts are members-only at most, not {raw}")
+    return raw
+

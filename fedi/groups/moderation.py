@@ -17,7 +17,7 @@ from fedi.activitypub import activities
 from fedi.content import sanitize_html
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
-from fedi.groups import notices
+from fedi.groups import modlog, notices
 from fedi.groups.ban_deliveries import drop_queued_for
 from fedi.groups.membership import follow_document, respond_to_follow
 from fedi.groups.relay import announce_to_members, relay_activity, relay_post, withdraw_boost
@@ -88,8 +88,11 @@ async def reject(session: AsyncSession, urls: Urls, group: Actor, actor: Actor) 
 
 async def ban(
     session: AsyncSession, urls: Urls, group: Actor, actor: Actor, *, by: Actor | None,
-    reason: str | None,
+    reason: str | None, expires_at: float | None = None,
 ) -> None:
+    """Ban `actor` from `group`, until `expires_at` if given (the worker lifts it then)."""
+    if expires_at is not None and expires_at <= now():
+        raise ValidationError("a ban's end must be in the future")
     if actor.id == group.id or (by is not None and actor.id == by.id):
         raise ValidationError("a moderator cannot ban the group or themselves")
     owner = (
@@ -109,7 +112,9 @@ async def ban(
     ).scalar_one_or_none()
     if existing is None:
         session.add(GroupBan(group_id=group.id, actor_id=actor.id, reason=reason,
-                             banned_by=by.id if by else None))
+                             banned_by=by.id if by else None, expires_at=expires_at))
+    else:
+        existing.expires_at = expires_at
     await session.execute(
         delete(Follow).where(Follow.target_id == group.id, Follow.follower_id == actor.id)
     )
@@ -350,4 +355,23 @@ async def restore_post(session: AsyncSession, urls: Urls, group: Actor, uri: str
     await relay_activity(session, urls, group, undo, author_uri=group.uri, post=post)
     post_stored(session, post)
     return post
+
+
+async def lift_expired_bans(session: AsyncSession, urls: Urls, at: float) -> list[GroupBan]:
+    """Lift every ban whose end has passed, as `unban` does (their servers get Undo Block),
+    each on the group's record under the server itself."""
+    expired = list((await session.execute(
+        select(GroupBan).where(GroupBan.expires_at.is_not(None), GroupBan.expires_at <= at)
+        .order_by(GroupBan.id).limit(100)
+    )).scalars())
+    for ban_row in expired:
+        group = await session.get(Actor, ban_row.group_id)
+        person = await session.get(Actor, ban_row.actor_id)
+        if group is None or person is None:
+            await session.delete(ban_row)
+            continue
+        await unban(session, urls, group, person)
+        await modlog.record(session, modlog.Moderator("fedi (ban expired)", None), group,
+                            "unban", person.uri, reason="the ban's time ended")
+    return expired
 

@@ -30,7 +30,7 @@ from fedi.privacy.visibility import (
     addressing,
     check_allowed_in_group,
     clamp_to_parent,
-    max_for_group,
+    default_for_group,
     parse_reply_policy,
     parse_visibility,
 )
@@ -90,11 +90,15 @@ class Audience:
     people: tuple[Actor, ...] = ()  # for mentioned / circle / moderators
 
 
-async def _group_defaults(session: AsyncSession, group: Actor) -> tuple[GroupPrivacy, ReplyPolicy]:
+async def _group_defaults(
+    session: AsyncSession, group: Actor
+) -> tuple[GroupPrivacy, Visibility, ReplyPolicy]:
     config = await session.get(Group, group.id) if group.local else None
     if config is None:
-        return GroupPrivacy.PUBLIC, ReplyPolicy.MEMBERS
-    return GroupPrivacy(config.privacy), ReplyPolicy(config.reply_policy)
+        return GroupPrivacy.PUBLIC, Visibility.PUBLIC, ReplyPolicy.MEMBERS
+    privacy = GroupPrivacy(config.privacy)
+    return (privacy, default_for_group(privacy, config.default_visibility),
+            ReplyPolicy(config.reply_policy))
 
 
 async def choose_audience(
@@ -102,9 +106,9 @@ async def choose_audience(
     replies: str | None, mentions: list[Actor], parent: Post | None,
 ) -> Audience:
     """Apply the group's privacy and the parent's reach to what the author asked for."""
-    privacy, default_policy = await _group_defaults(session, group)
+    privacy, default_kind, default_policy = await _group_defaults(session, group)
     if visibility is None:
-        kind, circle_name = (max_for_group(privacy), None)
+        kind, circle_name = (default_kind, None)
     else:
         kind, circle_name = parse_visibility(visibility)
     check_allowed_in_group(kind, privacy)

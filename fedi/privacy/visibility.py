@@ -88,6 +88,21 @@ def max_for_group(privacy: GroupPrivacy) -> Visibility:
     return Visibility.PUBLIC if privacy is GroupPrivacy.PUBLIC else Visibility.MEMBERS
 
 
+def default_for_group(privacy: GroupPrivacy, configured: str | None) -> Visibility:
+    """What a new post in the group is when its author does not say: the group's chosen
+    default where its privacy still allows it, else the widest the privacy allows."""
+    if configured:
+        try:
+            chosen = Visibility(configured)
+        except ValueError:
+            chosen = None
+        if chosen is not None and not chosen.has_named_audience and not (
+            privacy is not GroupPrivacy.PUBLIC and chosen.open_to_anyone
+        ):
+            return chosen
+    return max_for_group(privacy)
+
+
 def check_allowed_in_group(visibility: Visibility, privacy: GroupPrivacy) -> None:
     if privacy is not GroupPrivacy.PUBLIC and visibility.open_to_anyone:
         raise ValidationError(

@@ -99,6 +99,9 @@ class Group(Base):
     questions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
     # Members may dislike (downvote) posts, as Lemmy communities allow; off by default.
     allow_dislikes: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the compose form offers first (None: the widest the group's privacy allows).
+    default_visibility: Mapped[str | None] = mapped_column(String(32), default=None)
+    banner: Mapped[str | None] = mapped_column(URI, default=None)  # the actor's `image`
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
 
@@ -122,6 +125,8 @@ class GroupBan(Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     banned_by: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
     created_at: Mapped[float] = mapped_column(Float, default=now)
+    # A ban with an end is lifted by the worker once it passes (None: until unbanned).
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     __table_args__ = (UniqueConstraint("group_id", "actor_id"),)
 
 
@@ -193,6 +198,11 @@ class Post(Base):
     document: Mapped[str] = mapped_column(Text)  # the AS object as served / received
     # The Create it came in (or went out) with: what the group relays, unchanged.
     activity: Mapped[str | None] = mapped_column(Text, default=None)
+    # A group's pages list its threads newest first; a thread page reads one thread in order.
+    __table_args__ = (
+        Index("ix_posts_group_published", "group_id", "published"),
+        Index("ix_posts_thread_published", "thread_id", "published"),
+    )
 
 
 class Reaction(Base):

@@ -35,7 +35,12 @@ from fedi.groups.reactions import vote
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.moderation.reports import MAX_COMMENT, report_post
 from fedi.privacy.access import can_view
-from fedi.privacy.visibility import GroupPrivacy, Visibility, check_allowed_in_group, max_for_group
+from fedi.privacy.visibility import (
+    GroupPrivacy,
+    Visibility,
+    check_allowed_in_group,
+    default_for_group,
+)
 from fedi.store.models import Actor, Circle, Group, Post
 from fedi.urls import GROUPS, new_id
 from fedi.web.auth import checked_form, csrf_token, current_user, render, require_login
@@ -144,7 +149,9 @@ async def _visibilities(session: AsyncSession, person: Actor, group: Actor,
 
 
 def _default_visibility(config: Group | None) -> str:
-    return max_for_group(GroupPrivacy(config.privacy) if config else GroupPrivacy.PUBLIC).value
+    if config is None:
+        return Visibility.PUBLIC.value
+    return default_for_group(GroupPrivacy(config.privacy), config.default_visibility).value
 
 
 async def _preview(session: AsyncSession, person: Actor, body: str) -> Markup:

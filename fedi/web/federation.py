@@ -61,6 +61,7 @@ def view_of(actor: Actor, urls: Urls, group: Group | None = None) -> ActorView:
         assertion_key_id=actor.assertion_key_id,
         assertion_public_key=actor.assertion_public_key,
         icon=actor.icon,
+        image=group.banner if group else None,
     )
 
 

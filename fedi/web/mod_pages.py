@@ -9,6 +9,7 @@ records the audit row under the person, in one transaction: a refusal changes no
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -123,8 +124,15 @@ async def _resolve_report(a: Acting) -> Outcome:
 async def _ban(a: Acting) -> Outcome:
     person = await _person(a)
     reason = _text(a.form, "reason")
+    days = _text(a.form, "days", 10).strip()
+    until: float | None = None
+    if days:
+        try:
+            until = time.time() + float(days) * 86400
+        except ValueError:
+            raise ValidationError(f"{days!r} is not a number of days") from None
     await moderation.ban(a.session, a.services.urls, a.group, person, by=a.by.actor,
-                         reason=reason or None)
+                         reason=reason or None, expires_at=until)
     return person.uri, reason
 
 
@@ -188,6 +196,8 @@ async def _settings(a: Acting) -> Outcome:
         reply_policy=_text(a.form, "reply_policy", 20),
         premoderation=a.form.get("premoderation") == "on", report_threshold=int(threshold),
         allow_dislikes=a.form.get("allow_dislikes") == "on", icon=_text(a.form, "icon", 2048),
+        banner=_text(a.form, "banner", 2048),
+        default_visibility=_text(a.form, "default_visibility", 20),
     ))
     return a.group.uri, None
 
