@@ -245,7 +245,9 @@ async def test_3_start_a_thread_and_reply_without_javascript(
     await record(page, "thread")
 
     # The reply is written in a second browser profile with JavaScript off, while this page
-    # (JavaScript on) keeps the thread open: it shows the reply without a reload.
+    # (JavaScript on) keeps the thread open: it shows the reply without a reload. Pages
+    # with scripts off get screenshots only (axe is a script); the same templates are
+    # checked with axe in this page.
     context = await browser.new_context(base_url=site.base_url, java_script_enabled=False,
                                         viewport={"width": 390, "height": 844})
     try:
@@ -284,6 +286,16 @@ async def test_3_start_a_thread_and_reply_without_javascript(
     await expect(nested.locator(".content em")).to_have_text("laundry basket")
     await expect(page.get_by_text("1 reply", exact=True)).to_be_visible()
     await record(page, "thread-with-reply")
+
+    # The reply form's preview, as the no-script browser saw it, checked with axe here.
+    reply_box = own_actions(nested)
+    await reply_box.get_by_text("Reply to").click()
+    await reply_box.get_by_label("Your reply").fill("Only a **preview**.")
+    await reply_box.get_by_role("button", name="Preview").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Reply in {j.open_title}")
+    await expect(page.get_by_role("region", name="Preview").locator("strong")
+                 ).to_have_text("preview")
+    await record(page, "reply-preview")
     j.done.add("thread")
 
 
