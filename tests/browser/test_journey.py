@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -66,6 +66,15 @@ async def cli(site: Site, *args: str) -> str:
     """A `fedi` command on `site`, off the event loop (the browser keeps running)."""
     result = await asyncio.to_thread(site.instance.cli, *args)
     return result.stdout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def patient_expectations() -> Iterator[None]:
+    """Each expectation waits up to WAIT here, not Playwright's 5 s: a page served by a busy
+    machine is slow, not wrong. Put back for the other modules."""
+    expect.set_options(timeout=WAIT)
+    yield
+    expect.set_options(timeout=None)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
