@@ -14,7 +14,7 @@ import secrets
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from fedi.config import Settings
@@ -89,6 +89,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def server_error(request: Request, exc: Exception) -> Response:
     """Never the exception's text: it may hold a query, a path or a secret."""
+    if isinstance(exc, ClientDisconnect):
+        # Not a fault of ours: the client left mid-request (web.connections logs that
+        # line); nobody reads this answer, and a traceback would only be noise.
+        return Response(status_code=400)
     request_id = secrets.token_hex(8)
     # The route's template, not the path: a path may carry a token (SECURITY: access log).
     log.error("unhandled error in %s %s, request id %s", request.method,

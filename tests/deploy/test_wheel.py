@@ -136,7 +136,7 @@ def test_wheel_serves_every_page_from_an_empty_directory(
             pages = {
                 "index": (f"{fedi.base_url}/", "Wheel Club"),
                 "group": (group, "First thread"),
-                "user": (user, "Hello from a wheel"),
+                "user": (user, "First thread"),  # a person's threads are listed by title
                 "post": (post, "Hello from a wheel"),
                 "invite": (invite, "Wheel Club"),
             }

@@ -95,15 +95,19 @@ async def test_remote_html_is_cut_to_the_allowlist_before_it_is_stored_or_shown(
     note = {"id": note_id, "type": "Note", "attributedTo": rem.uri, "content": HOSTILE_HTML,
             "to": [PUBLIC, f"{v.base_url}/groups/g"], "name": "A <script>title</script>"}
     await send(v, remote, rem, {"type": "Create", "object": note, "to": note["to"]})
-    [(content, document)] = await v.query(
-        "SELECT content, document FROM posts WHERE uri = :u", u=note_id)
+    [(post_id, content, document)] = await v.query(
+        "SELECT id, content, document FROM posts WHERE uri = :u", u=note_id)
     async with httpx.AsyncClient() as http:
         page = (await http.get(f"{v.base_url}/groups/g",
                                headers={"Accept": "text/html"})).text
+        thread = (await http.get(f"{v.base_url}/remote/posts/{post_id}",
+                                 headers={"Accept": "text/html"})).text
     assert "Hello <b>there</b>" in content and "http://example.org/ok" in content
-    assert note_id in page and "Hello" in page  # the thread is listed, with its text
+    # The thread is listed by its title (its markup dropped), and shown here with its text.
+    assert f'<a href="/remote/posts/{post_id}">A</a>' in page
+    assert "Hello <b>there</b>" in thread
     stored = json.loads(document)["content"]
-    for shown in (content, stored, page):
+    for shown in (content, stored, page, thread):
         lowered = shown.lower()
         for needle in ("<script>alert", "onclick", "onerror", "onload", "onmouseover",
                        "<iframe", "<svg", "<form", "<input", "steal()", "position:fixed",
