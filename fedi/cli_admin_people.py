@@ -98,9 +98,9 @@ def cmd_groups(settings: Settings, args: argparse.Namespace) -> int:
                 for member in await groups.members(session, group):
                     print(f"{member.actor.uri}\t{member.role}")
             elif action == "edit":
-                changed = await groups.edit(session, admin, args.name, title=args.title,
-                                            summary=args.summary, rules=args.rules,
-                                            join_policy=args.join)
+                changed = await groups.edit(
+                    session, services.urls, admin, args.name, title=args.title,
+                    summary=args.summary, rules=args.rules, join_policy=args.join)
                 print(f"changed: {', '.join(changed) or 'nothing'}")
             elif action == "transfer":
                 person = await groups.transfer(session, admin, args.name, args.owner)

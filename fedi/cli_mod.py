@@ -355,7 +355,7 @@ def _switch(value: str | None) -> bool | None:
 
 async def _settings(services: Services, session: AsyncSession, group: Actor,
                     args: argparse.Namespace, by: Moderator) -> str | None:
-    config = await group_settings.update(session, group, group_settings.Changes(
+    config = await group_settings.update(session, services.urls, group, group_settings.Changes(
         title=args.title, summary=args.description, rules=args.rule, questions=args.question,
         join_policy=args.join, privacy=args.privacy, reply_policy=args.replies,
         premoderation=_switch(args.premoderation), report_threshold=args.report_threshold,

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.accounts import login
 from fedi.activitypub import activities
 from fedi.activitypub.vocab import PUBLIC
-from fedi.actors.local import JOIN_POLICIES, create_group, find_local
+from fedi.actors.local import create_group, find_local
 from fedi.admin.acting import Admin
 from fedi.errors import ValidationError
+from fedi.groups import group_settings
 from fedi.groups.relay import announce_to_members
 from fedi.moderation import audit
 from fedi.store.models import (
@@ -137,32 +138,22 @@ def _rules(rules: Sequence[str]) -> list[str]:
 
 
 async def edit(
-    session: AsyncSession, admin: Admin, name: str, *, title: str | None = None,
+    session: AsyncSession, urls: Urls, admin: Admin, name: str, *, title: str | None = None,
     summary: str | None = None, rules: Sequence[str] | None = None,
     join_policy: str | None = None,
 ) -> list[str]:
-    """Change what is given (None keeps it); every value is checked before any is written.
-    The names of what changed."""
+    """Change what is given (None keeps it) through the moderators' own settings use case,
+    so one set of rules holds whoever edits; the names of what changed."""
     group = await group_named(session, name)
     config = await session.get(Group, group.id)
     assert config is not None
-    new_title = _title(title) if title is not None else group.name
-    new_summary = _summary(summary) if summary is not None else group.summary
-    new_rules = _rules(rules) if rules is not None else json.loads(config.rules)
-    policy = join_policy if join_policy is not None else config.join_policy
-    if policy not in JOIN_POLICIES:
-        raise ValidationError(f"join policy must be one of {', '.join(JOIN_POLICIES)}")
-    if config.privacy == "private" and policy == "open":
-        raise ValidationError("a private group cannot be open: choose approval or invite")
-    if config.privacy == "hidden" and policy != "invite":
-        raise ValidationError("a hidden group is invite-only")
-    changed = [field for field, before, after in (
-        ("title", group.name, new_title), ("summary", group.summary, new_summary),
-        ("rules", json.loads(config.rules), new_rules),
-        ("join_policy", config.join_policy, policy)) if before != after]
-    group.name, group.summary = new_title, new_summary
-    config.rules, config.join_policy = json.dumps(new_rules), policy
-    group.manually_approves_followers = policy != "open"
+    before = (group.name, group.summary, json.loads(config.rules), config.join_policy)
+    await group_settings.update(session, urls, group, group_settings.Changes(
+        title=title, summary=summary, rules=list(rules) if rules is not None else None,
+        join_policy=join_policy))
+    after = (group.name, group.summary, json.loads(config.rules), config.join_policy)
+    changed = [field for field, old, new in zip(
+        ("title", "summary", "rules", "join_policy"), before, after, strict=True) if old != new]
     await audit.record(session, admin.who, "group.edit", group.uri, group_id=group.id,
                        details={"changed": changed})
     return changed

@@ -11,12 +11,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.activitypub import activities
 from fedi.activitypub.parse import is_http_url
+from fedi.activitypub.vocab import PUBLIC
+from fedi.actors.documents import document_of
 from fedi.actors.local import JOIN_POLICIES, PRIVACIES
 from fedi.content import text_to_html
 from fedi.errors import ValidationError
+from fedi.groups.relay import announce_to_members
 from fedi.privacy.visibility import GroupPrivacy, default_for_group, parse_reply_policy
 from fedi.store.models import Actor, Group
+from fedi.urls import Urls, new_id
 
 MAX_TITLE = 100
 MAX_SUMMARY = 5000
@@ -59,8 +64,9 @@ def _check(privacy: str, join_policy: str) -> None:
         raise ValidationError("a hidden group admits by invite only")
 
 
-async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group:
-    """Apply the changes, or raise ValidationError having changed nothing."""
+async def update(session: AsyncSession, urls: Urls, group: Actor, changes: Changes) -> Group:
+    """Apply the changes, or raise ValidationError having changed nothing; the members'
+    servers get an Update of the group (Lemmy and Mastodon refresh their copy from it)."""
     config = await session.get(Group, group.id)
     if config is None:
         raise ValidationError(f"{group.username} has no settings")
@@ -112,6 +118,14 @@ async def update(session: AsyncSession, group: Actor, changes: Changes) -> Group
         config.report_threshold = changes.report_threshold
     if changes.allow_dislikes is not None:
         config.allow_dislikes = changes.allow_dislikes
+    await session.flush()
+    followers = group.followers_url or Urls.followers(group.uri)
+    update = activities.activity(
+        "Update", urls.activity(new_id()), group.uri,
+        {k: v for k, v in document_of(group, urls, config).items() if k != "@context"},
+        to=[PUBLIC], cc=[followers],
+    )
+    await announce_to_members(session, group, update)
     return config
 
 

@@ -16,6 +16,7 @@ from fedi.accounts import avatars, login, profile, recovery, registration, sessi
 from fedi.accounts.mail import Mailer
 from fedi.accounts.throttle import Limits
 from fedi.activitypub.actors import actor_document
+from fedi.actors.documents import view_of
 from fedi.content import html_to_text
 from fedi.errors import FediError, ValidationError
 from fedi.services import Services
@@ -33,7 +34,6 @@ from fedi.web.auth import (
     services_of,
     set_cookie,
 )
-from fedi.web.federation import view_of
 
 log = logging.getLogger("fedi.accounts")
 LIMITS = Limits()

@@ -60,8 +60,9 @@ async def _act(request: Request, form: FormData, session: AsyncSession,
     back = f"/admin/groups/{name}"
     if action == "edit":
         changed = await groups.edit(
-            session, admin, name, title=text(form, "title"), summary=text(form, "summary"),
-            rules=lines(text(form, "rules")), join_policy=text(form, "join"))
+            session, services_of(request).urls, admin, name, title=text(form, "title"),
+            summary=text(form, "summary"), rules=lines(text(form, "rules")),
+            join_policy=text(form, "join"))
         return (f"Saved: {', '.join(changed)}." if changed else "Nothing had changed."), back
     if action == "transfer":
         person = await groups.transfer(session, admin, name, text(form, "owner"))

@@ -14,8 +14,9 @@ from starlette.routing import Route
 
 from fedi import metrics
 from fedi.activitypub.activities import iso
-from fedi.activitypub.actors import ActorView, actor_document
+from fedi.activitypub.actors import actor_document
 from fedi.activitypub.vocab import AS_CONTEXT, POST_TYPES, PUBLIC, addressees, first_type
+from fedi.actors.documents import view_of
 from fedi.federation.receive import InboxRequest, InboxResult
 from fedi.groups.relay import group_copy
 from fedi.groups.threads import find_post
@@ -23,7 +24,7 @@ from fedi.groups.viewers import facts_for
 from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
 from fedi.store.models import Actor, Group, OutboundActivity, Post
-from fedi.urls import GROUPS, USERS, Urls
+from fedi.urls import GROUPS, USERS
 from fedi.web.gate import viewer_of, visible
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
@@ -33,36 +34,6 @@ from fedi.web.params import non_negative, row_id
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
-
-
-def view_of(actor: Actor, urls: Urls, group: Group | None = None) -> ActorView:
-    if not (actor.inbox and actor.outbox and actor.followers_url and actor.key_id
-            and actor.public_key_pem):
-        raise ValueError(f"local actor {actor.uri} is incomplete")
-    return ActorView(
-        id=actor.uri,
-        type=actor.type,
-        username=actor.username,
-        name=actor.name,
-        summary=actor.summary,
-        inbox=actor.inbox,
-        outbox=actor.outbox,
-        followers=actor.followers_url,
-        following=Urls.following(actor.uri) if actor.type == "Person" else None,
-        shared_inbox=urls.shared_inbox,
-        key_id=actor.key_id,
-        public_key_pem=actor.public_key_pem,
-        url=actor.url,
-        manually_approves_followers=actor.manually_approves_followers,
-        moderators=Urls.moderators(actor.uri) if actor.type == "Group" else None,
-        featured=f"{actor.uri}/featured" if actor.type == "Group" else None,
-        rules=tuple(json.loads(group.rules or "[]")) if group else (),
-        questions=tuple(json.loads(group.questions or "[]")) if group else (),
-        assertion_key_id=actor.assertion_key_id,
-        assertion_public_key=actor.assertion_public_key,
-        icon=actor.icon,
-        image=group.banner if group else None,
-    )
 
 
 async def _local_actor(request: Request) -> Actor | None:

@@ -189,7 +189,7 @@ async def _settings(a: Acting) -> Outcome:
     threshold = _text(a.form, "report_threshold", 10) or "0"
     if not threshold.isdigit():
         raise ValidationError("the report threshold is a whole number, 0 for off")
-    await group_settings.update(a.session, a.group, group_settings.Changes(
+    await group_settings.update(a.session, a.services.urls, a.group, group_settings.Changes(
         title=_text(a.form, "title"), summary=_text(a.form, "summary"),
         rules=_lines(_text(a.form, "rules")), questions=_lines(_text(a.form, "questions")),
         join_policy=_text(a.form, "join_policy", 20), privacy=_text(a.form, "privacy", 20),

@@ -106,7 +106,7 @@ async def test_posts_take_the_groups_default_visibility_and_settings_check_it(
     async with services.sessionmaker() as session, session.begin():
         group = await find_local(session, "g")
         assert group is not None
-        await group_settings.update(session, group, group_settings.Changes(
+        await group_settings.update(session, services.urls, group, group_settings.Changes(
             default_visibility="unlisted", banner="https://img.example/banner.png"))
     async with services.sessionmaker() as session, session.begin():
         group = await find_local(session, "g")
@@ -120,14 +120,40 @@ async def test_posts_take_the_groups_default_visibility_and_settings_check_it(
         assert chosen.post.visibility == "members"
         # A value the group's privacy does not allow is refused and nothing changes.
         with pytest.raises(ValidationError):
-            await group_settings.update(session, group, group_settings.Changes(
+            await group_settings.update(session, services.urls, group, group_settings.Changes(
                 default_visibility="mentioned"))
         config = await session.get(Group, group.id)
         assert config is not None and config.default_visibility == "unlisted"
         # Making the group private drops a default it no longer allows.
-        await group_settings.update(session, group, group_settings.Changes(
+        await group_settings.update(session, services.urls, group, group_settings.Changes(
             privacy="private", join_policy="approval"))
         assert config.default_visibility is None
     actor_doc = (await fedi.http.get(
         GROUP, headers={"Accept": "application/activity+json"})).json()
     assert actor_doc["image"] == {"type": "Image", "url": "https://img.example/banner.png"}
+
+
+async def test_a_settings_change_reaches_the_members_servers_as_an_update(world: World) -> None:
+    services = world.fedi.services
+    async with services.sessionmaker() as session, session.begin():
+        group = await find_local(session, "g")
+        assert group is not None
+        await group_settings.update(session, services.urls, group, group_settings.Changes(
+            title="Renamed", rules=["be kind"], banner="https://img.example/b.png"))
+    await services.delivery.run_once()
+    updates = [p.json for p in world.remote.posts if p.json.get("type") == "Update"]
+    assert updates, "the members' server got no Update of the group"
+    body = updates[-1]["object"]
+    assert body["id"] == GROUP and body["type"] == "Group" and body["name"] == "Renamed"
+    assert body["image"]["url"] == "https://img.example/b.png"
+    assert [rule["content"] for rule in body["rules"]] == ["be kind"]
+    # A refused change sends nothing.
+    before = len(world.remote.posts)
+    async with services.sessionmaker() as session:
+        group = await find_local(session, "g")
+        assert group is not None
+        with pytest.raises(ValidationError):
+            await group_settings.update(session, services.urls, group, group_settings.Changes(
+                privacy="private", join_policy="open"))
+    await services.delivery.run_once()
+    assert len(world.remote.posts) == before
