@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.actors.local import find_local
+from fedi.admin import acting
+from fedi.admin import reports as admin_reports
+from fedi.admin.acting import Admin
 from fedi.cli_accounts import build_accounts_admin_parser
 from fedi.cli_admin_people import build_people_parser
 from fedi.cli_common import with_services
@@ -24,14 +26,13 @@ from fedi.cli_ops import build_ops_parser
 from fedi.config import Settings
 from fedi.delivery import queue as delivery_queue
 from fedi.errors import FediError, ValidationError
-from fedi.groups import moderation as group_moderation
 from fedi.moderation import audit, blocks, imports, reports
 from fedi.moderation.blocklist_csv import CsvBlock, format_blocklist, parse_blocklist
 from fedi.moderation.blocks import BlockSettings
 from fedi.moderation.policy import get_mode
 from fedi.privacy.domains import MODES, normalise_domain
 from fedi.services import Services
-from fedi.store.models import Actor, User, now
+from fedi.store.models import Actor, now
 
 # Imports at least this long report progress on stderr.
 PROGRESS_FROM = 200
@@ -43,14 +44,6 @@ SEVERITY_HELP = (
     "listings; members still see it. noop: neither (to carry only --reject-media or "
     "--reject-reports, or to exempt a subdomain of a blocked domain)"
 )
-
-
-@dataclass(frozen=True)
-class Admin:
-    """Who is acting: recorded in the audit log."""
-
-    who: str
-    actor_id: int | None
 
 
 Work = Callable[[Services, AsyncSession, Admin, argparse.Namespace], Awaitable[None]]
@@ -207,15 +200,7 @@ def _run(settings: Settings, args: argparse.Namespace, work: Work) -> int:
 
 
 async def _admin(session: AsyncSession, name: str | None) -> Admin:
-    if name is None:
-        return Admin(audit.CLI_ADMIN, None)
-    actor = await find_local(session, name)
-    user = await session.get(User, actor.id) if actor is not None else None
-    if actor is None or user is None:
-        raise FediError(f"there is no local user {name!r}")
-    if not user.is_admin:
-        raise FediError(f"{name} is not an instance admin (fedi create-user {name} --admin)")
-    return Admin(actor.uri, actor.id)
+    return await acting.named(session, name)
 
 
 def _when(moment: float | None) -> str:
@@ -424,13 +409,10 @@ async def _queue(services: Services, session: AsyncSession, admin: Admin,
                  args: argparse.Namespace) -> None:
     moment = now()
     if args.retry is not None:
-        done = await delivery_queue.retry_host(session, args.retry, moment)
-        if not done.rows and not (done.was_paused or done.was_gone):
-            raise ValidationError(f"{done.host} has no pending deliveries and is not paused "
-                                  "or gone; nothing to retry (see `fedi admin queue`)")
-        await audit.record(session, admin.who, "delivery.retry", done.host,
-                           details={"deliveries": done.rows, "was_paused": done.was_paused,
-                                    "was_gone": done.was_gone})
+        try:
+            done = await admin_reports.retry_host(session, admin, args.retry)
+        except ValidationError as exc:
+            raise ValidationError(f"{exc.reason} (see `fedi admin queue`)") from None
         rows = _plural(done.rows, "pending delivery", "pending deliveries")
         line = f"retrying {done.host} now: {rows} due now, backoff and circuit breaker cleared"
         if done.was_gone:
@@ -483,45 +465,10 @@ async def _reports(services: Services, session: AsyncSession, admin: Admin,
 
 async def _resolve(services: Services, session: AsyncSession, admin: Admin,
                    args: argparse.Namespace) -> None:
-    report = await reports.get_report(session, args.report_id)
-    target = await session.get(Actor, report.target_id)
-    if target is None:
-        raise FediError(f"report {report.id} names an account that no longer exists")
-    done = "no action"
-    if args.action == "ban":
-        if report.group_id is None:
-            raise ValidationError(f"report {report.id} is not about a post in a local group; "
-                                  "use --action suspend-domain or none")
-        group = await session.get(Actor, report.group_id)
-        if group is None:
-            raise FediError(f"the group of report {report.id} no longer exists")
-        by = await session.get(Actor, admin.actor_id) if admin.actor_id else None
-        await group_moderation.ban(session, services.urls, group, target, by=by,
-                                   reason=args.note)
-        await audit.record(session, admin.who, "group.ban", target.uri, reason=args.note,
-                           group_id=group.id, details={"report": report.id})
-        done = f"{target.uri} banned from {group.username}"
-    elif args.action == "remove":
-        removed = await reports.hide_reported_posts(session, report)
-        if not removed:
-            raise ValidationError(f"report {report.id} names no post that is still shown")
-        await audit.record(session, admin.who, "post.remove", target.uri, reason=args.note,
-                           group_id=report.group_id,
-                           details={"report": report.id, "posts": reports.post_uris(report)})
-        done = f"{_plural(removed, 'post')} removed"
-    elif args.action == "suspend-domain":
-        if target.local:
-            raise ValidationError(f"{target.uri} is a local account; there is no domain to "
-                                  "suspend")
-        result = await blocks.add_block(
-            session, target.domain,
-            BlockSettings("suspend", private_comment=f"report {report.id}: {args.note}"),
-            who=admin.who, own_domain=_own(services),
-        )
-        done = f"{result.domain} suspended"
-    await reports.resolve(session, report, action=args.action, note=args.note, who=admin.who,
-                          resolved_by=admin.actor_id)
-    print(f"report {report.id} resolved: {done}")
+    done = await admin_reports.resolve(
+        session, services.urls, admin, args.report_id, action=args.action, note=args.note,
+        own_domain=_own(services))
+    print(f"report {args.report_id} resolved: {done}")
 
 
 async def _forward(services: Services, session: AsyncSession, admin: Admin,
