@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
-from fedi.activitypub.parse import IncomingActivity
+from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
@@ -112,3 +112,24 @@ async def _follow_by_pair(session: AsyncSession, follower: str, target: str) -> 
             )
         )
     ).scalar_one_or_none()
+
+
+async def handle_banned_from_remote_group(ctx: HandlerContext,
+                                          activity: IncomingActivity) -> None:
+    """A Block of one of our people with another server's group as `target` (how fedi and
+    Lemmy federate a ban): their membership ends here too, so they no longer post to a group
+    that refuses them. Only the group's own server speaks for it (the group, or on Lemmy
+    the moderator's account there)."""
+    target = id_of(activity.document.get("target"))
+    host = host_of(activity.actor)
+    if target is None or activity.object_id is None or not host or host_of(target) != host:
+        raise Ignored("Block of one of ours not sent by the server of the group it names")
+    group = (await ctx.session.execute(
+        select(Actor).where(Actor.uri == target, Actor.type == "Group"))).scalar_one_or_none()
+    person = (await ctx.session.execute(
+        select(Actor).where(Actor.uri == activity.object_id, Actor.local))).scalar_one_or_none()
+    if group is None or group.local or person is None:
+        raise Ignored("Block of someone not ours, or from a group we do not know")
+    await ctx.session.execute(
+        delete(Follow).where(Follow.follower_id == person.id, Follow.target_id == group.id))
+    ctx.outcome = f"{person.uri} banned from {group.uri}: membership ended"

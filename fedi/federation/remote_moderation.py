@@ -28,6 +28,7 @@ from sqlalchemy import select
 from fedi.activitypub.parse import IncomingActivity, host_of
 from fedi.activitypub.vocab import first_type, id_of, ids
 from fedi.errors import ValidationError
+from fedi.federation.following import handle_banned_from_remote_group
 from fedi.groups import moderation, modlog
 from fedi.groups.inbound import handle_delete as delete_own_post
 from fedi.groups.membership import handle_undo as undo_follow_or_reaction
@@ -127,7 +128,10 @@ async def handle_delete(ctx: HandlerContext, activity: IncomingActivity) -> None
 
 
 async def handle_block(ctx: HandlerContext, activity: IncomingActivity) -> None:
-    group = await _local_group(ctx, id_of(activity.document.get("target")))
+    target = id_of(activity.document.get("target"))
+    group = await _local_group(ctx, target)
+    if group is None and target is not None and not ctx.urls.is_local(target):
+        return await handle_banned_from_remote_group(ctx, activity)
     if group is None:
         raise Ignored("Block without a local group as target")
     moderator = await _moderator(ctx, group, activity, "ban")
