@@ -89,6 +89,17 @@ async def signed_in(page: Page, name: str) -> None:
     await expect(account_nav(page).get_by_role("link", name=name)).to_be_visible()
 
 
+async def fits_a_phone(page: Page, name: str) -> None:
+    """At 390 px the page scrolls down only: long addresses wrap, tables fit."""
+    await page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        width = await page.evaluate("() => document.documentElement.scrollWidth")
+        await record(page, name)
+        assert width <= 390, f"{page.url} is {width} px wide on a 390 px phone"
+    finally:
+        await page.set_viewport_size({"width": 1280, "height": 800})
+
+
 async def test_a_non_admin_gets_the_403_page(page: Page, setting: Setting) -> None:
     await signed_in(page, setting.person)
     response = await page.goto("/admin")
@@ -130,6 +141,7 @@ async def test_blocklist_upload_preview_apply_undo(
     await expect(table.get_by_role("row", name="noisy.example").get_by_role("cell")
                  ).to_have_text(["3", "new", "silence", "-", "0", "0"])
     await record(page, "import-preview")
+    await fits_a_phone(page, "import-preview-phone")
     # The preview wrote nothing.
     assert len(await members_from(site, s.group, blocked)) == 1
     assert await site.instance.query("SELECT domain FROM domain_blocks") == []
@@ -183,3 +195,4 @@ async def test_blocklist_upload_preview_apply_undo(
         await expect(row).to_have_count(1)
         await expect(row.get_by_role("cell", name=admin_uri, exact=True)).to_be_visible()
     await record(page, "audit")
+    await fits_a_phone(page, "audit-phone")

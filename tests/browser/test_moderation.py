@@ -120,6 +120,17 @@ async def open_dashboard(page: Page, c: Crew) -> None:
     await expect(page.get_by_role("heading", level=1)).to_have_text(f"Moderate {c.title}")
 
 
+async def fits_a_phone(page: Page, name: str) -> None:
+    """At 390 px the page scrolls down only: long addresses wrap, forms fit."""
+    await page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        width = await page.evaluate("() => document.documentElement.scrollWidth")
+        await record(page, name)
+        assert width <= 390, f"{page.url} is {width} px wide on a 390 px phone"
+    finally:
+        await page.set_viewport_size({"width": 1280, "height": 800})
+
+
 # -- 1. a join request and its answer --------------------------------------------------------
 
 
@@ -252,6 +263,7 @@ async def test_3_resolve_a_report_by_removing_the_post(
     await expect(reports).to_contain_text(complaint)
     await expect(reports.locator("blockquote", has_text=c.remote_post)).to_be_visible()
     await record(page, "dashboard-report")
+    await fits_a_phone(page, "dashboard-report-phone")
     await reports.get_by_label("Action").select_option("remove")
     await reports.get_by_label("Note (moderators only)").fill("Spam, removed.")
     await reports.get_by_role("button", name="Resolve report").click()
@@ -382,6 +394,7 @@ async def test_6_every_action_is_logged_under_the_moderator(
         await expect(row.first).to_be_visible()
         await expect(row.first.get_by_role("link", name=c.moderator)).to_be_visible()
     await record(page, "modlog")
+    await fits_a_phone(page, "modlog-phone")
 
     _, audit = await cli(site, "admin", "audit", "--group", c.group)
     moderator = local_uri(site, c.moderator)
