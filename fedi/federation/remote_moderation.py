@@ -82,6 +82,9 @@ async def _moderator(
         role = "the owner" if owner_only else "a moderator"
         log.warning("refused %s in group %s from %s: not %s of it (activity %s)",
                     what, group.uri, actor.uri, role, activity.id)
+        if what == "remove":  # a Delete of someone else's post: say both ways it could stand
+            raise Ignored(f"refused: only the author or a moderator of {group.uri} may remove a "
+                          f"post there, and {actor.uri} is neither")
         raise Ignored(f"refused: {actor.uri} is not {role} of {group.uri} ({what})")
     return actor
 

@@ -160,8 +160,9 @@ async def test_a_moderator_on_b_removes_and_locks_in_a_group_on_a(
         return found if {"Delete", "Lock"} <= found.keys() else {}
 
     errors = await eventually(refused_on_a, what="A refused eve's Delete and Lock")
-    for kind in ("Delete", "Lock"):
-        assert errors[kind].startswith(f"refused: {eve} is not a moderator"), errors
+    assert errors["Lock"].startswith(f"refused: {eve} is not a moderator"), errors
+    assert errors["Delete"].startswith("refused: only the author or a moderator"), errors
+    assert errors["Delete"].endswith(f"{eve} is neither"), errors
     assert await one(a, "SELECT deleted_at FROM posts WHERE uri = :u", u=third) is None
     assert await one(a, "SELECT locked_at FROM posts WHERE uri = :u", u=thread) is None
     assert await a.query("SELECT who FROM audit_log WHERE who = :p", p=eve) == []

@@ -211,7 +211,7 @@ def test_the_fuzz_reaches_every_handler() -> None:
     """The strategy draws every type in the dispatch table (a new handler is fuzzed too)."""
     seen: set[str] = set()
 
-    @settings(max_examples=400, deadline=None, derandomize=True, database=None)
+    @settings(max_examples=2000, deadline=None, derandomize=True, database=None)
     @given(doc=fuzz_activities())
     def collect(doc: dict[str, Any]) -> None:
         kind = doc["type"]
