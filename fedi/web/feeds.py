@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from xml.etree import ElementTree as ET
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fedi.actors.local import find_local
 from fedi.content import html_to_text
 from fedi.groups import reading
 from fedi.groups.reading import Entry, ThreadSort
@@ -66,11 +66,10 @@ def _date(moment: float) -> datetime:
 
 async def _public_group(request: Request) -> tuple[Services, Actor, list[Entry]]:
     services = services_of(request)
-    uri = services.urls.group(request.path_params["name"])
     async with services.sessionmaker() as session:
-        group = (await session.execute(
-            select(Actor).where(Actor.uri == uri, Actor.local, Actor.type == "Group")
-        )).scalar_one_or_none()
+        group = await find_local(session, request.path_params["name"])
+        if group is not None and group.type != "Group":
+            group = None
         config = await session.get(Group, group.id) if group is not None else None
         if group is None or config is None or config.privacy != GroupPrivacy.PUBLIC.value:
             not_found()

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from fedi.activitypub.client import ACCEPT_JRD, parse_handle
 from fedi.activitypub.parse import is_http_url
+from fedi.actors.local import find_local
 from fedi.errors import FetchError
 from fedi.privacy.visibility import GroupPrivacy
 from fedi.services import Services
@@ -79,11 +79,10 @@ async def find_subscribe_template(services: Services, handle: str) -> str:
 
 async def _joinable_group(request: Request) -> tuple[Services, Actor]:
     services = services_of(request)
-    uri = services.urls.group(request.path_params["name"])
     async with services.sessionmaker() as session:
-        group = (await session.execute(
-            select(Actor).where(Actor.uri == uri, Actor.local, Actor.type == "Group")
-        )).scalar_one_or_none()
+        group = await find_local(session, request.path_params["name"])
+        if group is not None and group.type != "Group":
+            group = None
         config = await session.get(Group, group.id) if group is not None else None
     # A hidden group is joined by invite link only; its existence is for its members.
     if group is None or config is None or config.privacy == GroupPrivacy.HIDDEN.value:
