@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from fedi.api import routes as api_routes
+from fedi.api.cors import ApiCors
 from fedi.config import Settings, load_settings
 from fedi.runtime import settle_gc
 from fedi.services import build_services
@@ -72,13 +74,15 @@ def create_app(
             *notification_pages.routes, *live.routes,
             *compose.routes, *membership_pages.routes, *mod_pages.routes,
             *remote_mod_pages.routes, *admin_routes.routes,
+            # After the site's own /static routes: the API's default images.
+            *api_routes.routes,
         ],
         lifespan=lifespan,
         # The site's error pages for browsers, JSON for machines; a 500 logs a request id.
         exception_handlers=errors.exception_handlers,
         # Outermost: the access log and latency see every response as it leaves.
         middleware=[Middleware(AccessLog, log_requests=settings.access_log),
-                    Middleware(SecurityHeaders)],
+                    Middleware(ApiCors), Middleware(SecurityHeaders)],
     )
 
 

@@ -26,7 +26,8 @@ LAYERS: dict[str, float] = {
     "worker_loop": 5.5, "services": 6,
     "admin": 5.5,  # admin use cases composed of accounts, groups and moderation (CLI and web)
     "doctor": 6.5,
-    "web": 7, "api": 7, "app": 7.5,
+    "web": 7, "app": 7.5,
+    "api": 7.2,  # the client API; its consent page and address rules come from web/
     "cli_common": 7.6, "cli_ops": 7.7,
     "cli_mod": 7.8, "cli_circle": 7.8, "cli_admin": 7.8, "cli_accounts": 7.7, "cli": 8,
     "cli_instance": 7.7,

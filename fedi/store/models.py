@@ -504,3 +504,112 @@ class Notification(Base):
         Index("ix_notifications_recipient_read", "recipient_id", "read_at"),
         Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
     )
+
+
+class OAuthApp(Base):
+    """A client app registered through POST /api/v1/apps; the secret is kept as SHA-256."""
+
+    __tablename__ = "oauth_apps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text)
+    website: Mapped[str | None] = mapped_column(URI, default=None)
+    redirect_uris: Mapped[str] = mapped_column(Text)  # newline-separated
+    scopes: Mapped[str] = mapped_column(String(1024))  # space-separated
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class OAuthCode(Base):
+    """A one-time authorization code from the consent page (RFC 6749 §4.1, PKCE RFC 7636)."""
+
+    __tablename__ = "oauth_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("oauth_apps.id"), index=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    scopes: Mapped[str] = mapped_column(String(1024))
+    redirect_uri: Mapped[str] = mapped_column(URI)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), default=None)
+    challenge_method: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class OAuthToken(Base):
+    """A bearer token (and its refresh token) for the client API, stored only as SHA-256.
+    actor_id is None for an app-only token (client_credentials)."""
+
+    __tablename__ = "oauth_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    app_id: Mapped[int] = mapped_column(ForeignKey("oauth_apps.id"), index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), index=True,
+                                                 default=None)
+    scopes: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    revoked_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_used_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class ApiIdempotency(Base):
+    """An Idempotency-Key a token already used to create a status, and what it created."""
+
+    __tablename__ = "api_idempotency"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("oauth_tokens.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), default=None)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("token_id", "key", name="uq_api_idempotency_token_key"),)
+
+
+class Bookmark(Base):
+    __tablename__ = "bookmarks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (UniqueConstraint("actor_id", "post_id", name="uq_bookmarks_actor_post"),)
+
+
+class PersonRelation(Base):
+    """A local person's block or mute of another account: their own timelines and
+    notifications leave that account out (group moderation is separate)."""
+
+    __tablename__ = "person_relations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # block | mute
+    mute_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    __table_args__ = (
+        UniqueConstraint("actor_id", "target_id", "kind", name="uq_person_relations"),
+    )
+
+
+class Marker(Base):
+    """Where a person stopped reading a timeline (Mastodon's markers)."""
+
+    __tablename__ = "markers"
+    actor_id: Mapped[int] = mapped_column(ForeignKey("actors.id"), primary_key=True)
+    timeline: Mapped[str] = mapped_column(String(16), primary_key=True)  # home | notifications
+    last_read_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class PostEdit(Base):
+    """A post's text before an edit, for its edit history."""
+
+    __tablename__ = "post_edits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    name: Mapped[str | None] = mapped_column(Text, default=None)
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    content: Mapped[str] = mapped_column(Text, default="")
+    edited_at: Mapped[float] = mapped_column(Float, default=now)
