@@ -13,13 +13,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import wraps
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fedi.accounts import oauth
 from fedi.api import ratelimit
+from fedi.api.entities import Presenter
 from fedi.api.errors import ApiError, forbidden_scope, unauthorized, unprocessable
 from fedi.errors import FediError, ValidationError
+from fedi.groups.viewers import viewer_for
 from fedi.services import Services
 from fedi.store.models import Actor
 from fedi.web.auth import client_address
@@ -128,3 +131,10 @@ def endpoint(scope: str | None, *, person: bool = True, public: bool = False
         return run
 
     return wrap
+
+
+async def presenter(session: AsyncSession, request: Request, caller: Caller) -> Presenter:
+    """The entity builder for this caller: the privacy gate sees the token's person (or an
+    anonymous reader for a public call)."""
+    viewer = await viewer_for(session, caller.person.uri if caller.person else None)
+    return Presenter(session, services_of(request).settings.base_url, viewer, caller.person)
