@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVarTuple
 from urllib.parse import urlencode
 
 from sqlalchemy import ColumnElement, Select
+from sqlalchemy.orm import QueryableAttribute
 
 from fedi.api.errors import unprocessable
 from fedi.api.params import Params
@@ -23,7 +24,7 @@ from fedi.api.params import Params
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 40
 MAX_ID = 2**63 - 1
-T = TypeVar("T", bound=tuple[Any, ...])
+Ts = TypeVarTuple("Ts")  # a Select's row, as SQLAlchemy 2.1 types it
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,8 @@ def page_query(params: Params, *, default: int = DEFAULT_LIMIT, maximum: int = M
                      limit)
 
 
-def paged(query: Select[T], column: ColumnElement[Any], page: PageQuery, *,
-          scan: int | None = None) -> Select[T]:
+def paged(query: Select[*Ts], column: ColumnElement[Any] | QueryableAttribute[Any],
+          page: PageQuery, *, scan: int | None = None) -> Select[*Ts]:
     """The query narrowed to the page and ordered for it; `scan` rows are read (more than
     `limit` when the gate will drop some)."""
     if page.max_id is not None:

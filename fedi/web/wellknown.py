@@ -7,10 +7,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fedi.accounts import registration
 from fedi.actors.local import INSTANCE_USERNAME, find_local
 from fedi.groups.counts import count_visible
 from fedi.privacy.visibility import GroupPrivacy
 from fedi.services import Services
+from fedi.store.backup import fedi_version
 from fedi.store.models import Actor, Group, Post, User
 from fedi.web.gate import viewer_of
 
@@ -116,7 +118,8 @@ async def nodeinfo(request: Request) -> Response:
         # Published counts are of what an anonymous visitor may see: no removed, held,
         # members-only or otherwise non-public posts (fedi.groups.counts mirrors the gate).
         posts = await count_visible(session, Post.local.is_(True))
-    software: dict[str, str] = {"name": "fedi", "version": "0.1.0"}
+        mode = await registration.get_mode(session)
+    software: dict[str, str] = {"name": "fedi", "version": fedi_version()}
     schema = f"http://nodeinfo.diaspora.software/ns/schema/{version}#"
     return JSONResponse(
         {
@@ -124,7 +127,7 @@ async def nodeinfo(request: Request) -> Response:
             "software": software,
             "protocols": ["activitypub"],
             "services": {"inbound": [], "outbound": []},
-            "openRegistrations": False,
+            "openRegistrations": mode in ("open", "approval"),
             "usage": {"users": {"total": users}, "localPosts": posts},
             "metadata": {"nodeName": services.settings.instance_name},
         },
