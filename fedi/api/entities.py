@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.content import html_to_text, sanitize_html, text_to_html
 from fedi.groups.reading import Gate, gate_for
 from fedi.privacy.access import Viewer
 from fedi.store.models import Actor, Bookmark, Follow, Group, Post, Reaction
@@ -48,6 +50,36 @@ def iso_date(moment: float) -> str:
 
 def acct(actor: Actor) -> str:
     return actor.username if actor.local else f"{actor.username}@{actor.domain}"
+
+
+def with_title(title: str | None, content: str) -> str:
+    """A thread's title above its text, unless the title is the text's first line (a thread
+    without a title takes its first line as one, as Lemmy does)."""
+    if not title:
+        return content
+    first = next(iter(html_to_text(content).splitlines()), "")
+    if " ".join(w for w in first.split() if not w.startswith("@")).startswith(title):
+        return content
+    return f"<p><strong>{html.escape(title)}</strong></p>{content}"
+
+
+PARAGRAPH_END = re.compile(r"</p\s*>", re.IGNORECASE)
+
+
+def plain_note(summary: str | None) -> str:
+    """A bio as its author typed it: paragraphs apart by a blank line (so a client that
+    sends `source.note` back unchanged changes nothing)."""
+    return html_to_text(PARAGRAPH_END.sub("</p>\n", summary or ""))
+
+
+def note_html(actor: Actor) -> str:
+    """The bio as HTML. Ours is kept as escaped paragraphs (profile and group settings)
+    or, from the CLI, as plain text: both come out as paragraphs. Another server's is
+    cleaned as its posts are."""
+    if actor.local:
+        text = plain_note(actor.summary)
+        return text_to_html(text) if text else ""
+    return sanitize_html(actor.summary or "")
 
 
 def _document(post: Post) -> dict[str, Any]:
@@ -120,9 +152,7 @@ class Presenter:
         avatar = actor.icon or f"{self.base_url}{DEFAULT_AVATAR}"
         header = (group.banner if group is not None and group.banner else None) or (
             f"{self.base_url}{DEFAULT_HEADER}")
-        note = html.escape(actor.summary or "") if actor.local else (actor.summary or "")
-        if actor.local and note:
-            note = f"<p>{note}</p>"
+        note = note_html(actor)
         return {
             "id": str(actor.id),
             "username": actor.username,
@@ -232,9 +262,7 @@ class Presenter:
             {"name": str(t.get("name", "")).lstrip("#"), "url": str(t.get("href") or "")}
             for t in tags if isinstance(t, dict) and t.get("type") == "Hashtag"
         ]
-        content = post.content or ""
-        if post.name:
-            content = f"<p><strong>{html.escape(post.name)}</strong></p>{content}"
+        content = with_title(post.name, post.content or "")
         group = actors.get(post.group_id) if post.group_id else None
         return {
             "id": str(post.id),

@@ -34,7 +34,16 @@ from fedi.privacy.visibility import (
     parse_reply_policy,
     parse_visibility,
 )
-from fedi.store.models import Actor, Follow, Group, OutboundActivity, Post, PostAudience, now
+from fedi.store.models import (
+    Actor,
+    Follow,
+    Group,
+    OutboundActivity,
+    Post,
+    PostAudience,
+    PostEdit,
+    now,
+)
 from fedi.urls import Urls, new_id
 
 MAX_TEXT = 50_000
@@ -324,6 +333,9 @@ async def edit_post(
     _check_text(text)
     post, group = await _own(session, author, post_uri)
     note = json.loads(post.document)
+    # The text before this edit, for the post's edit history (the client API's /history).
+    session.add(PostEdit(post_id=post.id, name=post.name, summary=post.summary,
+                         content=post.content, edited_at=now()))
     # An edit links the mentions it can without fetching, and never widens the audience:
     # the tags and addressing stay those the post was published with.
     written = await find_mentioned(session, text, domain=author.domain, resolver=None)

@@ -1,4 +1,5 @@
-"""A local person likes or dislikes a post, or takes it back (the web's buttons, the API).
+"""A local person likes or dislikes a post, or boosts it, or takes either back (the web's
+buttons, the API).
 
 The same rules as a member's server sending a Like: banned people and people who may not see
 the post cannot vote, dislikes only where the group takes them, one vote per person (a new one
@@ -15,13 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub import activities
+from fedi.activitypub.vocab import PUBLIC
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups.relay import relay_activity
 from fedi.groups.roles import Standing, standing
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import can_view
-from fedi.store.models import Actor, Group, OutboundActivity, Post, Reaction
+from fedi.privacy.audience import Recipient, delivery_inboxes
+from fedi.privacy.visibility import Visibility
+from fedi.store.models import Actor, Follow, Group, OutboundActivity, Post, Reaction
 from fedi.urls import Urls, new_id
 
 VOTES = ("Like", "Dislike")
@@ -115,3 +119,62 @@ async def votes_of(session: AsyncSession, person: Actor, post_ids: list[int]) ->
         )
     )
     return {post_id: kind for post_id, kind in rows.all()}
+
+
+# -- boosts ------------------------------------------------------------------------------------
+
+
+async def _booster_inboxes(session: AsyncSession, person: Actor, post: Post) -> list[str]:
+    """A boost goes where Mastodon sends one: the booster's followers and the post's author
+    (on other servers; people here read it from the database)."""
+    rows = (await session.execute(
+        select(Actor).join(Follow, Follow.follower_id == Actor.id).where(
+            Follow.target_id == person.id, Follow.state == "accepted")
+    )).scalars().all()
+    author = await session.get(Actor, post.author_id)
+    recipients = [Recipient(a.uri, a.inbox, a.shared_inbox, a.local)
+                  for a in [*rows, *([author] if author is not None else [])]]
+    return delivery_inboxes(recipients, exclude=[person.uri])
+
+
+async def boost(session: AsyncSession, urls: Urls, person: Actor, post: Post, *,
+                undo: bool = False) -> bool:
+    """`person` boosts `post` (or takes the boost back): a Reaction "Announce" here, and the
+    person's Announce (or its Undo) to their followers and the post's author. Only public and
+    unlisted posts can be boosted, as on Mastodon. True when the boost is now there."""
+    if not person.local or person.type != "Person":
+        raise ValidationError("only local users can boost here")
+    visible = post.deleted_at is None and can_view(
+        await facts_for(session, post), await viewer_for(session, person.uri))
+    if not visible:
+        raise ValidationError("there is no such post")
+    if post.held is not None:
+        raise ValidationError("the post is waiting for a moderator; it cannot be boosted yet")
+    if post.visibility not in (Visibility.PUBLIC.value, Visibility.UNLISTED.value):
+        raise ValidationError("only public and unlisted posts can be boosted")
+    existing = (await session.execute(select(Reaction).where(
+        Reaction.post_id == post.id, Reaction.actor_id == person.id,
+        Reaction.type == "Announce"))).scalar_one_or_none()
+    followers = person.followers_url or Urls.followers(person.uri)
+    if undo:
+        if existing is None:
+            return False
+        announce = activities.activity("Announce", existing.activity_uri, person.uri, post.uri,
+                                       to=[PUBLIC], cc=[followers])
+        await session.delete(existing)
+        await session.flush()
+        await enqueue(session, person, activities.undo(urls.activity(new_id()), person.uri,
+                                                       announce),
+                      await _booster_inboxes(session, person, post))
+        return False
+    if existing is not None:
+        return True
+    reaction = Reaction(post_id=post.id, actor_id=person.id, type="Announce",
+                        activity_uri=urls.activity(new_id()))
+    session.add(reaction)
+    await session.flush()
+    announce = activities.activity("Announce", reaction.activity_uri, person.uri, post.uri,
+                                   to=[PUBLIC], cc=[followers])
+    announce["published"] = activities.iso(reaction.created_at)
+    await enqueue(session, person, announce, await _booster_inboxes(session, person, post))
+    return True
