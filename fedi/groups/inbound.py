@@ -297,6 +297,7 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
     ))
     if activity.type == "Like":
         post.like_count += 1
+        await notices.liked(ctx.session, post, actor)
     await relay_activity(ctx.session, ctx.urls, group, activity.document,
                          author_uri=activity.actor, post=post)
 

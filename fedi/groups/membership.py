@@ -23,6 +23,7 @@ from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups import notices
 from fedi.groups.inbound import undo_reaction
 from fedi.groups.invites import redeem
 from fedi.groups.restrictions import domain_blocked
@@ -96,6 +97,7 @@ async def request_membership(
             select(Follow).where(Follow.follower_id == person.id, Follow.target_id == group.id)
         )
     ).scalar_one_or_none()
+    asked_before = row is not None and row.state == "pending"
     if row is None:
         row = Follow(follower_id=person.id, target_id=group.id, state="pending")
         session.add(row)
@@ -104,6 +106,9 @@ async def request_membership(
     if policy == "approval" and row.state != "accepted":
         row.state = "pending"
         row.answers = answers
+        await session.flush()
+        if not asked_before:
+            await notices.join_requested(session, group, person)
     else:
         row.state = "accepted"
     await session.flush()
@@ -157,6 +162,7 @@ async def handle_follow(ctx: HandlerContext, activity: IncomingActivity) -> None
             row = Follow(follower_id=follower.id, target_id=target.id, state="accepted")
             ctx.session.add(row)
         row.state, row.activity_uri, row.updated_at = "accepted", activity.id, now()
+        await notices.followed(ctx.session, follower, target)
         await respond_to_follow(ctx.session, ctx.urls, target, follower, activity.document,
                                 "Accept")
         return

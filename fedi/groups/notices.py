@@ -15,10 +15,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.content import html_to_text
+from fedi.groups.roles import moderators
 from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import can_view
@@ -31,6 +32,10 @@ JOIN_REFUSED: Final = "join_refused"
 POST_HELD: Final = "post_held"
 POST_APPROVED: Final = "post_approved"
 POST_REMOVED: Final = "post_removed"
+FAVOURITE: Final = "favourite"  # someone liked the person's post
+REBLOG: Final = "reblog"  # someone boosted the person's post
+FOLLOW: Final = "follow"  # someone followed the person
+FOLLOW_REQUEST: Final = "follow_request"  # someone asks to join a group the person moderates
 # A remote post may name any number of people: only so many of ours are asked about.
 MAX_MENTIONED: Final = 50
 PAGE_SIZE: Final = 30
@@ -150,6 +155,58 @@ async def follow_answered(
         await join_answered(session, target, person, approved=accepted)
 
 
+async def _told_before(session: AsyncSession, recipient_id: int, kind: str, actor_id: int,
+                       *, post_id: int | None = None, group_id: int | None = None,
+                       unread: bool = False) -> bool:
+    """A like taken back and given again, a follow undone and made again: told once (or,
+    with `unread`, not again while the last telling is unread)."""
+    query = select(Notification.id).where(
+        Notification.recipient_id == recipient_id, Notification.kind == kind,
+        Notification.actor_id == actor_id, Notification.post_id == post_id,
+        Notification.group_id == group_id)
+    if unread:
+        query = query.where(Notification.read_at.is_(None))
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def liked(session: AsyncSession, post: Post, liker: Actor) -> None:
+    """Someone here or elsewhere liked a post: its author hears (once per liker and post)."""
+    author = await session.get(Actor, post.author_id)
+    if not _person(author) or author.id == liker.id or post.deleted_at is not None:
+        return
+    if not await _told_before(session, author.id, FAVOURITE, liker.id, post_id=post.id,
+                              group_id=post.group_id):
+        await _tell(session, author, FAVOURITE, actor_id=liker.id, post=post)
+
+
+async def boosted(session: AsyncSession, post: Post, booster: Actor) -> None:
+    """Someone boosted a post: its author hears (once per booster and post)."""
+    author = await session.get(Actor, post.author_id)
+    if not _person(author) or author.id == booster.id or post.deleted_at is not None:
+        return
+    if not await _told_before(session, author.id, REBLOG, booster.id, post_id=post.id,
+                              group_id=post.group_id):
+        await _tell(session, author, REBLOG, actor_id=booster.id, post=post)
+
+
+async def followed(session: AsyncSession, follower: Actor, target: Actor) -> None:
+    """Someone now follows one of our people (accepted: people take follows without asking)."""
+    if _person(target) and follower.id != target.id and not await _told_before(
+            session, target.id, FOLLOW, follower.id):
+        await _tell(session, target, FOLLOW, actor_id=follower.id)
+
+
+async def join_requested(session: AsyncSession, group: Actor, person: Actor) -> None:
+    """A request to join waits for an answer: the group's moderators here hear of it (a
+    request withdrawn and made again tells them again once they have read the last)."""
+    for moderator in await moderators(session, group):
+        if _person(moderator) and moderator.id != person.id and not await _told_before(
+                session, moderator.id, FOLLOW_REQUEST, person.id, group_id=group.id,
+                unread=True):
+            await _tell(session, moderator, FOLLOW_REQUEST, actor_id=person.id,
+                        group_id=group.id)
+
+
 # Reading ------------------------------------------------------------------------------
 
 
@@ -229,4 +286,23 @@ async def mark_read(
     result = await session.execute(
         update(Notification).where(*conditions).values(read_at=now())
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def read_through(session: AsyncSession, person: Actor, last_id: int) -> int:
+    """Mark read every notification of the person up to `last_id` (a client's marker)."""
+    result = await session.execute(
+        update(Notification).where(
+            Notification.recipient_id == person.id, Notification.id <= last_id,
+            Notification.read_at.is_(None)).values(read_at=now()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def dismiss(session: AsyncSession, person: Actor, notice_id: int | None = None) -> int:
+    """Forget one of the person's notifications, or all of them (None); how many went.
+    Another person's notification matches nothing."""
+    conditions = [Notification.recipient_id == person.id]
+    if notice_id is not None:
+        conditions.append(Notification.id == notice_id)
+    result = await session.execute(delete(Notification).where(*conditions))
     return int(result.rowcount)  # type: ignore[attr-defined]

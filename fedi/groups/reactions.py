@@ -19,6 +19,7 @@ from fedi.activitypub import activities
 from fedi.activitypub.vocab import PUBLIC
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
+from fedi.groups import notices
 from fedi.groups.relay import relay_activity
 from fedi.groups.roles import Standing, standing
 from fedi.groups.viewers import facts_for, viewer_for
@@ -102,6 +103,7 @@ async def vote(
     session.add(reaction)
     if kind == "Like":
         post.like_count += 1
+        await notices.liked(session, post, person)
     await session.flush()
     await _send(session, urls, person, group, post,
                 _vote_document(reaction, person, post, group, author), author)

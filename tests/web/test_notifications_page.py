@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import func, select
 
 from fedi.actors.local import create_group, find_local
-from fedi.groups import moderation
+from fedi.groups import moderation, notices
 from fedi.groups.membership import join_local_group, leave_local_group
 from fedi.groups.posting import delete_post, post_to_group
 from fedi.store.models import Actor, Notification, Post
@@ -70,6 +70,9 @@ async def site(database_url: str) -> AsyncIterator[Site]:
             club = await find_local(session, "club")
             assert club is not None
             await moderation.approve(session, urls, club, bob_actor)
+            ann = await find_local(session, "ann")
+            assert ann is not None
+            await notices.dismiss(session, ann)  # bob's request to join the club, answered
         yield Site(fedi, bob)
 
 
