@@ -175,6 +175,7 @@ async def boost(session: AsyncSession, urls: Urls, person: Actor, post: Post, *,
                         activity_uri=urls.activity(new_id()))
     session.add(reaction)
     await session.flush()
+    await notices.boosted(session, post, person)
     announce = activities.activity("Announce", reaction.activity_uri, person.uri, post.uri,
                                    to=[PUBLIC], cc=[followers])
     announce["published"] = activities.iso(reaction.created_at)

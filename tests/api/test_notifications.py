@@ -11,7 +11,7 @@ from fedi.groups import notices
 from fedi.groups.membership import join_local_group, leave_local_group
 from fedi.groups.moderation import approve
 from fedi.groups.posting import post_to_group
-from fedi.groups.reactions import vote
+from fedi.groups.reactions import boost, vote
 from fedi.store.models import Actor, Notification, PersonRelation, Post
 from tests.api.support import api_app, client, make_group, make_user, token_for
 from tests.support.app import InProcess
@@ -199,3 +199,20 @@ async def test_follows_of_our_people_tell_them_once(database_url: str) -> None:
                 await notices.followed(session, bob, alice)
         async with client(fedi, await token_for(fedi, "alice")) as http:
             assert kinds(await http.get("/api/v1/notifications")) == [("follow", "bob")]
+
+
+async def test_a_boost_tells_the_author_once_as_reblog(database_url: str) -> None:
+    async with api_app(database_url) as fedi:
+        await make_user(fedi, "owner")
+        cats = await make_group(fedi, "cats", "owner")
+        await join(fedi, "alice", cats)
+        thread = await post(fedi, "owner", cats, "boost me")
+        for undo in (False, True, False):
+            async with fedi.services.sessionmaker() as session, session.begin():
+                alice = await make_user(fedi, "alice")
+                await boost(session, fedi.services.urls, await session.merge(alice),
+                            await session.merge(thread), undo=undo)
+        async with client(fedi, await token_for(fedi, "owner")) as http:
+            found = await http.get("/api/v1/notifications?types[]=reblog")
+            assert kinds(found) == [("reblog", "alice")]
+            assert found.json()[0]["status"]["id"] == str(thread.id)
