@@ -19,6 +19,7 @@ from fedi.web import (
     about,
     account_pages,
     admin_routes,
+    app_grants,
     collections,
     compose,
     errors,
@@ -70,7 +71,7 @@ def create_app(
         routes=[
             *wellknown.routes, *pages.routes, *collections.routes, *invites.routes,
             *federation.routes, *health.routes, *account_pages.routes, *about.routes,
-            *feeds.routes, *remote_follow.routes,
+            *feeds.routes, *remote_follow.routes, *app_grants.routes,
             *notification_pages.routes, *live.routes,
             *compose.routes, *membership_pages.routes, *mod_pages.routes,
             *remote_mod_pages.routes, *admin_routes.routes,

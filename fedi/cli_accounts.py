@@ -1,5 +1,5 @@
 """Account commands: `fedi set-password NAME`, and under `fedi admin`: `registrations`,
-`invite-user`, `reset-password NAME`.
+`password-grant`, `invite-user`, `reset-password NAME`.
 
 Passwords come from standard input or a prompt, never from the command line (argv is
 visible to every user of the machine in `ps` and lands in shell history). Nothing here
@@ -14,8 +14,10 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.accounts import login, recovery, registration
+from fedi.accounts import login, oauth, recovery, registration
 from fedi.accounts.passwords import Hasher
+from fedi.admin import acting
+from fedi.admin import instance as admin_instance
 from fedi.cli_common import with_services
 from fedi.config import Settings
 from fedi.errors import ValidationError
@@ -91,6 +93,13 @@ def build_accounts_admin_parser(actions: argparse._SubParsersAction) -> None:  #
                       choices=(*registration.MODES, "pending", "approve", "reject"))
     regs.add_argument("name", nargs="?", metavar="NAME", help="for approve and reject")
     regs.set_defaults(run=cmd_registrations)
+    grant = actions.add_parser(
+        "password-grant", help="whether apps may sign in with a password (OAuth)",
+        description="Show (no argument) or set whether Mastodon apps and scripts may trade "
+        "a user name and password for an API token (the OAuth password grant; on unless "
+        "turned off). Off: apps sign in through the browser's consent page only.")
+    grant.add_argument("state", nargs="?", choices=("on", "off"), metavar="on|off")
+    grant.set_defaults(run=cmd_password_grant)
     invite = actions.add_parser(
         "invite-user", help="make an instance invite code for invite-only sign-up",
         description="Print a new invite code and sign-up link (shown once: only its hash is "
@@ -148,6 +157,20 @@ async def _registrations(
         await registration.reject(session, name)
         await audit.record(session, _who(args), "registration-reject", name)
         print(f"rejected {name}: the application is removed")
+
+
+def cmd_password_grant(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(services: Services) -> int:
+        async with services.sessionmaker() as session, session.begin():
+            if args.state is not None:
+                await admin_instance.set_password_grant(
+                    session, await acting.named(session, getattr(args, "admin_user", None)),
+                    args.state == "on")
+            enabled = await oauth.password_grant_enabled(session)
+        print(f"password grant: {'on' if enabled else 'off'}")
+        return 0
+
+    return with_services(settings, work)
 
 
 def cmd_invite_user(settings: Settings, args: argparse.Namespace) -> int:

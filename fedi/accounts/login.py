@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.accounts import sessions, suspension, throttle, totp
+from fedi.accounts import oauth, sessions, suspension, throttle, totp
 from fedi.accounts.passwords import Hasher, check_password
 from fedi.actors.local import find_local
 from fedi.errors import FediError, ValidationError
@@ -88,6 +88,7 @@ async def set_password(
     account.password_changed_at = now()
     await session.flush()
     await sessions.end_all(session, actor.id)
+    await oauth.revoke_for_person(session, actor.id)  # a token got with the old one, too
 
 
 async def change_password(
@@ -101,3 +102,4 @@ async def change_password(
     account.password_hash = hasher.hash(new)
     account.password_changed_at = now()
     await sessions.end_all(session, actor.id, keep=keep_session)
+    await oauth.revoke_for_person(session, actor.id)

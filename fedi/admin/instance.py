@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fedi.accounts import instance, registration
+from fedi.accounts import instance, oauth, registration
 from fedi.admin.acting import Admin
 from fedi.moderation import audit
 from fedi.store.models import Actor
@@ -32,6 +32,12 @@ async def update_about(
 async def set_registrations(session: AsyncSession, admin: Admin, mode: str) -> None:
     await registration.set_mode(session, mode)
     await audit.record(session, admin.who, "registrations", mode)
+
+
+async def set_password_grant(session: AsyncSession, admin: Admin, enabled: bool) -> None:
+    """Let apps trade a person's password for a token, or not (the OAuth password grant)."""
+    await oauth.set_password_grant(session, enabled)
+    await audit.record(session, admin.who, "api-password-grant", "on" if enabled else "off")
 
 
 async def approve(session: AsyncSession, admin: Admin, name: str) -> Actor:

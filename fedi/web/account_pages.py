@@ -12,7 +12,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from fedi.accounts import avatars, login, profile, recovery, registration, sessions, totp
+from fedi.accounts import (
+    avatars,
+    login,
+    oauth,
+    profile,
+    recovery,
+    registration,
+    sessions,
+    totp,
+)
 from fedi.accounts.mail import Mailer
 from fedi.accounts.throttle import Limits
 from fedi.activitypub.actors import actor_document
@@ -281,6 +290,7 @@ async def logout_everywhere(request: Request) -> Response:
     _, user = checked
     async with services_of(request).sessionmaker() as session, session.begin():
         await sessions.end_all(session, user.id)
+        await oauth.revoke_for_person(session, user.id)  # apps too (said on the page)
     response = RedirectResponse("/login?m=loggedout", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
