@@ -1,4 +1,5 @@
-"""The event a stored post makes, and its wire form (a NOTIFY payload)."""
+"""The events a transaction makes (a post stored, a post deleted, a notification recorded),
+and their wire form (a NOTIFY payload)."""
 
 from __future__ import annotations
 
@@ -25,19 +26,58 @@ class PostEvent:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
-def decode(payload: str) -> PostEvent | None:
+@dataclass(frozen=True)
+class DeleteEvent:
+    """A post that was visible was removed. Ids only: the gate decides who learns of it."""
+
+    post_id: int
+    group_id: int | None
+    kind: str = "delete"
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class NoticeEvent:
+    """A notification was recorded for one local person (the row says what of)."""
+
+    notice_id: int
+    recipient_id: int
+    kind: str = "notice"
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+LiveEvent = PostEvent | DeleteEvent | NoticeEvent
+
+
+def decode(payload: str) -> LiveEvent | None:
     """The event in a payload, or None for anything else on the channel."""
     try:
         data = json.loads(payload)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("kind") != "post":
+    if not isinstance(data, dict):
         return None
-    post_id, thread_id, group_id = (
-        _id(data.get("post_id")), _id(data.get("thread_id")), _id(data.get("group_id")))
-    if post_id is None or thread_id is None or (group_id is None) != (data.get("group_id") is None):
+    kind = data.get("kind")
+    post_id, group_id = _id(data.get("post_id")), _id(data.get("group_id"))
+    if (group_id is None) != (data.get("group_id") is None):
         return None
-    return PostEvent(post_id=post_id, thread_id=thread_id, group_id=group_id)
+    if kind == "post":
+        thread_id = _id(data.get("thread_id"))
+        if post_id is None or thread_id is None:
+            return None
+        return PostEvent(post_id=post_id, thread_id=thread_id, group_id=group_id)
+    if kind == "delete":
+        return DeleteEvent(post_id=post_id, group_id=group_id) if post_id is not None else None
+    if kind == "notice":
+        notice_id, recipient_id = _id(data.get("notice_id")), _id(data.get("recipient_id"))
+        if notice_id is None or recipient_id is None:
+            return None
+        return NoticeEvent(notice_id=notice_id, recipient_id=recipient_id)
+    return None
 
 
 def _id(value: object) -> int | None:

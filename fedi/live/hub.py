@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fedi.live.events import PostEvent
+from fedi.live.events import LiveEvent
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +19,11 @@ QUEUE_SIZE = 64
 class Subscription:
     def __init__(self, hub: Hub, queue_size: int) -> None:
         self._hub = hub
-        self._queue: asyncio.Queue[PostEvent] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[LiveEvent] = asyncio.Queue(queue_size)
         self._closed = asyncio.Event()
         self.dropped = False  # closed because it fell behind
 
-    def offer(self, event: PostEvent) -> bool:
+    def offer(self, event: LiveEvent) -> bool:
         """Queue the event; False (and closed) when the subscriber has fallen behind."""
         if self._closed.is_set():
             return False
@@ -35,7 +35,7 @@ class Subscription:
             return False
         return True
 
-    async def next(self, wait: float) -> PostEvent | None:
+    async def next(self, wait: float) -> LiveEvent | None:
         """The next event; None after `wait` seconds without one. Raises Closed."""
         if not self._queue.empty():
             return self._queue.get_nowait()
@@ -88,7 +88,7 @@ class Hub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
-    def publish(self, event: PostEvent) -> None:
+    def publish(self, event: LiveEvent) -> None:
         for subscription in list(self._subscribers):
             if not subscription.offer(event):
                 log.info("live updates: dropped a subscriber that fell %d events behind",

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from fedi.live.events import CHANNEL, PostEvent, decode
+from fedi.live.events import CHANNEL, LiveEvent, decode
 from fedi.logs import redact
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 class PgListener:
-    def __init__(self, database_url: str, publish: Callable[[PostEvent], None]) -> None:
+    def __init__(self, database_url: str, publish: Callable[[LiveEvent], None]) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._publish = publish
         self.connected = asyncio.Event()  # set while LISTENing (tests wait on it)

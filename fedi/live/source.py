@@ -1,8 +1,11 @@
-"""Where events come from: the transaction that stores a post.
+"""Where events come from: the transaction that stores a post, deletes one, or records a
+notification.
 
 `post_stored(session, post)` only notes the post. What happens next is decided when the
 transaction commits, because the storing code may still hold the post for a moderator after
-the call: a post held or deleted by then makes no event.
+the call: a post held or deleted by then makes no event. Deletions (a post's `deleted_at`
+set on the object, not by a bulk UPDATE) and new Notification rows are noticed at flush, so
+no use case has to remember to announce them.
 
 - PostgreSQL: `pg_notify` runs just before COMMIT, in the same transaction, so the event is
   delivered at commit and vanishes with a rollback; every process LISTENing hears it
@@ -15,14 +18,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, UOWTransaction
 
-from fedi.live.events import CHANNEL, PostEvent
+from fedi.live.events import CHANNEL, DeleteEvent, LiveEvent, NoticeEvent, PostEvent
 from fedi.live.hub import Hub
+from fedi.store.models import Notification, Post
 
 _NOTED = "fedi.live.noted"  # posts stored in this transaction
+_FLUSHED = "fedi.live.flushed"  # deletions and notifications seen at flush
 _READY = "fedi.live.ready"  # their events, once the commit is under way
 _HUB = "fedi.live.hub"
 
@@ -38,17 +43,43 @@ def post_stored(session: AsyncSession | Session, post: Any) -> None:
     sync.info.setdefault(_NOTED, []).append(post)
 
 
-def _events(session: Session) -> list[PostEvent]:
+def _events(session: Session) -> list[LiveEvent]:
     noted = session.info.pop(_NOTED, [])
-    return [
+    found: list[LiveEvent] = [
         PostEvent(post_id=p.id, thread_id=p.thread_id or p.id, group_id=p.group_id)
         for p in noted if p.held is None and p.deleted_at is None and p.id is not None
     ]
+    flushed: list[LiveEvent] = session.info.pop(_FLUSHED, [])
+    return found + flushed
+
+
+def _newly_deleted(post: Post) -> bool:
+    history = inspect(post).attrs.deleted_at.history
+    return any(v is not None for v in history.added) and not any(
+        v is not None for v in history.deleted)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush: UOWTransaction) -> None:
+    """Still the pre-flush view here: `new` and attribute histories say what was written."""
+    found: list[LiveEvent] = [
+        NoticeEvent(notice_id=row.id, recipient_id=row.recipient_id)
+        for row in session.new if isinstance(row, Notification) and row.id is not None
+    ]
+    found += [
+        DeleteEvent(post_id=post.id, group_id=post.group_id)
+        for post in session.dirty
+        if isinstance(post, Post) and post.id is not None and _newly_deleted(post)
+    ]
+    if found:
+        session.info.setdefault(_FLUSHED, []).extend(found)
 
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    if _NOTED not in session.info:
+    if session.new or session.dirty:
+        session.flush()  # commit flushes after this hook: its rows' events must be seen first
+    if _NOTED not in session.info and _FLUSHED not in session.info:
         return
     events = _events(session)
     if not events:
@@ -63,7 +94,7 @@ def _before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    events: list[PostEvent] = session.info.pop(_READY, [])
+    events: list[LiveEvent] = session.info.pop(_READY, [])
     hub = session.info.get(_HUB)
     if isinstance(hub, Hub):
         for item in events:
@@ -73,4 +104,5 @@ def _after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(_NOTED, None)
+    session.info.pop(_FLUSHED, None)
     session.info.pop(_READY, None)

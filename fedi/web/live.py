@@ -126,8 +126,8 @@ async def _events(request: Request, topic: Topic, subscription: Subscription,
             if event is None:
                 yield b": keep-alive\n\n"
                 continue
-            if not topic.matches(event):
-                continue
+            if not isinstance(event, PostEvent) or not topic.matches(event):
+                continue  # deletes and notifications are for the client API's streams
             if await _visible_now(request, event.post_id, topic):
                 yield _event(event.post_id)
     finally:

@@ -1,0 +1,277 @@
+"""What a streaming client subscribes to, and which live events reach it as which frames.
+
+A stream is a name (`user`, `public`, `public:local`, `public:remote`, `hashtag`,
+`hashtag:local`, `user:notification`) and, for hashtags, a tag. Every event is decided for
+one watcher (a token's person) at the moment it happens:
+
+- a post (`update`): the privacy gate (`fedi.privacy.access.can_view` on the post's facts)
+  for the person's viewer as it is now, then the stream's own rule, the same as the
+  timelines': user is the person's home (groups joined, people followed, their own posts),
+  public and hashtag carry listed public posts only; blocked and muted authors stay out;
+- a deletion (`delete`, the id): only to whom the post was visible before it went;
+- a notification (`notification`): only to its recipient, made as GET /api/v1/notifications
+  makes it (`fedi.api.notifications.Shown`: through the gate, blocks and mutes left out).
+
+The work that does not depend on the viewer (loading the post, its facts, rendering its
+Status) is done once per event per process (`Shared`), not once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from fedi.accounts import oauth
+from fedi.api.entities import Presenter
+from fedi.api.notifications import MASTODON_TYPE, Shown
+from fedi.api.timelines import left_out, tagged
+from fedi.groups.viewers import facts_for, viewer_for
+from fedi.live.events import DeleteEvent, LiveEvent, NoticeEvent, PostEvent
+from fedi.moderation.policy import DomainPolicy
+from fedi.privacy.access import ANONYMOUS, PostFacts, Viewer, can_view, listed
+from fedi.store.models import Actor, Follow, Notification, Post
+
+TAG = re.compile(r"^\w{1,100}$")
+STATUS_STREAMS = frozenset({"user", "public", "public:local", "public:remote", "hashtag",
+                            "hashtag:local"})
+NOTICE_STREAMS = frozenset({"user", "user:notification"})
+KNOWN = STATUS_STREAMS | NOTICE_STREAMS | {"public:media", "public:local:media",
+                                           "public:remote:media"}
+CACHED_EVENTS = 256
+
+class StreamError(Exception):
+    """A subscription that cannot be: an unknown stream, a hashtag stream without a tag, a
+    token without the scope."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    tag: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return "read:notifications" if self.name == "user:notification" else "read:statuses"
+
+    def wire(self) -> list[str]:
+        return [self.name, self.tag] if self.tag is not None else [self.name]
+
+    @property
+    def statuses(self) -> bool:
+        return self.name in STATUS_STREAMS
+
+
+def parse_stream(name: str | None, tag: str | None, grant: oauth.Grant) -> Stream:
+    """The stream a client names, checked against its token's scopes."""
+    if not name:
+        raise StreamError("Say which stream: user, public, public:local, public:remote, "
+                          "hashtag (with tag), hashtag:local or user:notification")
+    if name not in KNOWN:
+        raise StreamError(f"Unknown stream type {name[:40]!r}")
+    found = Stream(name)
+    if name.startswith("hashtag"):
+        cleaned = (tag or "").strip().lstrip("#").lower()
+        if not TAG.match(cleaned):
+            raise StreamError("A hashtag stream needs a tag: letters, digits and underscores")
+        found = Stream(name, cleaned)
+    if not grant.allows(found.scope):
+        raise StreamError(f"This stream is outside the authorized scopes (needs "
+                          f"{found.scope})", 403)
+    return found
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One event for a client: which of its streams it belongs to, and the payload text."""
+
+    stream: list[str]
+    event: str
+    payload: str
+
+    def json(self) -> str:
+        return json.dumps({"stream": self.stream, "event": self.event, "payload": self.payload},
+                          separators=(",", ":"))
+
+
+@dataclass
+class PostNews:
+    """A post as every watcher of this process needs it, loaded once per event."""
+
+    post: Post
+    facts: PostFacts
+    silenced: bool  # a remote author from a server kept out of public listings
+    rendered: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Shared:
+    """One process's viewer-independent work, kept for the last few events."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], base_url: str,
+                 policy: DomainPolicy) -> None:
+        self.sessionmaker = sessionmaker
+        self.base_url = base_url
+        self.policy = policy
+        self._posts: OrderedDict[tuple[str, int], asyncio.Task[PostNews | None]] = OrderedDict()
+
+    def _memo(self, key: tuple[str, int], load: Callable[[], Awaitable[PostNews | None]]
+              ) -> asyncio.Task[PostNews | None]:
+        task = self._posts.get(key)
+        if task is None:
+            task = asyncio.ensure_future(load())
+            self._posts[key] = task
+            while len(self._posts) > CACHED_EVENTS:
+                self._posts.popitem(last=False)
+        return task
+
+    async def post(self, post_id: int) -> PostNews | None:
+        return await asyncio.shield(self._memo(("post", post_id), lambda: self._load(post_id)))
+
+    async def deleted(self, post_id: int) -> PostNews | None:
+        return await asyncio.shield(self._memo(
+            ("delete", post_id), lambda: self._load(post_id, deleted=True)))
+
+    async def _load(self, post_id: int, *, deleted: bool = False) -> PostNews | None:
+        async with self.sessionmaker() as session:
+            post = await session.get(Post, post_id)
+            if post is None or (post.deleted_at is not None) != deleted:
+                return None
+            facts = await facts_for(session, post)
+            silenced = False
+            if not post.local:
+                author = await session.get(Actor, post.author_id)
+                silenced = author is not None and await self.policy.is_silenced(author.domain)
+        # Who learns of a deletion: whom the post was shown to before it went.
+        return PostNews(post, replace(facts, deleted=False) if deleted else facts, silenced)
+
+    async def status(self, news: PostNews, viewer: Viewer) -> str | None:
+        """The post's Status as JSON text, rendered once (as Mastodon's streaming renders it:
+        for no one in particular, so `favourited` and the like are false)."""
+        async with news.lock:
+            if news.rendered is None:
+                async with self.sessionmaker() as session:
+                    shown = await Presenter(session, self.base_url, viewer, None).status(
+                        news.post)
+                if shown is None:
+                    return None
+                news.rendered = json.dumps(shown, separators=(",", ":"))
+            return news.rendered
+
+
+@dataclass(frozen=True)
+class Home:
+    """What the person's home is made of, read afresh for each event."""
+
+    viewer: Viewer
+    followed: frozenset[int]
+    hidden: frozenset[int]  # blocked or muted accounts
+
+
+class Watcher:
+    """One client's token and person, and the streams it is subscribed to."""
+
+    def __init__(self, shared: Shared, grant: oauth.Grant, person: Actor) -> None:
+        self.shared = shared
+        self.grant = grant
+        self.person = person
+        self.streams: set[Stream] = set()
+
+    def subscribe(self, stream: Stream) -> None:
+        self.streams.add(stream)
+
+    def unsubscribe(self, stream: Stream) -> None:
+        self.streams.discard(stream)
+
+    async def frames(self, event: LiveEvent) -> list[Frame]:
+        if isinstance(event, PostEvent):
+            return await self._update(event)
+        if isinstance(event, DeleteEvent):
+            return await self._delete(event)
+        return await self._notification(event)
+
+    async def _home(self) -> Home:
+        async with self.shared.sessionmaker() as session:
+            viewer = await viewer_for(session, self.person.uri)
+            followed = frozenset((await session.execute(
+                select(Follow.target_id).join(Actor, Actor.id == Follow.target_id).where(
+                    Follow.follower_id == self.person.id, Follow.state == "accepted",
+                    Actor.type != "Group"))).scalars())
+            hidden = frozenset(await left_out(session, self.person))
+        return Home(viewer, followed, hidden)
+
+    def _belongs(self, stream: Stream, news: PostNews, home: Home) -> bool:
+        post = news.post
+        if stream.name == "user":
+            return (post.author_id == self.person.id or post.author_id in home.followed
+                    or (home.viewer.is_member(news.facts.group)
+                        or home.viewer.moderates(news.facts.group)))
+        if stream.name.endswith(":media") or not listed(news.facts) or news.silenced:
+            return False
+        if stream.name.endswith(":local") and not post.local:
+            return False
+        if stream.name == "public:remote" and post.local:
+            return False
+        return stream.tag is None or tagged(post, stream.tag)
+
+    async def _update(self, event: PostEvent) -> list[Frame]:
+        streams = [s for s in self.streams if s.statuses]
+        if not streams:
+            return []
+        news = await self.shared.post(event.post_id)
+        if news is None:
+            return []
+        home = await self._home()
+        if not can_view(news.facts, home.viewer) or news.post.author_id in home.hidden:
+            return []
+        if news.post.held is not None and news.post.author_id != self.person.id:
+            return []  # moderators find held posts in their queue, not in timelines
+        matched = [s for s in streams if self._belongs(s, news, home)]
+        if not matched:
+            return []
+        payload = await self.shared.status(news, home.viewer)
+        return [] if payload is None else [Frame(s.wire(), "update", payload) for s in matched]
+
+    async def _delete(self, event: DeleteEvent) -> list[Frame]:
+        streams = [s for s in self.streams if s.statuses]
+        if not streams:
+            return []
+        news = await self.shared.deleted(event.post_id)
+        if news is None:
+            return []
+        if not can_view(news.facts, ANONYMOUS):
+            async with self.shared.sessionmaker() as session:
+                if not can_view(news.facts, await viewer_for(session, self.person.uri)):
+                    return []
+        return [Frame(s.wire(), "delete", str(event.post_id)) for s in streams]
+
+    async def _notification(self, event: NoticeEvent) -> list[Frame]:
+        if event.recipient_id != self.person.id or not self.grant.allows("read:notifications"):
+            return []
+        streams = [s for s in self.streams if s.name in NOTICE_STREAMS]
+        if not streams:
+            return []
+        async with self.shared.sessionmaker() as session:
+            row = await session.get(Notification, event.notice_id)
+            if row is None or row.recipient_id != self.person.id or row.kind not in (
+                    MASTODON_TYPE):  # fedi's own kinds only come to those who ask (types[])
+                return []
+            viewer = await viewer_for(session, self.person.uri)
+            shown = Shown(session, Presenter(session, self.shared.base_url, viewer, self.person),
+                          await left_out(session, self.person, notifications=True))
+            entities = await shown.entities(await shown.keep([row]))
+        if not entities:
+            return []
+        payload = json.dumps(entities[0], separators=(",", ":"))
+        return [Frame(s.wire(), "notification", payload) for s in streams]
