@@ -14,6 +14,8 @@ from fedi.api import (
     notifications,
     oauth,
     placeholders,
+    relationships,
+    search,
     statuses,
     streaming,
     timelines,
@@ -34,6 +36,7 @@ async def default_image(request: Request) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/static/{name:str}", default_image),
-    *oauth.routes, *instance.routes, *accounts.routes, *statuses.routes,
+    *oauth.routes, *instance.routes, *accounts.routes, *relationships.routes,
+    *search.routes, *statuses.routes,
     *timelines.routes, *notifications.routes, *streaming.routes, *placeholders.routes,
 ]
