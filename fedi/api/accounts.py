@@ -309,15 +309,25 @@ async def nothing(request: Request, caller: Caller) -> Response:
     return JSONResponse([])
 
 
+@endpoint("read:follows")
+async def familiar_followers(request: Request, caller: Caller) -> Response:
+    """Followers of each account whom the caller follows too: none told (Mastodon's shape,
+    one entry per id asked)."""
+    ids = (await read_params(request)).strings("id")[:40]
+    return JSONResponse([{"id": i, "accounts": []} for i in ids])
+
+
 ID = "/api/v1/accounts/{account_id:int}"
 routes: list[BaseRoute] = [
     Route("/api/v1/accounts/verify_credentials", verify_credentials),
     Route("/api/v1/accounts/update_credentials", update_credentials, methods=["PATCH"]),
     Route("/api/v1/accounts/lookup", lookup),
+    Route("/api/v1/accounts/familiar_followers", familiar_followers),
     Route(ID, account),
     Route(f"{ID}/statuses", statuses),
     Route(f"{ID}/followers", followers),
     Route(f"{ID}/following", following),
     Route(f"{ID}/featured_tags", nothing),
     Route(f"{ID}/lists", nothing),
+    Route(f"{ID}/identity_proofs", nothing),
 ]

@@ -5,6 +5,7 @@ and member lists that keep a private group's members to its members."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fedi.actors.local import find_local
 from fedi.groups.membership import join_local_group
 from fedi.groups.moderation import set_pinned
 from fedi.groups.posting import post_to_group
-from fedi.store.models import Actor, Follow, Post
+from fedi.store.models import Actor, Follow, OutboundActivity, Post
 from tests.api.support import api_app, client, make_group, make_user, token_for
 from tests.support.app import InProcess
 
@@ -73,6 +74,14 @@ async def test_update_credentials_changes_the_profile_or_nothing(
 ) -> None:
     async with api_app(database_url, media_dir=str(tmp_path / "media")) as fedi:
         token = await token_for(fedi, "alice")
+        alice = await make_user(fedi, "alice")
+        async with fedi.services.sessionmaker() as session, session.begin():
+            zed = Actor(uri="https://far.example/users/zed", type="Person", local=False,
+                        username="zed", domain="far.example",
+                        inbox="https://far.example/users/zed/inbox")
+            session.add(zed)
+            await session.flush()
+            session.add(Follow(follower_id=zed.id, target_id=alice.id, state="accepted"))
         async with client(fedi, token) as http:
             changed = await http.patch("/api/v1/accounts/update_credentials", data={
                 "display_name": "Alice A.", "note": "Gardens.\n\nAnd bees."})
@@ -80,6 +89,11 @@ async def test_update_credentials_changes_the_profile_or_nothing(
             assert changed.json()["display_name"] == "Alice A."
             assert changed.json()["source"]["note"] == "Gardens.\n\nAnd bees."
             assert changed.json()["note"] == "<p>Gardens.</p><p>And bees.</p>"
+            async with fedi.services.sessionmaker() as session:
+                told = [json.loads(a.body) for a in (await session.execute(
+                    select(OutboundActivity).where(OutboundActivity.actor_id == alice.id))
+                ).scalars()]
+            assert [(a["type"], a["object"]["name"]) for a in told] == [("Update", "Alice A.")]
             # A bad image refuses the whole request: the name stays as it was.
             refused = await http.patch(
                 "/api/v1/accounts/update_credentials", data={"display_name": "Mallory"},
@@ -130,6 +144,10 @@ async def test_a_group_is_an_account_and_a_hidden_one_is_for_its_members(databas
             assert (await http.get("/api/v1/accounts/lookup")).status_code == 422
             assert (await http.get("/api/v1/accounts/999999")).status_code == 404
             assert (await http.get("/api/v1/accounts/abc")).status_code == 404
+            assert (await http.get(f"/api/v1/accounts/{garden.id}/featured_tags")).json() == []
+            familiar = await http.get("/api/v1/accounts/familiar_followers",
+                                      params={"id[]": str(garden.id)})
+            assert familiar.json() == [{"id": str(garden.id), "accounts": []}]
         async with client(fedi, owner) as http:
             assert (await http.get(f"/api/v1/accounts/{secret.id}")).status_code == 200
         async with client(fedi, None) as http:  # public, no token
