@@ -82,6 +82,11 @@ def note_html(actor: Actor) -> str:
     return sanitize_html(actor.summary or "")
 
 
+def _tags(document: dict[str, Any]) -> list[dict[str, Any]]:
+    found = document.get("tag")
+    return [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
+
+
 def _document(post: Post) -> dict[str, Any]:
     try:
         found = json.loads(post.document)
@@ -236,12 +241,22 @@ class Presenter:
             actors, await self.accounts(list(actors.values())), strict=True))
         reacted, marked = await self._mine(shown)
         reblogs = await self._reblogs(shown)
+        named = await self._mentioned(shown)
         return [
             self._status(post, rendered, actors, parents_by_uri.get(post.in_reply_to or ""),
                          reacted.get(post.id, set()), post.id in marked,
-                         reblogs.get(post.id, 0))
+                         reblogs.get(post.id, 0), named)
             for post in shown
         ]
+
+    async def _mentioned(self, posts: Sequence[Post]) -> dict[str, Actor]:
+        """The accounts the posts' Mention tags name, by URI (known here; others left out)."""
+        uris = {str(t["href"]) for p in posts for t in _tags(_document(p))
+                if t.get("type") == "Mention" and isinstance(t.get("href"), str)}
+        if not uris:
+            return {}
+        rows = (await self.session.execute(select(Actor).where(Actor.uri.in_(uris)))).scalars()
+        return {a.uri: a for a in rows}
 
     async def status(self, post: Post) -> dict[str, Any] | None:
         found = await self.statuses([post])
@@ -249,18 +264,18 @@ class Presenter:
 
     def _status(self, post: Post, accounts: dict[int, dict[str, Any]],
                 actors: dict[int, Actor], parent: Post | None, reacted: set[str],
-                bookmarked: bool, reblogs: int) -> dict[str, Any]:
+                bookmarked: bool, reblogs: int, named: dict[str, Actor]) -> dict[str, Any]:
         document = _document(post)
-        found_tags = document.get("tag")
-        tags: list[Any] = found_tags if isinstance(found_tags, list) else []
+        tags = _tags(document)
+        mentioned = [named[t["href"]] for t in tags
+                     if t.get("type") == "Mention" and t.get("href") in named]
         mentions = [
             {"id": str(a.id), "username": a.username, "acct": acct(a), "url": a.url or a.uri}
-            for t in tags if isinstance(t, dict) and t.get("type") == "Mention"
-            for a in actors.values() if a.uri == t.get("href")
+            for a in {a.id: a for a in mentioned}.values()
         ]
         hashtags = [
             {"name": str(t.get("name", "")).lstrip("#"), "url": str(t.get("href") or "")}
-            for t in tags if isinstance(t, dict) and t.get("type") == "Hashtag"
+            for t in tags if t.get("type") == "Hashtag"
         ]
         content = with_title(post.name, post.content or "")
         group = actors.get(post.group_id) if post.group_id else None

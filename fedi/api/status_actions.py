@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from sqlalchemy import Select, delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,15 +39,16 @@ async def _has(session: AsyncSession, person: Actor, post: Post, kind: str) -> b
 async def _act(request: Request, caller: Caller, change: Change) -> Response:
     """Find the status through the gate, change it in one transaction, answer it anew."""
     services = services_of(request)
-    async with services.sessionmaker() as session, session.begin():
-        p = await presenter(session, request, caller)
-        post = await visible_post(p, status_path(request))
-        await change(session, request, await acting(session, caller.need_person()), post)
-        post_id = post.id
+    try:
+        async with services.sessionmaker() as session, session.begin():
+            p = await presenter(session, request, caller)
+            await change(session, request, await acting(session, caller.need_person()),
+                         await visible_post(p, status_path(request)))
+    except IntegrityError:
+        pass  # the same request, sent twice at once: the other one made the change
     async with services.sessionmaker() as session:
         p = await presenter(session, request, caller)
-        found = await session.get(Post, post_id)
-        return json_answer(await rendered(p, found) if found is not None else {})
+        return json_answer(await rendered(p, await visible_post(p, status_path(request))))
 
 
 def _liking(wanted: bool) -> Change:
@@ -77,34 +79,20 @@ def _bookmarking(wanted: bool) -> Change:
     return change
 
 
-@endpoint("write:favourites")
-async def favourite(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _liking(True))
+def _action(scope: str, change: Change) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request, caller: Caller) -> Response:
+        return await _act(request, caller, change)
+    return endpoint(scope)(run)
 
 
-@endpoint("write:favourites")
-async def unfavourite(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _liking(False))
-
-
-@endpoint("write:statuses")
-async def reblog(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _boosting(True))
-
-
-@endpoint("write:statuses")
-async def unreblog(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _boosting(False))
-
-
-@endpoint("write:bookmarks")
-async def bookmark(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _bookmarking(True))
-
-
-@endpoint("write:bookmarks")
-async def unbookmark(request: Request, caller: Caller) -> Response:
-    return await _act(request, caller, _bookmarking(False))
+ACTIONS = {
+    "favourite": _action("write:favourites", _liking(True)),
+    "unfavourite": _action("write:favourites", _liking(False)),
+    "reblog": _action("write:statuses", _boosting(True)),
+    "unreblog": _action("write:statuses", _boosting(False)),
+    "bookmark": _action("write:bookmarks", _bookmarking(True)),
+    "unbookmark": _action("write:bookmarks", _bookmarking(False)),
+}
 
 
 def _not_built(reason: str) -> Callable[[Request, Caller], Awaitable[Response]]:
@@ -118,10 +106,12 @@ def _not_built(reason: str) -> Callable[[Request, Caller], Awaitable[Response]]:
 PIN = ("pinning to a profile is not supported here: a group's moderators pin threads in "
        "the group")
 MUTE = "muting a conversation is not supported here yet"
-pin = endpoint("write:accounts")(_not_built(PIN))
-unpin = endpoint("write:accounts")(_not_built(PIN))
-mute = endpoint("write:mutes")(_not_built(MUTE))
-unmute = endpoint("write:mutes")(_not_built(MUTE))
+NOT_BUILT = {
+    "pin": endpoint("write:accounts")(_not_built(PIN)),
+    "unpin": endpoint("write:accounts")(_not_built(PIN)),
+    "mute": endpoint("write:mutes")(_not_built(MUTE)),
+    "unmute": endpoint("write:mutes")(_not_built(MUTE)),
+}
 
 
 # -- lists ---------------------------------------------------------------------------------
@@ -190,16 +180,8 @@ async def favourites(request: Request, caller: Caller) -> Response:
 
 
 routes = [
-    Route("/api/v1/statuses/{id}/favourite", favourite, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/unfavourite", unfavourite, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/reblog", reblog, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/unreblog", unreblog, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/bookmark", bookmark, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/unbookmark", unbookmark, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/pin", pin, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/unpin", unpin, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/mute", mute, methods=["POST"]),
-    Route("/api/v1/statuses/{id}/unmute", unmute, methods=["POST"]),
+    *(Route(f"/api/v1/statuses/{{id}}/{name}", handler, methods=["POST"])
+      for name, handler in {**ACTIONS, **NOT_BUILT}.items()),
     Route("/api/v1/statuses/{id}/favourited_by", favourited_by, methods=["GET"]),
     Route("/api/v1/statuses/{id}/reblogged_by", reblogged_by, methods=["GET"]),
     Route("/api/v1/bookmarks", bookmarks, methods=["GET"]),

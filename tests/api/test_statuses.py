@@ -78,7 +78,7 @@ async def test_a_reply_goes_into_the_parents_group_and_context_shows_the_tree(
 ) -> None:
     async with api_app(database_url) as fedi:
         tokens = await community(fedi)
-        top = await create(fedi, tokens["alice"], status="@tech Welcome, say hello")
+        top = await create(fedi, tokens["alice"], status="@tech Welcome, say hello @carol")
         first = await create(fedi, tokens["bob"], status="hello!", in_reply_to_id=top["id"])
         second = await create(fedi, tokens["alice"], status="hi bob",
                               in_reply_to_id=first["id"])
@@ -88,6 +88,8 @@ async def test_a_reply_goes_into_the_parents_group_and_context_shows_the_tree(
         assert first["in_reply_to_account_id"] == top["account"]["id"]
         assert first["fedi"]["group"]["acct"] == "tech"
         assert first["fedi"]["thread_id"] == top["id"]
+        assert sorted(m["acct"] for m in top["mentions"]) == ["carol", "tech"]
+        assert sorted(m["acct"] for m in first["mentions"]) == ["alice", "tech"]
         async with client(fedi, tokens["bob"]) as http:
             whole = (await http.get(f"/api/v1/statuses/{top['id']}/context")).json()
             middle = (await http.get(f"/api/v1/statuses/{first['id']}/context")).json()
