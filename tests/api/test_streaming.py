@@ -23,8 +23,9 @@ from fedi.accounts import oauth
 from fedi.accounts import scopes as scope_rules
 from fedi.actors.local import create_user
 from fedi.groups.posting import delete_post
+from fedi.live.events import DeleteEvent, NoticeEvent, PostEvent, decode
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, Post
+from fedi.store.models import Actor, Follow, OAuthToken, Post
 from tests.web.test_live import People, Site, people, say, site
 
 WAIT = 15.0
@@ -186,7 +187,7 @@ async def test_a_token_in_the_subprotocol_is_echoed_and_subscriptions_multiplex(
     async with site(database_url) as fedi:
         cats = await people(fedi.services)
         mia = await token(fedi.services, cats.mia)
-        async with socket(fedi, path="/api/v1/streaming/", subprotocols=[mia]) as sock:  # type: ignore[list-item]
+        async with socket(fedi, path="/api/v1/streaming/", subprotocols=[mia]) as sock:
             assert sock.connection.subprotocol == mia
             await sock.subscribe("public:local")
             await sock.subscribe("user")
@@ -239,7 +240,7 @@ async def test_a_revoked_token_ends_the_stream(database_url: str, monkeypatch: A
             async with fedi.services.sessionmaker() as session, session.begin():
                 grant = await oauth.find_token(session, mia)
                 assert grant is not None
-                row = await session.get(oauth.OAuthToken, grant.token_id)
+                row = await session.get(OAuthToken, grant.token_id)
                 assert row is not None
                 row.revoked_at = 1.0
             with pytest.raises(ConnectionClosed) as closed:
@@ -297,3 +298,13 @@ async def test_server_sent_events_deliver_the_same(database_url: str) -> None:
             assert json.loads((await sse_event(home_lines))[1])["id"] == str(open_reply)
             event, data = await sse_event(public_lines)
             assert event == "update" and json.loads(data)["id"] == str(open_reply)
+
+
+def test_every_live_event_survives_its_notify_payload_and_junk_does_not_decode() -> None:
+    for event in (PostEvent(3, 1, 2), PostEvent(4, 4, None), DeleteEvent(5, 2),
+                  DeleteEvent(6, None), NoticeEvent(7, 3)):
+        assert decode(event.encode()) == event
+    for junk in ('{"kind":"notice","notice_id":0,"recipient_id":1}', '{"kind":"notice"}',
+                 '{"kind":"delete","post_id":true,"group_id":null}', '{"kind":"delete",'
+                 '"post_id":5,"group_id":"x"}', '{"kind":"other","post_id":1}', "[]", "{"):
+        assert decode(junk) is None, junk
