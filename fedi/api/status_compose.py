@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fedi.api.auth import Caller, endpoint, presenter, services_of
-from fedi.api.errors import ApiError, not_found, unprocessable
+from fedi.api.errors import ApiError, not_found, unauthorized, unprocessable
 from fedi.api.params import Params, read_params
 from fedi.api.status_common import (
     acting,
@@ -203,7 +203,9 @@ async def create(request: Request, caller: Caller) -> Response:
     wanted = _visibility(params)
     replies = _reply_policy(params)
     key = _key(request)
-    token_id = caller.grant.token_id if caller.grant is not None else 0
+    if caller.grant is None:
+        raise unauthorized()
+    token_id = caller.grant.token_id
     if key is not None:
         again = await _answer_again(request, caller, token_id, key)
         if again is not None:
