@@ -1,12 +1,16 @@
 """Fan-out: one activity delivered to N fake remote shared inboxes, each on its own host.
 
-    python -m bench.fanout [--n 2000] [--rtt-ms 100] [--database sqlite|postgres]
+    python -m bench.fanout [--n 2000] [--rtt-ms 100] [--database sqlite|postgres] [--ed25519]
 
 The fake inboxes run in a separate process (bench.fake_inboxes) and answer 202 after the
 simulated round trip. This process enqueues ONE activity to the N inboxes in one transaction,
 then times `DeliveryWorker.run_once()` until no row is due, and reports wall time, deliveries/s
 and CPU per delivery, next to the RSA-2048 signing cost measured in the same run.
 Target: N=2,000 at 100 ms in <= 2 s on one core.
+
+With --ed25519, a second activity then goes to the same N hosts, now known as peers whose
+actors publish an Ed25519 Multikey, so the worker signs with RFC 9421 `ed25519`; CPU per
+delivery for those peers is printed next to the RSA (draft-cavage) figure.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from sqlalchemy import func, select
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from sqlalchemy import func, insert, select
 
 import fedi.activitypub.client as fedi_client
 from bench.common import (
@@ -44,9 +48,9 @@ from bench.common import (
     throwaway_database,
     timed_sync,
 )
-from fedi.activitypub import activities
+from fedi.activitypub import activities, integrity
 from fedi.activitypub.httpsig import sign_request
-from fedi.activitypub.keys import SigningKey
+from fedi.activitypub.keys import SigningKey, generate_rsa_keypair, load_private_key
 from fedi.actors.local import create_group, create_user
 from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
@@ -83,6 +87,7 @@ class Options:
     nice: int
     gc_freeze: bool
     gc_threshold: tuple[int, ...] | None
+    ed25519: bool = False
 
 
 @dataclass
@@ -186,6 +191,84 @@ def sign_costs(group: Actor, body: bytes, inbox: str, samples: int) -> tuple[flo
     return raw_us, full_us
 
 
+def ed25519_sign_cost(group: Actor, samples: int) -> float:
+    """The bare Ed25519 signature over a typical RFC 9421 signature base, CPU µs per call."""
+    assert group.assertion_private_pem
+    private = load_private_key(group.assertion_private_pem)
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    base = (
+        b'"@method": POST\n"@target-uri": http://127.0.0.1:40000/inbox\n'
+        b'"@authority": 127.0.0.1:40000\n"date": Mon, 01 Jan 2024 00:00:00 GMT\n'
+        b'"content-digest": sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:\n'
+        b'"@signature-params": ("@method" "@target-uri" "@authority" "date" "content-digest")'
+        b';created=1704067200;keyid="http://127.0.0.1:9/groups/benchgroup/ed25519-key"'
+        b';alg="ed25519"'
+    )
+    raw_us, _ = timed_sync(lambda: private.sign(base), samples)
+    return raw_us
+
+
+# -- the Ed25519 phase (--ed25519) ---------------------------------------------------------------
+@dataclass
+class Ed25519Phase:
+    window: CpuWindow
+    tally: SignTally
+    delivered: int
+    sign_us: float
+
+
+async def make_ed25519_peers(services: Services, inboxes: list[str]) -> None:
+    """A remote actor on every fake host, publishing an Ed25519 Multikey (as Fedify does)."""
+    _, public_pem = generate_rsa_keypair()
+    multibase = integrity.generate_ed25519_keypair()[1]
+    rows = []
+    for inbox in inboxes:
+        origin = inbox.removesuffix("/inbox")
+        uri = f"{origin}/users/peer"
+        rows.append({
+            "uri": uri, "type": "Person", "local": False, "username": "peer",
+            "domain": origin.split("://", 1)[1], "inbox": f"{uri}/inbox", "shared_inbox": inbox,
+            "key_id": f"{uri}#main-key", "public_key_pem": public_pem,
+            "assertion_key_id": f"{uri}#ed25519-key", "assertion_public_key": multibase,
+            "manually_approves_followers": False, "fetched_at": time.time(),
+            "key_refreshed_at": 0.0, "created_at": time.time(),
+        })
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(insert(Actor), rows)
+
+
+async def ed25519_phase(
+    services: Services, group: Actor, fake: FakeInboxes, options: Options
+) -> Ed25519Phase:
+    """Deliver a second activity to the same hosts, now Ed25519 peers, and time it alone."""
+    await make_ed25519_peers(services, fake.inboxes)
+    activity = relay_activity(services.urls, group)
+    async with services.sessionmaker() as session, session.begin():
+        record = await enqueue(session, group, activity, fake.inboxes)
+    await services.client.close()  # new connections, as the RSA phase had
+    worker = DeliveryWorker(
+        services.sessionmaker, services.client, concurrency=options.concurrency,
+        per_host=options.per_host, batch_size=options.batch_size,
+    )
+    tally = SignTally()
+    vars(fedi_client)["sign_request"] = tally
+    window = CpuWindow()
+    deadline = time.monotonic() + options.timeout
+    try:
+        with window.measure():
+            for _ in range(MAX_ROUNDS):
+                if await worker.run_once() == 0 or time.monotonic() > deadline:
+                    break
+    finally:
+        vars(fedi_client)["sign_request"] = sign_request
+    async with services.sessionmaker() as session:
+        delivered = (await session.execute(
+            select(func.count()).select_from(Delivery)
+            .where(Delivery.activity_id == record.id, Delivery.state == "done")
+        )).scalar_one()
+    return Ed25519Phase(window, tally, delivered, ed25519_sign_cost(group, options.sign_samples))
+
+
 # -- setup ---------------------------------------------------------------------------------------
 async def prepare(services: Services) -> Actor:
     await migrate(services.engine)
@@ -285,6 +368,7 @@ async def bench(options: Options, db: BenchDatabase, fake: FakeInboxes) -> None:
 
         states = await delivery_states(services)
         received = await fake.stats()
+        ed = await ed25519_phase(services, group, fake, options) if options.ed25519 else None
     finally:
         vars(fedi_client)["sign_request"] = sign_request
         await services.close()
@@ -363,6 +447,17 @@ async def bench(options: Options, db: BenchDatabase, fake: FakeInboxes) -> None:
               f"for N={TARGET_N} at {TARGET_RTT_MS:g} ms)")
     report([("target", target if applies else
              f"n/a (target is N>={TARGET_N} at >={TARGET_RTT_MS:g} ms)")], "verdict")
+    if ed is not None:
+        ed_cpu_ms = ed.window.own * 1000 / max(ed.delivered, 1)
+        report([
+            ("deliveries done", f"RSA peers {delivered} of {n}, Ed25519 peers {ed.delivered} "
+                                f"of {n}"),
+            ("wall time", f"RSA peers {window.wall:.3f} s, Ed25519 peers {ed.window.wall:.3f} s"),
+            ("CPU ms per delivery", f"RSA peers {cpu_ms:.3f}, Ed25519 peers {ed_cpu_ms:.3f}"),
+            ("sign_request per call", f"RSA (cavage) {full_us:.0f} µs, Ed25519 (RFC 9421) "
+                                      f"{ed.tally.cpu * 1e6 / max(ed.tally.calls, 1):.0f} µs"),
+            ("bare signature", f"RSA-2048 {raw_us:.0f} µs, Ed25519 {ed.sign_us:.0f} µs"),
+        ], "RSA peers next to Ed25519 peers (--ed25519)")
     if profiler is not None:
         print_profile(profiler)
 
@@ -409,6 +504,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the delivery phase and print the top entries")
     parser.add_argument("--sign-samples", type=int, default=500)
+    parser.add_argument("--ed25519", action="store_true",
+                        help="then deliver again to the same hosts as Ed25519 peers (RFC 9421 "
+                             "ed25519) and print their CPU per delivery next to RSA's")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
                         help="skip gc.freeze() after set-up (fedi worker freezes, see "
                         "fedi/runtime.py)")
@@ -432,7 +530,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         per_host=args.per_host, batch_size=args.batch_size or args.n,
         cpu=None if args.cpu < 0 else args.cpu, uvloop=args.uvloop, profile=args.profile,
         sign_samples=args.sign_samples, timeout=args.timeout, pg_url=args.pg_url,
-        nice=args.nice, gc_freeze=args.gc_freeze,
+        nice=args.nice, gc_freeze=args.gc_freeze, ed25519=args.ed25519,
         gc_threshold=tuple(int(x) for x in args.gc_threshold.split(","))
         if args.gc_threshold and args.gc_threshold != "default" else None,
     )

@@ -67,6 +67,13 @@ class Urls:
         """The actor's Ed25519 Multikey for object integrity proofs (FEP-521a)."""
         return f"{actor_id}#ed25519-key"
 
+    @staticmethod
+    def ed25519_key_id(actor_id: str) -> str:
+        """The same Ed25519 key as a CryptographicKey document of its own: the keyid of our
+        RFC 9421 `ed25519` signatures. Fedify looks HTTP-signature keys up only as
+        CryptographicKeys, and a second `publicKey` on the actor breaks other servers."""
+        return f"{actor_id}/ed25519-key"
+
     def post(self, post_id: str) -> str:
         return f"{self.base}/posts/{post_id}"
 

@@ -11,7 +11,7 @@ from fedi.activitypub.integrity import (
     MULTIKEY_CONTEXT,
     multikey,
 )
-from fedi.activitypub.vocab import CONTEXT
+from fedi.activitypub.vocab import CONTEXT, SECURITY_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,14 @@ def actor_document(actor: ActorView) -> dict[str, Any]:
         if actor.questions:
             doc["joinQuestions"] = list(actor.questions)
     return doc
+
+
+def key_document(key_id: str, owner: str, public_key_pem: str) -> dict[str, Any]:
+    """A key as a document of its own (what a keyid that is not the actor's names)."""
+    return {
+        "@context": SECURITY_CONTEXT,
+        "id": key_id,
+        "type": "CryptographicKey",
+        "owner": owner,
+        "publicKeyPem": public_key_pem,
+    }

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import aiohttp
@@ -156,6 +156,8 @@ class FederationClient:
         self._host_policy = host_policy
         self._session: aiohttp.ClientSession | None = None
         self._schemes: OrderedDict[str, Scheme] = OrderedDict()
+        # Hosts that refused an RFC 9421 `ed25519` signature: they get RSA from now on.
+        self._no_ed25519: OrderedDict[str, None] = OrderedDict()
 
     async def close(self) -> None:
         if self._session is not None:
@@ -187,6 +189,12 @@ class FederationClient:
     def preferred_scheme(self, host: str) -> str:
         """The scheme that last worked for `host` (Host-header form, "h" or "h:port")."""
         return self._schemes.get(host.lower(), "cavage")
+
+    def _refuses_ed25519(self, host: str) -> None:
+        self._no_ed25519[host] = None
+        self._no_ed25519.move_to_end(host)
+        while len(self._no_ed25519) > MAX_REMEMBERED_HOSTS:
+            self._no_ed25519.popitem(last=False)
 
     def _remember(self, host: str, scheme: Scheme) -> None:
         self._schemes[host] = scheme
@@ -250,16 +258,27 @@ class FederationClient:
                 yield resp, None
             return
         host = host_key(url)
-        first: Scheme = "rfc9421" if self.preferred_scheme(host) == "rfc9421" else "cavage"
-        for scheme in (first, "rfc9421" if first == "cavage" else "cavage"):
+        knocks: list[tuple[Scheme, SigningKey]]
+        if sign_as.ed25519 is not None and host not in self._no_ed25519:
+            # A key with an Ed25519 companion is for a peer that should verify RFC 9421
+            # `ed25519`: knock with that, then with RSA draft-cavage, which everyone takes.
+            knocks = [("rfc9421", sign_as), ("cavage", replace(sign_as, ed25519=None))]
+        else:
+            rsa = sign_as if sign_as.ed25519 is None else replace(sign_as, ed25519=None)
+            first: Scheme = "rfc9421" if self.preferred_scheme(host) == "rfc9421" else "cavage"
+            knocks = [(first, rsa), ("rfc9421" if first == "cavage" else "cavage", rsa)]
+        for index, (scheme, key) in enumerate(knocks):
             signed = CIMultiDict(headers)
-            signed.update(sign_request(scheme, method, str(url), headers, body, sign_as))
+            signed.update(sign_request(scheme, method, str(url), headers, body, key))
             async with self._open(method, url, signed, body) as resp:
-                if resp.status not in _KNOCK_AGAIN or scheme != first:
-                    if not 400 <= resp.status < 500:
+                if resp.status not in _KNOCK_AGAIN or index == 1:
+                    # What works with RSA is remembered; an Ed25519 answer says nothing of it.
+                    if not 400 <= resp.status < 500 and key.ed25519 is None:
                         self._remember(host, scheme)
                     yield resp, scheme
                     return
+                if key.ed25519 is not None:
+                    self._refuses_ed25519(host)
                 await read_capped(resp, POST_BODY_CAP, truncate=True)  # lets the pool reuse it
         raise AssertionError("unreachable")  # pragma: no cover
 

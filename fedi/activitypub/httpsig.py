@@ -56,7 +56,11 @@ def sign_request(
     key: SigningKey,
     now: float | None = None,
 ) -> dict[str, str]:
-    """Return a new dict: `headers` plus Host, Date, a body digest and the signature headers."""
+    """Return a new dict: `headers` plus Host, Date, a body digest and the signature headers.
+
+    RFC 9421 signatures use `key.ed25519` when it is set (`alg="ed25519"`, keyid the Ed25519
+    key's); draft-cavage ones always use `key` itself.
+    """
     now = time.time() if now is None else now
     signed = dict(headers)
     present = {name.lower() for name in signed}
@@ -74,6 +78,7 @@ def sign_request(
         value = cavage.sign(method, url, signed, covered, key.private_key, key.key_id)
         _replace(signed, "Signature", value)
     else:
+        key = key.ed25519 or key
         components = ["@method", "@target-uri", "@authority", "date"]
         if body is not None:
             _replace(signed, "Content-Digest", content_digest_header(body))

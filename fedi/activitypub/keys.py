@@ -7,18 +7,22 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
+from fedi.activitypub.integrity import load_multikey
 from fedi.errors import ConfigError, SignatureError
 
 __all__ = [
     "PrivateKeyTypes",
     "PublicKeyTypes",
     "SigningKey",
+    "ed25519_public_pem",
     "generate_rsa_keypair",
+    "is_multikey",
     "load_private_key",
     "load_public_key",
+    "multikey_public_pem",
 ]
 
 
@@ -61,7 +65,38 @@ def load_public_key(pem: str) -> PublicKeyTypes:
 class SigningKey:
     key_id: str  # e.g. "https://host/groups/g#main-key"
     private_pem: str
+    # For peers that verify RFC 9421 `ed25519`: RFC 9421 signatures use this key instead
+    # (draft-cavage ones, for everyone else, stay RSA).
+    ed25519: SigningKey | None = None
 
     @property
     def private_key(self) -> PrivateKeyTypes:
         return load_private_key(self.private_pem)
+
+
+def multikey_public_pem(multibase: str) -> str:
+    """The SPKI PEM of an Ed25519 Multikey's publicKeyMultibase; SignatureError otherwise."""
+    return _public_pem(load_multikey(multibase))
+
+
+def is_multikey(pem: str, multibase: str) -> bool:
+    """Whether a public key PEM holds the same Ed25519 key as a Multikey's publicKeyMultibase."""
+    key = load_public_key(pem)
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        return False
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    return key.public_bytes(*raw) == load_multikey(multibase).public_bytes(*raw)
+
+
+def ed25519_public_pem(private_pem: str) -> str:
+    """The SPKI PEM of the public half of an Ed25519 private key PEM."""
+    key = load_private_key(private_pem)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ConfigError("the key is not an Ed25519 private key")
+    return _public_pem(key.public_key())
+
+
+def _public_pem(key: ed25519.Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")

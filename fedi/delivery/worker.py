@@ -12,6 +12,10 @@
   jumps back does not hold new work. Intervals within the process use the monotonic clock.
 - Final without retrying: rows the SSRF guard refuses, and rows for a host marked gone; each
   keeps its reason in `last_error`.
+- Signing: RSA for everyone; a host whose actors publish an Ed25519 Multikey (FEP-521a, as
+  Fedify and fedi do) gets RFC 9421 `ed25519` first, with the sender's Ed25519 key, and the
+  client falls back to RSA draft-cavage if the host refuses it. Which hosts do is read from
+  the actors table, once per host per ED25519_TTL.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from fedi.activitypub.keys import SigningKey
 from fedi.delivery.retry import Outcome, breaker_pause, decide
 from fedi.errors import FetchError
 from fedi.store.models import Actor, Delivery, Host, OutboundActivity
+from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ LAUNCH_WAVE = 32
 GONE_REASON = "not sent: the host is gone (its shared inbox answered 410 Gone)"
 SWEEP_SECONDS = 30.0  # how often rows for gone hosts are closed
 STOP_GRACE = 5.0  # on shutdown, in-flight requests get this long before they are released
+ED25519_TTL = 600.0  # how long whether a host's actors publish Ed25519 keys is remembered
+ED25519_HOSTS = 50_000  # remembered hosts at most (forgotten all at once past it)
 # Errors of the database or the connection to it: the worker waits and carries on.
 _DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
 
@@ -67,7 +74,14 @@ class _Result:
     attempted: bool = True  # False: released untried (e.g. the domain policy was unavailable)
 
 
-Bodies = dict[int, tuple[bytes, SigningKey]]
+@dataclass(frozen=True)
+class _Signer:
+    rsa: SigningKey
+    ed25519: SigningKey | None  # rsa with the Ed25519 companion, if the actor has the key
+    ed25519_pem: str | None
+
+
+Bodies = dict[int, tuple[bytes, _Signer]]
 
 
 def brief(exc: BaseException) -> str:
@@ -102,7 +116,8 @@ class DeliveryWorker:
         self._clock = clock
         self._monotonic = monotonic
         self._rng = rng or random.Random()
-        self._keys: dict[int, SigningKey] = {}
+        self._keys: dict[int, _Signer] = {}
+        self._ed25519_hosts: dict[str, tuple[bool, float]] = {}  # host -> (yes, checked at)
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
         # Refill when this many slots are free (or nothing runs): claims and records in
         # groups, not one transaction per delivery.
@@ -330,26 +345,55 @@ class DeliveryWorker:
             )
             rows = [_Claimed(*r) for r in result.all()]
             bodies = await self._bodies(session, {row.activity_id for row in rows})
+            await self._learn_ed25519_hosts(session, {row.host for row in rows})
         return rows, bodies
+
+    async def _learn_ed25519_hosts(self, session: AsyncSession, hosts: set[str]) -> None:
+        """Remember which of these hosts have actors that publish an Ed25519 Multikey."""
+        mono = self._monotonic()
+        stale = [h for h in hosts
+                 if mono - self._ed25519_hosts.get(h, (False, -ED25519_TTL))[1] >= ED25519_TTL]
+        if not stale:
+            return
+        if len(self._ed25519_hosts) + len(stale) > ED25519_HOSTS:
+            self._ed25519_hosts.clear()
+        found = await session.execute(
+            select(Actor.domain)
+            .where(Actor.domain.in_(stale), Actor.assertion_public_key.is_not(None),
+                   Actor.local.is_(False))
+            .distinct()
+        )
+        yes = set(found.scalars())
+        for host in stale:
+            self._ed25519_hosts[host] = (host in yes, mono)
+
+    def _signing_key(self, row: _Claimed, signer: _Signer) -> SigningKey:
+        wanted = self._ed25519_hosts.get(row.host, (False, 0.0))[0]
+        return signer.ed25519 if wanted and signer.ed25519 is not None else signer.rsa
 
     async def _bodies(self, session: AsyncSession, activity_ids: set[int]) -> Bodies:
         bodies: Bodies = {}
         found = await session.execute(
             select(
                 OutboundActivity.id, OutboundActivity.body, Actor.id, Actor.key_id,
-                Actor.private_key_pem,
+                Actor.private_key_pem, Actor.uri, Actor.assertion_private_pem,
             )
             .join(Actor, Actor.id == OutboundActivity.actor_id)
             .where(OutboundActivity.id.in_(activity_ids))
         )
-        for activity_id, body, actor_id, key_id, private_pem in found.all():
+        for activity_id, body, actor_id, key_id, private_pem, uri, ed25519_pem in found.all():
             if key_id is None or private_pem is None:
                 continue  # only local actors sign; _send fails such rows with a reason
-            key = self._keys.get(actor_id)
-            if key is None or key.key_id != key_id:
-                key = SigningKey(key_id=key_id, private_pem=private_pem)
-                self._keys[actor_id] = key
-            bodies[activity_id] = (body.encode(), key)
+            signer = self._keys.get(actor_id)
+            if signer is None or signer.rsa.key_id != key_id or signer.ed25519_pem != ed25519_pem:
+                rsa = SigningKey(key_id=key_id, private_pem=private_pem)
+                dual = None
+                if ed25519_pem is not None:
+                    ed25519 = SigningKey(Urls.ed25519_key_id(uri), ed25519_pem)
+                    dual = SigningKey(key_id, private_pem, ed25519=ed25519)
+                signer = _Signer(rsa, dual, ed25519_pem)
+                self._keys[actor_id] = signer
+            bodies[activity_id] = (body.encode(), signer)
         return bodies
 
     # -- sending ----------------------------------------------------------------------------
@@ -367,7 +411,8 @@ class DeliveryWorker:
         if row.activity_id not in bodies:
             failed = Outcome("failed", self._clock(), host_ok=True)
             return _Result(row, failed, None, "the signing actor has no private key", neutral=True)
-        body, key = bodies[row.activity_id]
+        body, signer = bodies[row.activity_id]
+        key = self._signing_key(row, signer)
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None

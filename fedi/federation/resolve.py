@@ -3,6 +3,10 @@
 Keys are cached in memory (key id → owner and PEM); a key that fails to verify is refetched
 at most once per REFRESH_INTERVAL per actor (SECURITY 9), so a flood of bad signatures cannot
 turn us into a fetch amplifier.
+
+A key id names an actor's `publicKey` (RSA, as everyone signs), its FEP-521a `assertionMethod`
+Ed25519 Multikey, or a CryptographicKey document of its own whose owner publishes that same
+Ed25519 key as its Multikey (how fedi names its RFC 9421 `ed25519` key, Urls.ed25519_key_id).
 """
 
 from __future__ import annotations
@@ -15,16 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urldefrag
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi.activitypub.addresses import normalise_or_none
 from fedi.activitypub.client import FederationClient, parse_handle
-from fedi.activitypub.keys import SigningKey
+from fedi.activitypub.keys import SigningKey, is_multikey, multikey_public_pem
 from fedi.activitypub.parse import RemoteActor, host_of, is_http_url, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
-from fedi.errors import FetchError, ValidationError
+from fedi.errors import FetchError, SignatureError, ValidationError
 from fedi.store.models import Actor, Host, now
 from fedi.urls import Urls
 
@@ -83,11 +87,21 @@ class ActorResolver:
             self._keys.move_to_end(key_id)
             return cached
         async with self._sessionmaker() as session:
-            actor = (
-                await session.execute(select(Actor).where(Actor.key_id == key_id))
-            ).scalar_one_or_none()
-        if actor is not None and actor.public_key_pem:
-            return self._remember(KeyInfo(key_id, actor.uri, actor.public_key_pem))
+            # The actor whose publicKey this is, or the one whose document the key id is in
+            # (a Multikey `actor#frag`); both indexed.
+            candidates = (
+                await session.execute(
+                    select(Actor).where(
+                        or_(Actor.key_id == key_id, Actor.uri == urldefrag(key_id).url)
+                    )
+                )
+            ).scalars().all()
+        for actor in candidates:
+            if actor.key_id == key_id and actor.public_key_pem:
+                return self._remember(KeyInfo(key_id, actor.uri, actor.public_key_pem))
+        for actor in candidates:
+            if actor.assertion_key_id == key_id and actor.assertion_public_key:
+                return self._remember(_multikey_info(key_id, actor.uri, actor.assertion_public_key))
         if self._urls.is_local(key_id):
             raise FetchError(f"no local actor has the key {key_id}")
         return await self._fetch_key(key_id)
@@ -121,19 +135,32 @@ class ActorResolver:
         document_url = urldefrag(key_id).url
         await self._check_host(document_url)
         doc = await self._client.fetch_object(document_url, sign_as=self._instance_key())
+        key_pem: str | None = None  # a standalone key document's own key
+        owner: str | None = None
         if first_type(doc) not in ACTOR_TYPES:
             # A standalone key document names its owner; the owner must list the key.
             owner = id_of(doc.get("owner"))
             if owner is None or doc.get("id") != key_id:
                 raise FetchError(f"{key_id} is neither an actor nor a key with an owner")
+            if isinstance(doc.get("publicKeyPem"), str):
+                key_pem = doc["publicKeyPem"]
             await self._check_host(owner)
             doc = await self._client.fetch_object(owner, sign_as=self._instance_key())
         try:
-            remote = parse_actor(doc, key_id=key_id)
-        except ValidationError as exc:
+            remote = parse_actor(doc)
+            if remote.assertion_key_id == key_id and remote.assertion_public_key:
+                info = _multikey_info(key_id, remote.id, remote.assertion_public_key)
+            elif key_pem is not None and remote.id == owner and _is_assertion_key(key_pem, remote):
+                info = KeyInfo(key_id, remote.id, key_pem)
+            else:
+                remote = parse_actor(doc, key_id=key_id)
+                info = KeyInfo(key_id, remote.id, remote.public_key_pem)
+        except (ValidationError, SignatureError) as exc:
             raise FetchError(exc.reason) from None
+        if host_of(key_id) != remote.domain:
+            raise FetchError(f"key {key_id} is not on the host of its owner {remote.id}")
         await self.store(remote)
-        return self._remember(KeyInfo(key_id, remote.id, remote.public_key_pem))
+        return self._remember(info)
 
     def _remember(self, info: KeyInfo) -> KeyInfo:
         self._keys[info.key_id] = info
@@ -278,3 +305,15 @@ async def upsert_actor(session: AsyncSession, remote: RemoteActor) -> Actor:
     actor.fetched_at = now()
     await session.flush()
     return actor
+
+
+def _multikey_info(key_id: str, owner: str, multibase: str) -> KeyInfo:
+    try:
+        return KeyInfo(key_id, owner, multikey_public_pem(multibase))
+    except SignatureError as exc:
+        raise FetchError(f"the key {key_id} of {owner}: {exc.reason}") from None
+
+
+def _is_assertion_key(pem: str, actor: RemoteActor) -> bool:
+    """Whether a key document's PEM is the actor's own published Ed25519 Multikey."""
+    return actor.assertion_public_key is not None and is_multikey(pem, actor.assertion_public_key)

@@ -14,7 +14,8 @@ from starlette.routing import Route
 
 from fedi import metrics
 from fedi.activitypub.activities import iso
-from fedi.activitypub.actors import actor_document
+from fedi.activitypub.actors import actor_document, key_document
+from fedi.activitypub.keys import multikey_public_pem
 from fedi.activitypub.vocab import AS_CONTEXT, POST_TYPES, PUBLIC, addressees, first_type
 from fedi.actors.documents import view_of
 from fedi.federation.receive import InboxRequest, InboxResult
@@ -24,7 +25,7 @@ from fedi.groups.viewers import facts_for
 from fedi.privacy.access import Viewer, can_view
 from fedi.services import Services
 from fedi.store.models import Actor, Group, OutboundActivity, Post
-from fedi.urls import GROUPS, USERS
+from fedi.urls import GROUPS, USERS, Urls
 from fedi.web.gate import viewer_of, visible
 from fedi.web.negotiation import ActivityResponse, not_found, wants_activitypub
 from fedi.web.pages import render_actor, render_post
@@ -68,6 +69,23 @@ async def actor(request: Request) -> Response:
     async with services.sessionmaker() as session:
         group = await session.get(Group, found.id) if found.type == "Group" else None
     return ActivityResponse(actor_document(view_of(found, services.urls, group)))
+
+
+async def ed25519_key(request: Request) -> Response:
+    """An actor's Ed25519 key as a CryptographicKey document, the keyid of its RFC 9421
+    `ed25519` signatures (Urls.ed25519_key_id); public, like the actor."""
+    found = await _local_actor(request)
+    if found is None or not found.assertion_public_key:
+        return not_found()
+    services = _services(request)
+    refusal = await services.fetch_verifier.refusal(
+        {k.lower(): v for k, v in request.headers.items()}
+    )
+    if refusal is not None:
+        return JSONResponse({"error": refusal}, status_code=403)
+    return ActivityResponse(key_document(
+        Urls.ed25519_key_id(found.uri), found.uri, multikey_public_pem(found.assertion_public_key)
+    ))
 
 
 async def inbox(request: Request) -> Response:
@@ -236,6 +254,7 @@ async def activity_visible(
 routes = [
     Route("/actor", actor),
     Route("/actor/inbox", inbox, methods=["POST"]),
+    Route("/actor/ed25519-key", ed25519_key),
     Route("/inbox", inbox, methods=["POST"]),
     Route("/posts/{post_id:str}", post),
     Route("/activities/{activity_id:str}", activity),
@@ -245,4 +264,5 @@ for _kind in (USERS, GROUPS):
     routes += [
         Route(f"/{_kind}/{{name:str}}", actor),
         Route(f"/{_kind}/{{name:str}}/inbox", inbox, methods=["POST"]),
+        Route(f"/{_kind}/{{name:str}}/ed25519-key", ed25519_key),
     ]

@@ -599,6 +599,18 @@ class FedifyPeer:
         )
         return result
 
+    async def aed25519_send(
+        self, inbox: str, activity: dict[str, Any], *, tamper: bool = False
+    ) -> dict[str, Any]:
+        """POST an activity signed with RFC 9421 ``ed25519`` by alice's Ed25519 key (keyid:
+        its Multikey id). Returns ``{"status", "body", "activityId", "keyId",
+        "signatureInput", "fedifyVerified"}``; ``tamper`` changes the body after signing."""
+        result: dict[str, Any] = await self._acall(
+            "POST", "/control/ed25519-send",
+            {"inbox": inbox, "activity": activity, "tamper": tamper},
+        )
+        return result
+
     async def areset(self, *, cache: bool = False) -> None:
         await self._acall("POST", "/control/reset", {"cache": cache})
 

@@ -21,6 +21,7 @@ import {
   createFederation,
   generateCryptoKeyPair,
   MemoryKvStore,
+  verifyRequest,
 } from "@fedify/fedify";
 import {
   Accept,
@@ -29,6 +30,7 @@ import {
   Announce,
   Article,
   Block,
+  CryptographicKey,
   Create,
   Delete,
   Endpoints,
@@ -843,6 +845,81 @@ async function summarize(obj, ctx) {
   return summary;
 }
 
+// POST /control/ed25519-send {"inbox": URL, "activity": {...}, "tamper": false}
+// POSTs the activity (id/actor/@context filled in) to `inbox`, signed with RFC 9421
+// `ed25519` by alice's Ed25519 key; the keyid is that key's FEP-521a Multikey id.
+// Fedify 2.3.6 signs requests with RSA keys only (signRequest refuses Ed25519 for both
+// specs, and sendActivity picks the RSA key), so the signature base is built here over
+// the components Fedify's own RFC 9421 signer covers and signed with WebCrypto.  Before
+// sending, Fedify's verifyRequest() checks the signed request with alice's Ed25519 key
+// (`fedifyVerified`), so fedi is asked to verify a signature Fedify itself accepts.
+// With "tamper": true the body is changed after signing.
+async function controlEd25519Send(request) {
+  const body = await readJson(request);
+  const ctx = contextForControl();
+  const inbox = toUrl(body.inbox, "inbox");
+  if (body.activity == null || typeof body.activity !== "object") {
+    throw new HttpError(400, "activity must be a JSON object");
+  }
+  const activity = { ...body.activity };
+  if (activity["@context"] == null) activity["@context"] = "https://www.w3.org/ns/activitystreams";
+  if (activity.id == null) activity.id = new URL(`/activities/${uuid()}`, ORIGIN).href;
+  if (activity.actor == null) activity.actor = ctx.getActorUri(IDENTIFIER).href;
+  const pair = (await ctx.getActorKeyPairs(IDENTIFIER)).find(
+    (k) => k.privateKey.algorithm.name === "Ed25519",
+  );
+  const keyId = pair.multikey.id;
+  const bytes = new TextEncoder().encode(JSON.stringify(activity));
+  const digest = Buffer.from(await crypto.subtle.digest("SHA-256", bytes)).toString("base64");
+  const headers = new Headers({
+    "Content-Type": "application/activity+json",
+    Host: inbox.host,
+    Date: new Date().toUTCString(),
+    "Content-Digest": `sha-256=:${digest}:`,
+  });
+  const created = Math.floor(Date.now() / 1000);
+  const names = ["@method", "@target-uri", "@authority", "host", "date", "content-digest"];
+  const values = {
+    "@method": "POST",
+    "@target-uri": inbox.href,
+    "@authority": inbox.host,
+    host: headers.get("host"),
+    date: headers.get("date"),
+    "content-digest": headers.get("content-digest"),
+  };
+  const params = `(${names.map((n) => `"${n}"`).join(" ")});alg="ed25519";keyid="${keyId.href}";created=${created}`;
+  const base = [...names.map((n) => `"${n}": ${values[n]}`), `"@signature-params": ${params}`].join("\n");
+  const signature = await crypto.subtle.sign("Ed25519", pair.privateKey, new TextEncoder().encode(base));
+  headers.set("Signature-Input", `sig1=${params}`);
+  headers.set("Signature", `sig1=:${Buffer.from(signature).toString("base64")}:`);
+
+  const keyDocument = await new CryptographicKey({
+    id: keyId,
+    owner: ctx.getActorUri(IDENTIFIER),
+    publicKey: pair.publicKey,
+  }).toJsonLd({ contextLoader: ctx.contextLoader });
+  const documentLoader = async (url) => {
+    if (url !== keyId.href) throw new Error(`unexpected fetch of ${url}`);
+    return { contextUrl: null, documentUrl: url, document: keyDocument };
+  };
+  const verified = await verifyRequest(
+    new Request(inbox, { method: "POST", headers, body: bytes }),
+    { documentLoader, contextLoader: ctx.contextLoader },
+  );
+  const sent = body.tamper === true
+    ? new TextEncoder().encode(JSON.stringify({ ...activity, tampered: true }))
+    : bytes;
+  const response = await fetch(new Request(inbox, { method: "POST", headers, body: sent }));
+  return json(200, {
+    status: response.status,
+    body: (await response.text()).slice(0, 1000),
+    activityId: activity.id,
+    keyId: keyId.href,
+    signatureInput: headers.get("signature-input"),
+    fedifyVerified: verified != null,
+  });
+}
+
 async function controlLookup(request) {
   const body = await readJson(request);
   const ctx = contextForControl();
@@ -893,6 +970,8 @@ async function handleControl(request, url) {
       return json(200, [...following.values()]);
     case "GET /control/followers":
       return json(200, [...followers.keys()]);
+    case "POST /control/ed25519-send":
+      return await controlEd25519Send(request);
     case "POST /control/lookup":
       return await controlLookup(request);
     case "POST /control/reset": {
