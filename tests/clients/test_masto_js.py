@@ -4,9 +4,10 @@ tests/clients/masto_js/journey.mjs walks what a person does in such an app (regi
 with JSON, password grant, code flow with PKCE through the consent page in a real browser,
 credentials and preferences, instance v2 and v1, resolve a group on another server, join it,
 read its thread at home, post into it by mentioning it, reply, read the context, favourite,
-get a reply on the WebSocket user stream, read notifications). This driver answers what the
-script cannot do itself (the browser, someone on the other server writing, looking at the
-other server) and fails naming the step that broke and what the server answered."""
+get a reply on the WebSocket user stream, read notifications, page by the Link header). This
+driver answers what the script cannot do itself (the browser, someone on the other server
+writing, looking at the other server) and fails naming the step that broke and what the
+server answered."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ STEPS = [
     "favourite the thread",
     "receive a reply over the streaming API",
     "read notifications and home",
+    "page through home by the Link header, and read an error",
 ]
 
 

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from mastodon import Mastodon, StreamListener
+from mastodon import Mastodon, MastodonNotFoundError, MastodonUnauthorizedError, StreamListener
 
 from tests.clients.support import (
     OOB,
@@ -122,10 +122,12 @@ async def test_mastodon_py_signs_in_joins_a_remote_group_posts_and_streams(
     assert thread["uri"] == thread_uri, thread
     assert thread["account"]["acct"] == f"{world.owner}@{world.b.domain}", thread["account"]
 
-    # Posting into the group: a status that mentions it reaches B's group.
+    # Posting into the group: a status that mentions it reaches B's group. Sent twice with
+    # one Idempotency-Key (as Mastodon.py retries do), it is one status.
     hello = marker("hello")
-    mine = tess.status_post(f"{world.group_handle} Hello from Mastodon.py {hello}",
-                            visibility="public")
+    text = f"{world.group_handle} Hello from Mastodon.py {hello}"
+    mine = tess.status_post(text, visibility="public", idempotency_key=hello)
+    assert tess.status_post(text, visibility="public", idempotency_key=hello)["id"] == mine["id"]
     assert hello in mine["content"], mine
     assert any(m["acct"] == world.group_handle[1:] for m in mine["mentions"]), mine
     assert await world.wait_for_post_on_b(hello) == mine["uri"]
@@ -167,5 +169,24 @@ async def test_mastodon_py_signs_in_joins_a_remote_group_posts_and_streams(
     below = tess.status_context(mine["id"])["descendants"]
     assert [s["uri"] for s in below] == [reply_uri], below
 
-    # Home still shows the thread tess took part in.
+    # Home still shows the thread tess took part in, and pages through the Link header:
+    # one status a page, the next page older, the previous page back to the first.
     assert find(tess.timeline_home(), welcome) is not None
+    first = tess.timeline_home(limit=1)
+    second = tess.fetch_next(first)
+    assert len(first) == 1 and second is not None and len(second) == 1, (first, second)
+    assert second[0]["id"] != first[0]["id"]
+    assert second[0]["created_at"] <= first[0]["created_at"]
+    previous = tess.fetch_previous(second)
+    assert previous is not None and [s["id"] for s in previous] == [first[0]["id"]], previous
+
+    # Errors come back as Mastodon's JSON, which Mastodon.py turns into its exceptions.
+    with pytest.raises(MastodonNotFoundError):
+        tess.status("999999999")
+
+    # Signing out ends that token only. (A "changed" version check is left out: with
+    # fedi answering as Mastodon 4.2.0 it refuses e.g. me(), whose Account changed in 4.7.)
+    by_password.revoke_access_token(allow_http=True)
+    with pytest.raises(MastodonUnauthorizedError):
+        by_password.account_verify_credentials()
+    assert tess.account_verify_credentials()["username"] == world.user

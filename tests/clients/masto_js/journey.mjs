@@ -271,6 +271,22 @@ async function main() {
     assert.ok(home.some((s) => (s.reblog ?? s).id === threadId), "the thread left home");
   });
 
+  await step("page through home by the Link header, and read an error", async () => {
+    const pages = masto.v1.timelines.home.list({ limit: 1 }).values();
+    const first = (await pages.next()).value;
+    const second = (await pages.next()).value;
+    assert.equal(first?.length, 1, JSON.stringify(first));
+    assert.equal(second?.length, 1, JSON.stringify(second));
+    assert.notEqual(second[0].id, first[0].id);
+    assert.ok(Date.parse(second[0].createdAt) <= Date.parse(first[0].createdAt));
+    const missing = await masto.v1.statuses.$select("999999999").fetch().then(
+      () => undefined, (error) => error);
+    assert.equal(missing?.statusCode, 404, String(missing));
+    assert.ok(missing.message, "a 404 without Mastodon's error text");
+    const client = await masto.v1.apps.verifyCredentials();
+    assert.equal(client.name, "fedi client test (masto.js)");
+  });
+
   say({ done: true });
   process.exit(0);
 }
