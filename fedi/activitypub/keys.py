@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -64,7 +64,7 @@ def load_public_key(pem: str) -> PublicKeyTypes:
 @dataclass(frozen=True)
 class SigningKey:
     key_id: str  # e.g. "https://host/groups/g#main-key"
-    private_pem: str
+    private_pem: str = field(repr=False)  # never in logs or tracebacks
     # For peers that verify RFC 9421 `ed25519`: RFC 9421 signatures use this key instead
     # (draft-cavage ones, for everyone else, stay RSA).
     ed25519: SigningKey | None = None

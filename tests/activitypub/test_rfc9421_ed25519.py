@@ -189,3 +189,9 @@ def test_multikey_and_pem_name_the_same_key() -> None:
     assert integrity.public_multibase(public) == multibase and len(raw) == 32
     with pytest.raises(SignatureError, match="not an Ed25519 key"):
         multikey_public_pem("z" + "1" * 20)
+
+
+def test_a_signing_key_never_shows_its_private_halves(keys: tuple[SigningKey, str, str]) -> None:
+    key, _, _ = keys
+    assert "PRIVATE KEY" not in repr(key) and "PRIVATE KEY" not in str(key)
+    assert f"{ACTOR}/ed25519-key" in repr(key)
