@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.accounts import scopes as scope_rules
+from fedi.accounts import suspension
 from fedi.accounts.tokens import digest, new_token
 from fedi.errors import FediError, ValidationError
 from fedi.store.models import InstanceSetting, OAuthApp, OAuthToken
@@ -114,6 +115,8 @@ async def find_token(session: AsyncSession, raw: str) -> Grant | None:
     now = time.time()
     if token.revoked_at is not None or (token.expires_at is not None and token.expires_at <= now):
         return None
+    if token.actor_id is not None and await suspension.find(session, token.actor_id):
+        return None  # a suspended person's apps stop with their sessions (and resume after)
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
         token.last_used_at = now
         await session.commit()

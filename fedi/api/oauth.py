@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -51,11 +53,7 @@ def application(app: OAuthApp, *, secret: str | None = None) -> dict[str, Any]:
 async def create_app(request: Request, caller: Caller) -> Response:
     params = await read_params(request)
     uris = params.strings("redirect_uris") or params.strings("redirect_uri")
-    scopes = params.raw("scopes")
-    if isinstance(scopes, list):
-        scopes = " ".join(str(s) for s in scopes)
-    elif scopes is not None and not isinstance(scopes, str):
-        raise unprocessable("scopes must be a string of space-separated scopes", "scopes")
+    scopes = _scope(params, "scopes")
     async with services_of(request).sessionmaker() as session, session.begin():
         try:
             app, secret = await oauth.register(
@@ -123,19 +121,35 @@ def _token_body(issued: oauth.IssuedToken) -> dict[str, Any]:
     return body
 
 
-async def token(request: Request) -> Response:
-    basic = False
-    try:
-        params = await _params(request)
-        client_id, secret, basic = _credentials(request, params)
-        grant_type = params.text("grant_type", max_length=100)
-        if not grant_type:
-            raise oauth.OAuthError("invalid_request", "grant_type is required")
-        return await _grant(request, params, grant_type, client_id, secret)
-    except oauth.OAuthError as exc:
-        return _oauth_error(exc, basic=basic)
-    except ApiError as exc:  # a malformed parameter (a list where a string belongs …)
-        return _oauth_error(oauth.OAuthError("invalid_request", exc.error), basic=basic)
+ClientCall = Callable[[Request, Params, str | None, str | None], Awaitable[Response]]
+
+
+def client_endpoint(work: ClientCall) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint an app calls with its client credentials (body or HTTP Basic); OAuth
+    errors and malformed parameters answer in RFC 6749's shape."""
+
+    @wraps(work)
+    async def run(request: Request) -> Response:
+        basic = False
+        try:
+            params = await _params(request)
+            client_id, secret, basic = _credentials(request, params)
+            return await work(request, params, client_id, secret)
+        except oauth.OAuthError as exc:
+            return _oauth_error(exc, basic=basic)
+        except ApiError as exc:  # a malformed parameter (a list where a string belongs …)
+            return _oauth_error(oauth.OAuthError("invalid_request", exc.error), basic=basic)
+
+    return run
+
+
+@client_endpoint
+async def token(request: Request, params: Params, client_id: str | None,
+                secret: str | None) -> Response:
+    grant_type = params.text("grant_type", max_length=100)
+    if not grant_type:
+        raise oauth.OAuthError("invalid_request", "grant_type is required")
+    return await _grant(request, params, grant_type, client_id, secret)
 
 
 async def _grant(request: Request, params: Params, grant_type: str, client_id: str | None,
@@ -176,30 +190,25 @@ async def _grant(request: Request, params: Params, grant_type: str, client_id: s
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _scope(params: Params) -> str | None:
-    raw = params.raw("scope")
+def _scope(params: Params, name: str = "scope") -> str | None:
+    """Scopes as a string, whether sent as one (space- or plus-separated) or as a list."""
+    raw = params.raw(name)
     if isinstance(raw, list):
         return " ".join(str(s) for s in raw)
-    return params.text("scope", max_length=2000)
+    return params.text(name, max_length=2000)
 
 
-async def revoke(request: Request) -> Response:
-    basic = False
-    try:
-        params = await _params(request)
-        client_id, secret, basic = _credentials(request, params)
-        raw = params.text("token", max_length=1000)
-        if not raw:
-            raise oauth.OAuthError("invalid_request", "token is required")
-        async with services_of(request).sessionmaker() as session, session.begin():
-            app = await oauth.authenticate_client(session, client_id, secret)
-            if not await oauth.revoke(session, app, raw):
-                raise oauth.OAuthError("unauthorized_client", "You are not authorized to "
-                                       "revoke this token: another app holds it", 403)
-    except oauth.OAuthError as exc:
-        return _oauth_error(exc, basic=basic)
-    except ApiError as exc:
-        return _oauth_error(oauth.OAuthError("invalid_request", exc.error), basic=basic)
+@client_endpoint
+async def revoke(request: Request, params: Params, client_id: str | None,
+                 secret: str | None) -> Response:
+    raw = params.text("token", max_length=1000)
+    if not raw:
+        raise oauth.OAuthError("invalid_request", "token is required")
+    async with services_of(request).sessionmaker() as session, session.begin():
+        app = await oauth.authenticate_client(session, client_id, secret)
+        if not await oauth.revoke(session, app, raw):
+            raise oauth.OAuthError("unauthorized_client", "You are not authorized to revoke "
+                                   "this token: another app holds it", 403)
     return JSONResponse({}, headers=NO_STORE)
 
 
