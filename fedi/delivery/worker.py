@@ -12,10 +12,8 @@
   jumps back does not hold new work. Intervals within the process use the monotonic clock.
 - Final without retrying: rows the SSRF guard refuses, and rows for a host marked gone; each
   keeps its reason in `last_error`.
-- Signing: RSA for everyone; a host whose actors publish an Ed25519 Multikey (FEP-521a, as
-  Fedify and fedi do) gets RFC 9421 `ed25519` first, with the sender's Ed25519 key, and the
-  client falls back to RSA draft-cavage if the host refuses it. Which hosts do is read from
-  the actors table, once per host per ED25519_TTL.
+- Signing: RSA for everyone, RFC 9421 `ed25519` first for hosts whose actors publish an
+  Ed25519 Multikey (fedi.delivery.signers).
 """
 
 from __future__ import annotations
@@ -34,11 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from fedi import metrics
 from fedi.activitypub.client import DestinationRefused, FederationClient
-from fedi.activitypub.keys import SigningKey
 from fedi.delivery.retry import Outcome, breaker_pause, decide
+from fedi.delivery.signers import Signer, Signers
 from fedi.errors import FetchError
 from fedi.store.models import Actor, Delivery, Host, OutboundActivity
-from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +44,6 @@ LAUNCH_WAVE = 32
 GONE_REASON = "not sent: the host is gone (its shared inbox answered 410 Gone)"
 SWEEP_SECONDS = 30.0  # how often rows for gone hosts are closed
 STOP_GRACE = 5.0  # on shutdown, in-flight requests get this long before they are released
-ED25519_TTL = 600.0  # how long whether a host's actors publish Ed25519 keys is remembered
-ED25519_HOSTS = 50_000  # remembered hosts at most (forgotten all at once past it)
 # Errors of the database or the connection to it: the worker waits and carries on.
 _DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
 
@@ -74,14 +69,7 @@ class _Result:
     attempted: bool = True  # False: released untried (e.g. the domain policy was unavailable)
 
 
-@dataclass(frozen=True)
-class _Signer:
-    rsa: SigningKey
-    ed25519: SigningKey | None  # rsa with the Ed25519 companion, if the actor has the key
-    ed25519_pem: str | None
-
-
-Bodies = dict[int, tuple[bytes, _Signer]]
+Bodies = dict[int, tuple[bytes, Signer]]
 
 
 def brief(exc: BaseException) -> str:
@@ -116,8 +104,7 @@ class DeliveryWorker:
         self._clock = clock
         self._monotonic = monotonic
         self._rng = rng or random.Random()
-        self._keys: dict[int, _Signer] = {}
-        self._ed25519_hosts: dict[str, tuple[bool, float]] = {}  # host -> (yes, checked at)
+        self._signers = Signers(monotonic)
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
         # Refill when this many slots are free (or nothing runs): claims and records in
         # groups, not one transaction per delivery.
@@ -345,31 +332,8 @@ class DeliveryWorker:
             )
             rows = [_Claimed(*r) for r in result.all()]
             bodies = await self._bodies(session, {row.activity_id for row in rows})
-            await self._learn_ed25519_hosts(session, {row.host for row in rows})
+            await self._signers.learn(session, (row.host for row in rows))
         return rows, bodies
-
-    async def _learn_ed25519_hosts(self, session: AsyncSession, hosts: set[str]) -> None:
-        """Remember which of these hosts have actors that publish an Ed25519 Multikey."""
-        mono = self._monotonic()
-        stale = [h for h in hosts
-                 if mono - self._ed25519_hosts.get(h, (False, -ED25519_TTL))[1] >= ED25519_TTL]
-        if not stale:
-            return
-        if len(self._ed25519_hosts) + len(stale) > ED25519_HOSTS:
-            self._ed25519_hosts.clear()
-        found = await session.execute(
-            select(Actor.domain)
-            .where(Actor.domain.in_(stale), Actor.assertion_public_key.is_not(None),
-                   Actor.local.is_(False))
-            .distinct()
-        )
-        yes = set(found.scalars())
-        for host in stale:
-            self._ed25519_hosts[host] = (host in yes, mono)
-
-    def _signing_key(self, row: _Claimed, signer: _Signer) -> SigningKey:
-        wanted = self._ed25519_hosts.get(row.host, (False, 0.0))[0]
-        return signer.ed25519 if wanted and signer.ed25519 is not None else signer.rsa
 
     async def _bodies(self, session: AsyncSession, activity_ids: set[int]) -> Bodies:
         bodies: Bodies = {}
@@ -384,15 +348,7 @@ class DeliveryWorker:
         for activity_id, body, actor_id, key_id, private_pem, uri, ed25519_pem in found.all():
             if key_id is None or private_pem is None:
                 continue  # only local actors sign; _send fails such rows with a reason
-            signer = self._keys.get(actor_id)
-            if signer is None or signer.rsa.key_id != key_id or signer.ed25519_pem != ed25519_pem:
-                rsa = SigningKey(key_id=key_id, private_pem=private_pem)
-                dual = None
-                if ed25519_pem is not None:
-                    ed25519 = SigningKey(Urls.ed25519_key_id(uri), ed25519_pem)
-                    dual = SigningKey(key_id, private_pem, ed25519=ed25519)
-                signer = _Signer(rsa, dual, ed25519_pem)
-                self._keys[actor_id] = signer
+            signer = self._signers.of_actor(actor_id, uri, key_id, private_pem, ed25519_pem)
             bodies[activity_id] = (body.encode(), signer)
         return bodies
 
@@ -412,7 +368,7 @@ class DeliveryWorker:
             failed = Outcome("failed", self._clock(), host_ok=True)
             return _Result(row, failed, None, "the signing actor has no private key", neutral=True)
         body, signer = bodies[row.activity_id]
-        key = self._signing_key(row, signer)
+        key = self._signers.key(row.host, signer)
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
