@@ -158,6 +158,9 @@ class Presenter:
         header = (group.banner if group is not None and group.banner else None) or (
             f"{self.base_url}{DEFAULT_HEADER}")
         note = note_html(actor)
+        if actor.type == "Group":  # Mastodon apps post into a group by mentioning it
+            note += (f"<p>Mention @{html.escape(actor.username)}@{html.escape(actor.domain)}"
+                     " in a post to post here.</p>")
         return {
             "id": str(actor.id),
             "username": actor.username,

@@ -133,6 +133,7 @@ async def test_a_group_is_an_account_and_a_hidden_one_is_for_its_members(databas
             body = (await http.get(f"/api/v1/accounts/{garden.id}")).json()
             assert body["group"] is True and body["locked"] is True
             assert body["acct"] == "garden" and body["id"] == str(garden.id)
+            assert "Mention @garden@fedi.test in a post to post here." in body["note"]
             assert (await http.get(f"/api/v1/accounts/{secret.id}")).status_code == 404
             assert (await http.get(
                 "/api/v1/accounts/lookup", params={"acct": "secret"})).status_code == 404
