@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from playwright.async_api import Page, Route, async_playwright
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
@@ -114,6 +115,21 @@ async def start_world(instances: list[FediInstance]) -> World:
     await make_people(a, (world.user, world.other))
     await make_people(b, (world.owner,), (world.group, world.owner))
     return world
+
+
+async def password_token(base_url: str, name: str) -> str:
+    """A bearer token for local person `name`, the way a script gets one: register an app,
+    then the password grant."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        app = await http.post("/api/v1/apps", data={
+            "client_name": "a script", "redirect_uris": OOB, "scopes": "read write"})
+        assert app.status_code == 200, app.text
+        token = await http.post("/oauth/token", data={
+            "grant_type": "password", "username": name, "password": PASSWORD,
+            "client_id": app.json()["client_id"], "client_secret": app.json()["client_secret"],
+            "scope": "read write"})
+        assert token.status_code == 200, token.text
+        return str(token.json()["access_token"])
 
 
 # --- a person authorising an app in a real browser ----------------------------------------
