@@ -48,7 +48,6 @@ PAGE = ("<!doctype html><html lang=en><title>web client</title>"
 SIGN_IN = """
 async ({ url, username, password, group }) => {
   const { createOAuthAPIClient, createRestAPIClient } = await import("masto");
-  const say = [];
   for (const path of ["/.well-known/nodeinfo", "/.well-known/host-meta",
                       "/.well-known/oauth-authorization-server"]) {
     const answer = await fetch(url + path);
