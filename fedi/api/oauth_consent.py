@@ -150,7 +150,8 @@ async def authorize_page(request: Request) -> Response:
         "app": asked.app, "person": user, "fields": values,
         "scopes": [(s, describe(s)) for s in scope_rules.text(asked.scopes).split()],
         "oob": asked.redirect_uri == oauth.OOB,
-        "redirect_host": urlsplit(asked.redirect_uri).netloc or asked.redirect_uri,
+        "redirect_host": urlsplit(asked.redirect_uri).netloc
+        if asked.redirect_uri.startswith(("https://", "http://")) else asked.redirect_uri,
     })
     response.headers["Content-Security-Policy"] = form_action(asked.redirect_uri)
     response.headers["Cache-Control"] = "no-store"

@@ -123,11 +123,21 @@ async def test_custom_scheme_redirects_are_allowed_by_the_pages_policy(
     database_url: str,
 ) -> None:
     async with api_app(database_url) as fedi, person(fedi, "alice") as alice:
-        app = await register(fedi.http, redirect_uris="elk://callback")
+        app = await register(fedi.http, redirect_uris="elk://callback", as_json=True)
         page = await alice.get(authorize_url(app))
         assert "form-action 'self' elk:;" in page.headers["content-security-policy"] + ";"
-        answer = await consent(alice, app, state="e")
+        assert "sent back to the app at elk://callback" in page.text
+        verifier = secrets.token_urlsafe(48)
+        answer = await consent(alice, app, state="e", code_challenge=s256(verifier),
+                               code_challenge_method="S256")
         assert answer.headers["location"].startswith("elk://callback?code=")
+        # As masto.js sends it: JSON, PKCE.
+        token = await fedi.http.post("/oauth/token", json={
+            "grant_type": "authorization_code", "code": answer_of(answer)["code"],
+            "client_id": app["client_id"], "client_secret": app["client_secret"],
+            "redirect_uri": "elk://callback", "code_verifier": verifier,
+            "scope": "read write"})
+        assert token.status_code == 200 and token.json()["scope"] == "read write"
 
 
 async def test_pkce_s256_the_verifier_must_match_and_plain_is_refused(
