@@ -32,11 +32,11 @@ from fedi.accounts import oauth
 from fedi.api.entities import Presenter
 from fedi.api.notifications import MASTODON_TYPE, Shown
 from fedi.api.timelines import left_out, tagged
-from fedi.groups.viewers import facts_for, viewer_for
+from fedi.groups.viewers import facts_for, viewer_for, viewers_for
 from fedi.live.events import DeleteEvent, LiveEvent, NoticeEvent, PostEvent
 from fedi.moderation.policy import DomainPolicy
 from fedi.privacy.access import ANONYMOUS, PostFacts, Viewer, can_view, listed
-from fedi.store.models import Actor, Follow, Notification, Post
+from fedi.store.models import Actor, Follow, Notification, PersonRelation, Post
 
 TAG = re.compile(r"^\w{1,100}$")
 STATUS_STREAMS = frozenset({"user", "public", "public:local", "public:remote", "hashtag",
@@ -125,6 +125,7 @@ class Shared:
         self.base_url = base_url
         self.policy = policy
         self._posts: OrderedDict[tuple[str, int], asyncio.Task[PostNews | None]] = OrderedDict()
+        self.homes = Homes(sessionmaker)
 
     def _memo(self, key: tuple[str, int], load: Callable[[], Awaitable[PostNews | None]]
               ) -> asyncio.Task[PostNews | None]:
@@ -172,11 +173,66 @@ class Shared:
 
 @dataclass(frozen=True)
 class Home:
-    """What the person's home is made of, read afresh for each event."""
+    """What a person's home is made of, and who they are to the gate, read after the event."""
 
     viewer: Viewer
     followed: frozenset[int]
     hidden: frozenset[int]  # blocked or muted accounts
+
+
+class Homes:
+    """Every waiting watcher's Home, loaded for all of them at once: when an event comes,
+    a thousand clients cost a few queries, not a few thousand. A request made while a load
+    runs waits for the next one, so no watcher gets a Home read before it asked."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessionmaker = sessionmaker
+        self._waiting: dict[int, tuple[Actor, list[asyncio.Future[Home]]]] = {}
+        self._loading: asyncio.Task[None] | None = None
+
+    async def of(self, person: Actor) -> Home:
+        future: asyncio.Future[Home] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(person.id, (person, []))[1].append(future)
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self._load_all())
+        return await future
+
+    async def _load_all(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # the other watchers woken by the same event ask too
+            batch, self._waiting = self._waiting, {}
+            try:
+                homes = await self._load([person for person, _ in batch.values()])
+            except Exception as exc:
+                for _, futures in batch.values():
+                    for future in futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                continue
+            for person_id, (_, futures) in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(homes[person_id])
+
+    async def _load(self, people: list[Actor]) -> dict[int, Home]:
+        ids = [p.id for p in people]
+        followed: dict[int, set[int]] = {}
+        hidden: dict[int, set[int]] = {}
+        async with self.sessionmaker() as session:
+            viewers = await viewers_for(session, people)
+            for follower, target in (await session.execute(
+                    select(Follow.follower_id, Follow.target_id)
+                    .join(Actor, Actor.id == Follow.target_id).where(
+                        Follow.follower_id.in_(ids), Follow.state == "accepted",
+                        Actor.type != "Group"))).all():
+                followed.setdefault(follower, set()).add(target)
+            # The accounts each blocks or mutes (fedi.api.timelines.left_out, for many).
+            for actor_id, target in (await session.execute(
+                    select(PersonRelation.actor_id, PersonRelation.target_id)
+                    .where(PersonRelation.actor_id.in_(ids)))).all():
+                hidden.setdefault(actor_id, set()).add(target)
+        return {i: Home(viewers[i], frozenset(followed.get(i, ())),
+                        frozenset(hidden.get(i, ()))) for i in ids}
 
 
 class Watcher:
@@ -201,16 +257,6 @@ class Watcher:
             return await self._delete(event)
         return await self._notification(event)
 
-    async def _home(self) -> Home:
-        async with self.shared.sessionmaker() as session:
-            viewer = await viewer_for(session, self.person.uri)
-            followed = frozenset((await session.execute(
-                select(Follow.target_id).join(Actor, Actor.id == Follow.target_id).where(
-                    Follow.follower_id == self.person.id, Follow.state == "accepted",
-                    Actor.type != "Group"))).scalars())
-            hidden = frozenset(await left_out(session, self.person))
-        return Home(viewer, followed, hidden)
-
     def _belongs(self, stream: Stream, news: PostNews, home: Home) -> bool:
         post = news.post
         if stream.name == "user":
@@ -232,7 +278,7 @@ class Watcher:
         news = await self.shared.post(event.post_id)
         if news is None:
             return []
-        home = await self._home()
+        home = await self.shared.homes.of(self.person)
         if not can_view(news.facts, home.viewer) or news.post.author_id in home.hidden:
             return []
         if news.post.held is not None and news.post.author_id != self.person.id:
@@ -250,10 +296,9 @@ class Watcher:
         news = await self.shared.deleted(event.post_id)
         if news is None:
             return []
-        if not can_view(news.facts, ANONYMOUS):
-            async with self.shared.sessionmaker() as session:
-                if not can_view(news.facts, await viewer_for(session, self.person.uri)):
-                    return []
+        if not can_view(news.facts, ANONYMOUS) and not can_view(
+                news.facts, (await self.shared.homes.of(self.person)).viewer):
+            return []
         return [Frame(s.wire(), "delete", str(event.post_id)) for s in streams]
 
     async def _notification(self, event: NoticeEvent) -> list[Frame]:

@@ -22,10 +22,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fedi.accounts import oauth
 from fedi.accounts import scopes as scope_rules
 from fedi.actors.local import create_user
+from fedi.groups.membership import join_local_group
 from fedi.groups.posting import delete_post
+from fedi.groups.viewers import viewer_for, viewers_for
 from fedi.live.events import DeleteEvent, NoticeEvent, PostEvent, decode
 from fedi.services import Services
-from fedi.store.models import Actor, Follow, OAuthToken, Post
+from fedi.store.models import Actor, Follow, GroupBan, OAuthToken, Post
+from tests.api.support import api_app, make_group, make_user
 from tests.web.test_live import People, Site, people, say, site
 
 WAIT = 15.0
@@ -308,3 +311,24 @@ def test_every_live_event_survives_its_notify_payload_and_junk_does_not_decode()
                  '{"kind":"delete","post_id":true,"group_id":null}', '{"kind":"delete",'
                  '"post_id":5,"group_id":"x"}', '{"kind":"other","post_id":1}', "[]", "{"):
         assert decode(junk) is None, junk
+
+
+async def test_viewers_for_many_agrees_with_viewer_for_each(database_url: str) -> None:
+    """Streams load every client's viewer at once; the gate must see the same people."""
+    async with api_app(database_url) as fedi:
+        olga = await make_user(fedi, "olga")
+        cats = await make_group(fedi, "cats", "olga")
+        dogs = await make_group(fedi, "dogs", "olga")
+        mia, ned, zed = [await make_user(fedi, n) for n in ("mia", "ned", "zed")]
+        async with fedi.services.sessionmaker() as session, session.begin():
+            await join_local_group(session, fedi.services.urls, cats, mia)
+            await join_local_group(session, fedi.services.urls, dogs, mia)
+            await join_local_group(session, fedi.services.urls, cats, ned)
+            session.add(GroupBan(group_id=dogs.id, actor_id=ned.id))
+        async with fedi.services.sessionmaker() as session:
+            many = await viewers_for(session, [olga, mia, ned, zed, mia])
+            for actor in (olga, mia, ned, zed):
+                assert many[actor.id] == await viewer_for(session, actor.uri)
+        assert many[mia.id].member_of == {cats.uri, dogs.uri}
+        assert many[ned.id].banned_from == {dogs.uri} and many[olga.id].moderates(dogs.uri)
+        assert many[zed.id].member_of == frozenset()
