@@ -191,6 +191,12 @@ async def test_authorised_apps_page_lists_the_app_and_revoke_ends_its_tokens(
         assert "Log out everywhere" in page.text
         assert page.text.count('action="/settings/apps/revoke"') == 1
         app_id = page.text.split('name="app" value="', 1)[1].split('"', 1)[0]
+        async with person(fedi, "bob") as bob:
+            theirs = await bob.post("/settings/apps/revoke", data={
+                "csrf": token_in(await bob.get("/settings")), "app": app_id})
+            assert "m=none" in theirs.headers["location"]  # bob cannot touch alice's grant
+        async with client(fedi, tokens[0]) as api:
+            assert (await api.get("/api/v1/apps/verify_credentials")).status_code == 200
         revoked = await alice.post("/settings/apps/revoke", data={
             "csrf": token_in(page), "app": app_id})
         assert revoked.status_code == 303
