@@ -17,5 +17,6 @@ from tests.support.instance import FediInstance
 
 @pytest.fixture
 async def world(instances: list[FediInstance]) -> World:
-    """A (tess, rory) and B (bo, the open group club), both serving with their workers."""
+    """A (tess, rory) and B (bo, the open group club, the private group quiet), both serving
+    with their workers."""
     return await start_world(instances)

@@ -3,8 +3,9 @@ client: signing in on the web and authorising the app in a real browser, and som
 other server posting and replying.
 
 Server A holds the person the client signs in as (`tess`, and `rory`, a second person);
-server B holds the group (`club`, owned by `bo`). Everything between them is real HTTP with
-real signatures and real delivery workers, so remote effects are polled for.
+server B holds the groups (`club`, open, and `quiet`, private, both owned by `bo`).
+Everything between them is real HTTP with real signatures and real delivery workers, so
+remote effects are polled for.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class World:
     other: str = "rory"
     owner: str = "bo"
     group: str = "club"
+    private_group: str = "quiet"
 
     @property
     def group_handle(self) -> str:
@@ -60,10 +62,16 @@ class World:
         done = await asyncio.to_thread(self.b.cli, *args)
         return done.stdout.strip()
 
-    async def owner_posts_thread(self, title: str, text: str) -> str:
-        """bo, on B, opens a thread in the group; returns its URI."""
-        return await self.on_b("post", "--as", self.owner, "--group", self.group,
+    async def owner_posts_thread(self, title: str, text: str, group: str | None = None
+                                 ) -> str:
+        """bo, on B, opens a thread in the group (club unless named); returns its URI."""
+        return await self.on_b("post", "--as", self.owner, "--group", group or self.group,
                                "--title", title, text)
+
+    async def owner_approves(self, group: str) -> None:
+        """bo accepts tess's request to join `group` on B."""
+        await self.on_b("mod", "approve", "--as", self.owner, group,
+                        f"@{self.user}@{self.a.domain}")
 
     async def owner_replies(self, to_uri: str, text: str) -> str:
         """bo, on B, answers a post of the group, mentioning the person on A as Mastodon
@@ -87,7 +95,8 @@ class World:
 
 
 async def make_people(instance: FediInstance, people: tuple[str, ...],
-                      group: tuple[str, str] | None = None) -> None:
+                      group: tuple[str, str] | None = None, *,
+                      private_group: tuple[str, str] | None = None) -> None:
     """Local people with the test password, and a group (name, owner), written with the use
     cases `fedi create-user`, `set-password` and `create-group` call: in this process, since
     each `fedi` command costs seconds on a busy machine."""
@@ -101,19 +110,24 @@ async def make_people(instance: FediInstance, people: tuple[str, ...],
                                    PASSWORD)
             if group is not None:
                 await create_group(session, urls, group[0], owner=group[1])
+            if private_group is not None:  # members-only posts, joined by approval
+                await create_group(session, urls, private_group[0], owner=private_group[1],
+                                   privacy="private")
     finally:
         await engine.dispose()
 
 
 async def start_world(instances: list[FediInstance]) -> World:
-    """A with tess and rory, B with bo and the open group club; both serving (each `fedi
-    serve` migrates its new database and runs its delivery worker)."""
+    """A with tess and rory, B with bo, the open group club and the private group quiet
+    (joined by approval); both serving (each `fedi serve` migrates its new database and
+    runs its delivery worker)."""
     a, b, _ = instances
     world = World(a, b)
     await asyncio.gather(asyncio.to_thread(a.start, env=FAST),
                          asyncio.to_thread(b.start, env=FAST))
     await make_people(a, (world.user, world.other))
-    await make_people(b, (world.owner,), (world.group, world.owner))
+    await make_people(b, (world.owner,), (world.group, world.owner),
+                      private_group=(world.private_group, world.owner))
     return world
 
 

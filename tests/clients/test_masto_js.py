@@ -3,8 +3,9 @@
 tests/clients/masto_js/journey.mjs walks what a person does in such an app (register the app
 with JSON, password grant, code flow with PKCE through the consent page in a real browser,
 credentials and preferences, instance v2 and v1, resolve a group on another server, join it,
-read its thread at home, post into it by mentioning it, reply, read the context, favourite,
-get a reply on the WebSocket user stream, read notifications, page by the Link header). This
+ask to join a private one and see its members-only post once approved, read the open group's
+thread at home, post into it by mentioning it, reply, read the context, favourite, get a
+reply on the WebSocket user stream, read notifications, page by the Link header). This
 driver answers what the script cannot do itself (the browser, someone on the other server
 writing, looking at the other server) and fails naming the step that broke and what the
 server answered."""
@@ -30,6 +31,7 @@ from tests.clients.support import (
     authorize_in_browser,
     marker,
 )
+from tests.support.instance import eventually
 from tests.support.ports import port_of, reserve_port
 
 pytestmark = pytest.mark.federation
@@ -47,6 +49,7 @@ STEPS = [
     "read the instance (v2, then v1)",
     "resolve the group on the other server",
     "join the group (follow), accepted by the other server",
+    "ask to join a private group (locked), approved on the other server",
     "a thread from the other server in the home timeline",
     "post into the group by mentioning it",
     "reply in the thread and read its context",
@@ -99,6 +102,16 @@ class Driver:
             text = marker("welcome")
             uri = await world.owner_posts_thread("Welcome", f"Say hello {text}")
             return {"text": text, "uri": uri}
+        if ask == "approve_and_post":
+            await eventually(lambda: world.b.query(
+                "SELECT 1 FROM follows f JOIN actors g ON g.id = f.target_id "
+                "WHERE g.username = :group AND g.local", group=world.private_group),
+                timeout=60, what="tess's join request on B")
+            await world.owner_approves(world.private_group)
+            text = marker("members")
+            await world.owner_posts_thread("Members only", f"Just us {text}",
+                                           world.private_group)
+            return {"text": text}
         if ask == "arrived_on_b":
             return {"uri": await world.wait_for_post_on_b(message["text"])}
         if ask == "reply_to":
@@ -120,6 +133,7 @@ async def test_masto_js_signs_in_with_pkce_joins_a_remote_group_posts_and_stream
         config = {
             "url": world.a.base_url, "username": world.user, "password": PASSWORD,
             "groupHandle": world.group_handle,
+            "privateGroupHandle": f"@{world.private_group}@{world.b.domain}",
             "ownerAcct": f"{world.owner}@{world.b.domain}", "redirectUri": redirect_uri,
         }
         log = tmp_path / "journey.stderr"

@@ -1,7 +1,8 @@
 // masto.js 8 (the client library of Elk and Phanpy) on fedi, driven by
 // tests/clients/test_masto_js.py.
 //
-// Input: FEDI_JOURNEY, JSON {url, username, password, groupHandle, ownerAcct, redirectUri}.
+// Input: FEDI_JOURNEY, JSON {url, username, password, groupHandle, privateGroupHandle,
+// ownerAcct, redirectUri}.
 // Output, one JSON object a line on stdout:
 //   {"step": NAME, "ok": true, ...}   a step passed (and how long it took)
 //   {"ask": WHAT, ...}                the driver must do something outside the client and
@@ -178,6 +179,26 @@ async function main() {
       const [now] = await masto.v1.accounts.relationships.fetch({ id: [groupId] });
       return now.following;
     }, "the relationship to show following");
+  });
+
+  await step("ask to join a private group (locked), approved on the other server", async () => {
+    const found = await masto.v2.search.list({
+      q: env.privateGroupHandle, resolve: true, type: "accounts" });
+    const [group] = found.accounts;
+    assert.ok(group?.group && group.locked, JSON.stringify(found));
+    const relation = await masto.v1.accounts.$select(group.id).follow();
+    assert.equal(relation.requested, true, JSON.stringify(relation));
+    assert.equal(relation.following, false, JSON.stringify(relation));
+    const { text } = await ask("approve_and_post");
+    await eventually(async () => {
+      const [now] = await masto.v1.accounts.relationships.fetch({ id: [group.id] });
+      return now.following && !now.requested;
+    }, "the relationship to show following after the approval");
+    // A members-only post: one of Mastodon's four visibilities, or Ice Cubes drops it.
+    const post = await eventually(
+      async () => findIn(await masto.v1.timelines.home.list({ limit: 20 }), text),
+      "the private group's post in home");
+    assert.equal(post.visibility, "private");
   });
 
   const { threadId } = await step("a thread from the other server in the home timeline", async () => {
