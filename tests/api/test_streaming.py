@@ -12,7 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,10 +22,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from fedi.accounts import oauth
 from fedi.accounts import scopes as scope_rules
 from fedi.actors.local import create_user
+from fedi.api.streaming import TRY_AGAIN_LATER, Feed
+from fedi.api.streams import Frame, Watcher
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import delete_post
 from fedi.groups.viewers import viewer_for, viewers_for
 from fedi.live.events import DeleteEvent, NoticeEvent, PostEvent, decode
+from fedi.live.hub import Hub
 from fedi.services import Services
 from fedi.store.models import Actor, Follow, GroupBan, OAuthToken, Post
 from tests.api.support import api_app, make_group, make_user
@@ -332,3 +335,26 @@ async def test_viewers_for_many_agrees_with_viewer_for_each(database_url: str) -
         assert many[mia.id].member_of == {cats.uri, dogs.uri}
         assert many[ned.id].banned_from == {dogs.uri} and many[olga.id].moderates(dogs.uri)
         assert many[zed.id].member_of == frozenset()
+
+
+
+class Echo:
+    """A watcher that turns each notice event into one frame (the feed is under test)."""
+
+    async def frames(self, event: NoticeEvent) -> list[Frame]:
+        return [Frame(["user"], "notification", str(event.notice_id))]
+
+
+async def test_a_client_that_falls_behind_is_dropped_with_try_again_later() -> None:
+    hub = Hub(max_subscribers=2, queue_size=2)
+    subscription = hub.subscribe()
+    assert subscription is not None
+    feed = Feed(cast(Services, None), cast(Watcher, Echo()), subscription, "token")
+    for n in range(1, 4):  # three events for a queue of two: the reader is too slow
+        hub.publish(NoticeEvent(n, 1))
+    assert subscription.dropped and hub.subscribers == 0
+    # What was queued before the drop is still sent, then the stream ends: "try again later".
+    assert [f.payload for f in await feed.next() or []] == ["1"]
+    assert [f.payload for f in await feed.next() or []] == ["2"]
+    assert await feed.next() is None
+    assert feed.ended_because == TRY_AGAIN_LATER
