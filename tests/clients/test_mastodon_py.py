@@ -144,6 +144,28 @@ async def test_mastodon_py_signs_in_joins_a_remote_group_posts_and_streams(
     assert [s["id"] for s in context["ancestors"]] == [thread["id"]], context
     assert await world.wait_for_post_on_b(answer) == reply["uri"]
 
+    # Edit the post: the new text reaches B, the history holds both versions (the official
+    # app hangs when history answers 404), the source is the text as typed.
+    edited = marker("edited")
+    changed = tess.status_update(mine["id"], f"{world.group_handle} Hello again {edited}")
+    assert edited in changed["content"] and changed["edited_at"] is not None, changed
+    assert await world.wait_for_post_on_b(edited) == mine["uri"]
+    history = tess.status_history(mine["id"])
+    assert [hello in v["content"] or edited in v["content"] for v in history] == [True, True]
+    assert edited in tess.status_source(mine["id"])["text"]
+
+    # Bookmark the reply; the bookmarks list has it.
+    assert tess.status_bookmark(reply["id"])["bookmarked"] is True
+    assert [s["id"] for s in tess.bookmarks()] == [reply["id"]]
+
+    # What apps read at start and stall on when it is missing: all there, empty or not.
+    assert isinstance(tess.preferences(), dict)
+    for optional in (tess.announcements, tess.filters, tess.filters_v2, tess.lists,
+                     tess.followed_tags, tess.follow_requests, tess.custom_emojis,
+                     tess.trending_tags):
+        assert isinstance(optional(), list), optional.__name__
+    assert isinstance(tess.markers_get(["home", "notifications"]), dict)
+
     # Favourite bo's thread.
     liked = tess.status_favourite(thread["id"])
     assert liked["favourited"] is True and liked["favourites_count"] >= 1, liked
@@ -203,3 +225,26 @@ async def test_mastodon_py_signs_in_joins_a_remote_group_posts_and_streams(
     with pytest.raises(MastodonUnauthorizedError):
         by_password.account_verify_credentials()
     assert tess.account_verify_credentials()["username"] == world.user
+
+    # Delete and redraft: the deleted status comes back with its text; B drops it.
+    gone = tess.status_delete(mine["id"])
+    assert edited in gone["text"], gone
+    await eventually(lambda: _gone(world, edited), timeout=60, what="the post deleted on B")
+    with pytest.raises(MastodonNotFoundError):
+        tess.status(mine["id"])
+
+    # Leaving the group (unfollow) reaches B.
+    assert tess.account_unfollow(group["id"])["following"] is False
+    await eventually(lambda: _left(world), timeout=60, what="tess no longer a member on B")
+
+
+async def _gone(world: World, text: str) -> bool:
+    return await world.group_has_post(text) is None
+
+
+async def _left(world: World) -> bool:
+    rows = await world.b.query(
+        "SELECT f.state FROM follows f JOIN actors p ON p.id = f.follower_id "
+        "JOIN actors g ON g.id = f.target_id WHERE p.username = :user AND NOT p.local "
+        "AND g.username = :group AND g.local", user=world.user, group=world.group)
+    return not rows
