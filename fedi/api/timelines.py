@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -61,8 +61,7 @@ async def read_gated(
     read: list[int] = []
     cursor, scan = page, scan_for(page)
     for _ in range(ROUNDS):
-        # paged's annotations predate SQLAlchemy 2.1's Select[*Ts]; the query is a Select.
-        window = paged(cast(Any, query), cast(Any, column), cursor, scan=scan)
+        window = paged(query, column, cursor, scan=scan)
         rows: list[R] = list((await session.execute(window)).scalars())
         kept = {ident(r) for r in await keep(rows)}
         for row in rows:
@@ -214,8 +213,10 @@ async def hashtag(request: Request, caller: Caller) -> Response:
     pattern = "%#" + tag.replace("_", "\\_") + "%"
     async with services_of(request).sessionmaker() as session:
         shown = await presenter(session, request, caller)
-        query = _public_posts(params).where(
-            func.lower(Post.document).like(pattern, escape="\\"))
+        # The document's JSON escapes non-ASCII letters; the content keeps them.
+        query = _public_posts(params).where(or_(
+            func.lower(Post.document).like(pattern, escape="\\"),
+            func.lower(Post.content).like(pattern, escape="\\")))
         hidden = await left_out(session, caller.person)
         if hidden:
             query = query.where(Post.author_id.not_in(hidden))

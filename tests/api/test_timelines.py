@@ -4,10 +4,12 @@ list placeholder, and markers."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
 
+from fedi.api.timelines import tagged
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import post_to_group
 from fedi.store.models import Actor, Follow, PersonRelation, Post
@@ -167,10 +169,21 @@ async def test_a_members_only_post_is_in_members_homes_only_never_public_or_tag_
             assert ids(await anonymous.get("/api/v1/timelines/tag/CATURDAY")) == [
                 str(shown.id)]
             assert ids(await anonymous.get("/api/v1/timelines/tag/dogs")) == []
+            assert ids(await anonymous.get("/api/v1/timelines/tag/catur")) == []
             bad = await anonymous.get("/api/v1/timelines/tag/no%20spaces")
             assert bad.status_code == 422 and "hashtag" in bad.json()["error"]
             listed = await anonymous.get("/api/v1/timelines/list/1")
             assert listed.status_code == 401
+
+
+async def test_a_tag_with_letters_beyond_ascii_is_found(database_url: str) -> None:
+    async with api_app(database_url) as fedi:
+        await make_user(fedi, "owner")
+        group = await make_group(fedi, "cafes", "owner")
+        found = await post(fedi, "owner", group, "un #café noir")
+        await post(fedi, "owner", group, "un #cafés au lait")
+        async with client(fedi, None) as anonymous:
+            assert ids(await anonymous.get("/api/v1/timelines/tag/café")) == [str(found.id)]
 
 
 async def test_a_page_of_hidden_posts_still_fills_and_links_past_them(database_url: str) -> None:
@@ -217,3 +230,15 @@ async def test_lists_do_not_exist_and_markers_round_trip_with_versions(
             assert (await http.post("/api/v1/markers", json={})).status_code == 422
         async with client(fedi, await token_for(fedi, "bob")) as other:
             assert (await other.get("/api/v1/markers?timeline[]=home")).json() == {}
+
+
+def test_a_tag_is_a_hashtag_tag_or_the_word_in_the_text_never_a_longer_word() -> None:
+    tagged_doc = Post(content="<p>no tag in the text</p>", document=json.dumps(
+        {"tag": [{"type": "Hashtag", "name": "#Caturday", "href": "https://x/tags/caturday"}]}))
+    assert tagged(tagged_doc, "caturday")
+    assert not tagged(tagged_doc, "cat")
+    written = Post(content="<p>it is #caturday, and #dogs_day.</p>", document="{}")
+    assert tagged(written, "caturday") and tagged(written, "dogs_day")
+    assert not tagged(written, "dogs") and not tagged(written, "catur")
+    assert not tagged(Post(content="<p>a##caturday or x#caturday</p>", document="not json"),
+                      "caturday")
