@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.accounts import login, sessions, throttle
 from fedi.accounts import scopes as scope_rules
-from fedi.accounts.oauth import IssuedToken, OAuthError, issue_token, password_grant_enabled
+from fedi.accounts.oauth import (
+    IssuedToken,
+    OAuthError,
+    issue_token,
+    password_grant_enabled,
+    redirect_uris_of,
+)
 from fedi.accounts.passwords import Hasher
 from fedi.accounts.tokens import digest, new_token
 from fedi.store.models import Account, Actor, OAuthApp, OAuthCode
@@ -83,6 +89,8 @@ async def redeem_code(
     if (code is None or code.app_id != app.id or code.used_at is not None
             or code.expires_at <= moment):
         raise OAuthError("invalid_grant", INVALID_CODE)
+    if redirect_uri is None and redirect_uris_of(app) == [code.redirect_uri]:
+        redirect_uri = code.redirect_uri  # RFC 6749 §4.1.3: optional when it was implied
     if redirect_uri != code.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri is not the one the code was issued "
                          "for")
