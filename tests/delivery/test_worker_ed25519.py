@@ -4,7 +4,7 @@ Multikey, RSA to everyone else, and RSA again for a host that refuses the Ed2551
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +16,7 @@ from fedi.activitypub.keys import multikey_public_pem
 from fedi.actors.local import create_group, create_user
 from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
+from fedi.delivery.signers import ED25519_TTL
 from fedi.delivery.worker import DeliveryWorker
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
@@ -28,9 +29,9 @@ class World:
     services: Services
     group: Actor
 
-    def worker(self) -> DeliveryWorker:
+    def worker(self, monotonic: Callable[[], float] = time.monotonic) -> DeliveryWorker:
         return DeliveryWorker(self.services.sessionmaker, self.services.client,
-                              clock=lambda: time.time() + 5)
+                              clock=lambda: time.time() + 5, monotonic=monotonic)
 
     async def send(self, inbox: str, activity_id: str) -> None:
         activity = {"id": f"http://fedi.test/activities/{activity_id}", "type": "Announce",
@@ -40,7 +41,8 @@ class World:
 
     async def know(self, remote: FakeRemote, name: str) -> Actor:
         async with self.services.sessionmaker() as session, session.begin():
-            return await self.services.resolver.actor(session, remote.actors[name].uri)
+            return await self.services.resolver.actor(session, remote.actors[name].uri,
+                                                      refresh=True)
 
     async def states(self) -> list[tuple[str, int | None]]:
         async with self.services.sessionmaker() as session:
@@ -125,3 +127,29 @@ async def test_a_host_that_refuses_ed25519_gets_rsa_from_then_on(
     assert await worker.run_once() == 1
     assert len(modern.posts) == 3  # one knock: RSA straight away
     assert signature_of(modern.posts[2], modern.shared_inbox, pem)[0] == "cavage"
+
+
+async def test_a_host_that_starts_publishing_ed25519_is_learned_after_the_ttl(
+    world: World, remotes: tuple[FakeRemote, FakeRemote]
+) -> None:
+    _, plain = remotes
+    await world.know(plain, "rob")
+    now = [1000.0]
+    worker = world.worker(monotonic=lambda: now[0])
+
+    def algorithms() -> list[str | None]:
+        return [parse_signature({k.lower(): v for k, v in p.headers.items()}).algorithm
+                for p in plain.posts]
+
+    await world.send(plain.shared_inbox, "1")
+    await worker.run_once()
+    # The actor now publishes a Multikey (an upgrade); the worker still knows the host as RSA.
+    plain.assertion_keys["rob"] = integrity.generate_ed25519_keypair()
+    await world.know(plain, "rob")
+    await world.send(plain.shared_inbox, "2")
+    now[0] += ED25519_TTL - 1
+    await worker.run_once()
+    now[0] += 2
+    await world.send(plain.shared_inbox, "3")
+    await worker.run_once()
+    assert algorithms() == ["rsa-sha256", "rsa-sha256", "ed25519"]
