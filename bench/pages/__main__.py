@@ -10,6 +10,9 @@ member. Prints median and p99 per request and requests/s; asserts nothing about 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import random
 import statistics
 import time
@@ -93,13 +96,15 @@ async def seed(app: Any, threads: int, replies: int, per_thread: int) -> World:
 
 
 async def measure(http: httpx.AsyncClient, path: str, n: int, cookie: str | None,
-                  warmup: int) -> tuple[list[float], float, int]:
+                  warmup: int) -> tuple[list[float], float, float, int]:
+    """Each request's time, the wall time of all, this process's CPU seconds per request
+    (the app's own work: on a shared machine less skewed than wall times), the page size."""
     cookies = {"fedi_session": cookie} if cookie else {}
     for _ in range(warmup):
         await http.get(path, cookies=cookies)
     times: list[float] = []
     size = 0
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         t0 = time.perf_counter()
         answer = await http.get(path, cookies=cookies)
@@ -107,7 +112,8 @@ async def measure(http: httpx.AsyncClient, path: str, n: int, cookie: str | None
         if answer.status_code != 200:
             raise SystemExit(f"{path}: {answer.status_code} {answer.text[:300]}")
         size = len(answer.content)
-    return sorted(times), time.perf_counter() - began, size
+    cpu = (time.process_time() - cpu) / max(1, n)
+    return sorted(times), time.perf_counter() - began, cpu, size
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -134,6 +140,8 @@ async def main(args: argparse.Namespace) -> None:
                 ("front page", "/", args.requests),
                 ("home feed", "/home", args.requests),
             ]
+            if args.only:
+                pages = [p for p in pages if any(o in p[0] for o in args.only)]
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
                 for label, path, n in pages:
@@ -141,12 +149,30 @@ async def main(args: argparse.Namespace) -> None:
                     for reader, cookie in (("anonymous", None), ("signed in", world.cookie)):
                         if path == "/home" and cookie is None:
                             continue
-                        times, wall, size = await measure(http, path, n, cookie, args.warmup)
+                        profiler = cProfile.Profile() if args.profile else None
+                        if profiler is not None:
+                            profiler.enable()
+                        times, wall, cpu, size = await measure(
+                            http, path, n, cookie, args.warmup)
+                        if profiler is not None:
+                            profiler.disable()
+                            print(f"\n-- profile of {label}, {reader} ({n} requests)")
+                            print(_top(profiler, args.profile))
                         rows.append((f"{reader:<9}", (
                             f"median {statistics.median(times) * 1e3:6.1f} ms   "
                             f"p99 {percentile(times, 0.99) * 1e3:6.1f} ms   "
+                            f"CPU {cpu * 1e3:6.1f} ms   "
                             f"{n / wall:6.1f} req/s   {size / 1024:.0f} KiB   (n={n})")))
                     report(rows, f"{label}: {path}")
+
+
+def _top(profiler: cProfile.Profile, lines: int) -> str:
+    """The functions that took the most time of their own, and the most time under them."""
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(lines)
+    stats.sort_stats("cumulative").print_stats(lines)
+    return out.getvalue()
 
 
 def parse() -> argparse.Namespace:
@@ -159,6 +185,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=200, help="per page and reader")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--stock-loop", action="store_true")
+    parser.add_argument("--only", action="append", default=[], metavar="LABEL",
+                        help="only the pages whose label contains this (repeatable): "
+                             "'thread', 'hot', 'front' …")
+    parser.add_argument("--profile", type=int, default=0, metavar="LINES",
+                        help="cProfile each page's timed requests (slower: read proportions "
+                             "only) and print this many functions by own and total time")
     return parser.parse_args()
 
 

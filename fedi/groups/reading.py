@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 
 from fedi.errors import FediError, FetchError, ValidationError
 from fedi.groups.roles import moderators, standing
@@ -122,17 +122,32 @@ class Gate:
         self._own = own  # each post's facts without its parent
         self._by_uri = by_uri
         self._seen: dict[int, bool] = {}
+        self._with_parent: dict[int, PostFacts] = {}
+        # Each post's parent among the loaded ones, found once (asked several times per
+        # post, and a thread has thousands).
+        self._parents = {
+            post_id: by_uri.get(post.in_reply_to) if post.in_reply_to else None
+            for post_id, post in posts.items()
+        }
 
     def _parent(self, post_id: int) -> int | None:
-        uri = self._posts[post_id].in_reply_to
-        return self._by_uri.get(uri) if uri else None
+        return self._parents[post_id]
 
     def _facts(self, post_id: int) -> PostFacts:
         """The post's facts with its parent's (trimmed: the parent's own chain is judged
-        by `sees(parent)`, which callers ask first)."""
-        parent = self._parent(post_id)
-        own = self._own[post_id]
-        return own if parent is None else replace(own, parent=self._own[parent])
+        by `sees(parent)`, which callers ask first). Made once per post: a thread page asks
+        `sees` and `may_reply` of each."""
+        found = self._with_parent.get(post_id)
+        if found is None:
+            parent = self._parent(post_id)
+            own = self._own[post_id]
+            found = own if parent is None else PostFacts(
+                author=own.author, group=own.group, visibility=own.visibility,
+                audience=own.audience, reply_policy=own.reply_policy, held=own.held,
+                deleted=own.deleted, parent=self._own[parent],
+            )
+            self._with_parent[post_id] = found
+        return found
 
     def sees(self, post_id: int) -> bool:
         chain: list[int] = []
@@ -216,10 +231,13 @@ async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post])
     return Gate(viewer, known, own, by_uri)
 
 
+NAMING = frozenset((Visibility.MENTIONED.value, Visibility.CIRCLE.value))
+NAMING_POLICY = ReplyPolicy.MENTIONED.value
+
+
 def _names_people(post: Post) -> bool:
     """Only these posts have rows in post_audience worth reading (see posting)."""
-    return post.visibility in (Visibility.MENTIONED.value, Visibility.CIRCLE.value) or (
-        post.reply_policy == ReplyPolicy.MENTIONED.value)
+    return post.visibility in NAMING or post.reply_policy == NAMING_POLICY
 
 
 # -- who the viewer is here -----------------------------------------------------------------
@@ -364,19 +382,49 @@ async def _entries(
     ]
 
 
+def _open_to_all() -> ColumnElement[bool]:
+    """A post every viewer the gate lets in sees (can_view: not deleted, not held, public or
+    unlisted), whoever they are."""
+    return and_(Post.deleted_at.is_(None), Post.held.is_(None),
+                Post.visibility.in_([v.value for v in Visibility if v.open_to_anyone]))
+
+
+async def _plain_counts(session: AsyncSession, thread_ids: list[int]) -> dict[int, int]:
+    """Reply counts of the threads whose every post is open to all and answers a post of its
+    own thread (or one not held here): there the gate sees every reply, for any viewer it
+    lets in, so the count is a COUNT. Threads left out go through the gate post by post."""
+    parent = aliased(Post)
+    elsewhere = select(parent.id).where(
+        parent.uri == Post.in_reply_to,
+        or_(parent.thread_id.is_(None), parent.thread_id != Post.thread_id),
+    ).exists()
+    irregular = or_(~_open_to_all(), elsewhere)
+    rows = await session.execute(
+        select(Post.thread_id, func.sum(case((Post.id != Post.thread_id, 1), else_=0)),
+               func.sum(case((irregular, 1), else_=0)))
+        .where(Post.thread_id.in_(thread_ids)).group_by(Post.thread_id)
+    )
+    return {int(tid): int(replies) for tid, replies, odd in rows.all() if not odd}
+
+
 async def _thread_counts(
     session: AsyncSession, viewer: Viewer, thread_ids: list[int]
 ) -> dict[int, int]:
     """Replies in each thread this viewer may see: each asked of the gate, as the thread
-    page shows them, so "3 replies" always means three shown."""
+    page shows them, so "3 replies" always means three shown (threads where the gate
+    would see them all are counted in SQL: a hot thread of a thousand replies is not loaded
+    to be counted)."""
     if not thread_ids:
         return {}
+    counts = {} if viewer.blocked else await _plain_counts(session, thread_ids)
+    rest = [t for t in thread_ids if t not in counts]
+    if not rest:
+        return counts
     posts = (await session.execute(
         select(Post).options(*LIGHT)
-        .where(Post.thread_id.in_(thread_ids), Post.deleted_at.is_(None))
+        .where(Post.thread_id.in_(rest), Post.deleted_at.is_(None))
     )).scalars().all()
     gate = await gate_for(session, viewer, posts)
-    counts: dict[int, int] = {}
     for post in posts:
         if post.id != post.thread_id and post.thread_id is not None and gate.sees(post.id):
             counts[post.thread_id] = counts.get(post.thread_id, 0) + 1
@@ -400,20 +448,26 @@ async def _groups(session: AsyncSession, posts: Sequence[Post]) -> dict[int, Act
         select(Actor).where(Actor.id.in_(ids)))).scalars()}
 
 
-def _threads_of(condition: ColumnElement[bool]) -> Select[Post, Actor]:
-    return (
-        select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
-        .where(condition, Post.thread_id == Post.id)
-    )
+def _threads_of(condition: ColumnElement[bool]) -> Select[int]:
+    """Ids only: the database sorts a group's thousands of threads as narrow rows, and
+    `_page` loads the posts and authors of the one page shown."""
+    return select(Post.id).where(condition, Post.thread_id == Post.id)
 
 
 async def _page(
-    session: AsyncSession, query: Select[Post, Actor], page: int
+    session: AsyncSession, query: Select[int], page: int
 ) -> tuple[list[tuple[Post, Actor]], bool]:
-    rows = (await session.execute(
+    ids = list((await session.execute(
         query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    )).all()
-    return [(r[0], r[1]) for r in rows[:PAGE_SIZE]], len(rows) > PAGE_SIZE
+    )).scalars())
+    shown = ids[:PAGE_SIZE]
+    if not shown:
+        return [], len(ids) > PAGE_SIZE
+    loaded = {post.id: (post, author) for post, author in (await session.execute(
+        select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
+        .where(Post.id.in_(shown))
+    )).all()}
+    return [loaded[i] for i in shown if i in loaded], len(ids) > PAGE_SIZE
 
 
 async def group_threads(
@@ -491,43 +545,64 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
     may not see `post`). Removed or deleted replies become place-holders, without their
     replies, for people who could have seen them."""
     root_id = post.thread_id or post.id
+    # Posts alone, their few authors after: a thousand rows need not carry one author each.
     rows = (await session.execute(
-        select(Post, Actor).options(*LIGHT).join(Actor, Actor.id == Post.author_id)
+        select(Post).options(*LIGHT)
         .where(or_(Post.thread_id == root_id, Post.id == post.id))
         .order_by(Post.published, Post.id).limit(THREAD_LIMIT)
-    )).all()
-    gate = await gate_for(session, viewer, [p for p, _ in rows])
-    if post.id not in {p.id for p, _ in rows} or not gate.sees(post.id):
+    )).scalars().all()
+    gate = await gate_for(session, viewer, rows)
+    if not any(p.id == post.id for p in rows) or not gate.sees(post.id):
         return None
+    authors = {a.id: a for a in (await session.execute(
+        select(Actor).where(Actor.id.in_({p.author_id for p in rows}))
+    )).scalars()}
     person = await actor_row(session, viewer)
-    root = next((p for p, _ in rows if p.id == root_id), None)
+    person_id = person.id if person is not None else None
+    root = next((p for p in rows if p.id == root_id), None)
     locked = root is not None and root.locked_at is not None
-    reacted = await _reactions(session, person, [p.id for p, _ in rows])
+    reacted = await _reactions(session, person, [p.id for p in rows])
     entries: dict[str, Entry] = {}
-    for item, author in rows:
-        if gate.sees(item.id):
+    parents: list[tuple[Entry, str]] = []  # in published order: parents before replies
+    for item in rows:
+        item_id = item.id
+        if gate.sees(item_id):
             gone = None
-        elif item.deleted_at is not None and gate.would_see(item.id):
+        elif item.deleted_at is not None and gate.would_see(item_id):
             gone = "removed" if item.held == "removed" else "deleted"
         else:
             continue
-        kinds = reacted.get(item.id, set())
-        entries[item.uri] = Entry(
-            post=item, author=author, gone=gone,
-            mine=person is not None and item.author_id == person.id,
-            can_reply=gone is None and not locked and gate.may_reply(item.id),
+        author = authors.get(item.author_id)
+        if author is None:
+            continue
+        kinds = reacted.get(item_id, ())
+        entry = Entry(
+            post=item, author=author, gone=gone, mine=item.author_id == person_id,
+            can_reply=gone is None and not locked and gate.may_reply(item_id),
             liked="Like" in kinds, disliked="Dislike" in kinds, locked=locked,
         )
-    top = entries[post.uri]
-    for item, _ in rows:  # published order: parents come before their replies
-        entry = entries.get(item.uri)
-        if entry is None or entry is top or entry.post.in_reply_to is None:
-            continue
-        parent = entries.get(entry.post.in_reply_to)
-        if parent is not None and parent.gone is None:
+        entries[item.uri] = entry
+        if item.in_reply_to is not None:
+            parents.append((entry, item.in_reply_to))
+    top = entries.get(post.uri)
+    if top is None:
+        return None
+    for entry, parent_uri in parents:
+        parent = entries.get(parent_uri)
+        if entry is not top and parent is not None and parent.gone is None:
             parent.children.append(entry)
     _measure(top)
     return top
+
+
+async def entry_of(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | None:
+    """One post as the thread page shows it to this viewer (what its actions need), or
+    None if the gate does not let the viewer see it: a post added to an open page live."""
+    author = await session.get(Actor, post.author_id)
+    if author is None:
+        return None
+    found = await _entries(session, viewer, [(post, author)], listing=False)
+    return found[0] if found else None
 
 
 def _measure(top: Entry) -> None:

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.resources import files
 
-from markupsafe import Markup
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -29,13 +28,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from fedi.accounts import sessions
+from fedi.groups import reading
+from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.live.events import PostEvent
 from fedi.live.hub import Closed, Subscription
 from fedi.live.listener import PgListener
 from fedi.privacy.access import Viewer, can_view, listed
 from fedi.services import Services
-from fedi.store.models import Actor, Post
+from fedi.store.models import Actor, Group, Post
 from fedi.urls import GROUPS
 from fedi.web.auth import SESSION_COOKIE, render
 from fedi.web.params import non_negative, row_id
@@ -176,18 +177,25 @@ async def group_stream(request: Request) -> Response:
 
 
 async def fragment(request: Request) -> Response:
-    """One post, for live.js to insert: the gate decides as for the post's own page."""
+    """One post, for live.js to insert, drawn as the page draws a loaded one (its actions
+    too): the gate decides as for the post's own page (reading.entry_of)."""
     services = _services(request)
     post_id = row_id(request.path_params["post_id"])
     async with services.sessionmaker() as session, session.begin():
         post = await session.get(Post, post_id) if post_id else None
-        if post is None or not can_view(await facts_for(session, post),
-                                        await _viewer(request, session)):
+        viewer = await _viewer(request, session)
+        entry = await reading.entry_of(session, viewer, post) if post is not None else None
+        if post is None or entry is None:
             return not_found_response()
-        author = await session.get(Actor, post.author_id)
+        group = entry.group
+        person = await reading.actor_row(session, viewer)
+        membership = await reading.membership(session, group, person) if group else "none"
+        config = await session.get(Group, group.id) if group is not None and group.local else None
+        parent = await find_post(session, post.in_reply_to) if post.in_reply_to else None
     response = await render(request, "_live_post.html", {
-        "item": post, "author": author,
-        "content": Markup(post.content),  # noqa: S704 - sanitised when stored (fedi.content)
+        "entry": entry, "reply": post.thread_id not in (None, post.id), "post": None,
+        "parent_id": parent.id if parent is not None else None, "group": group,
+        "membership": membership, "config": config,
     })
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -1,0 +1,92 @@
+"""The fragment live.js inserts into an open page (GET /posts/ID/fragment) is drawn as the
+page draws a loaded post: a reply as on the thread page, with the id of the post it answers
+(where live.js nests it) and the same actions; a new thread as the group page lists it.
+The gate decides, as for the post's own page."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from fedi.store.models import Post
+from tests.accounts.support import app, browser, token_in
+from tests.support.app import InProcess
+from tests.web.writing_support import make_group, nonce_in, person
+
+
+async def _post_id(fedi: InProcess, uri: str) -> int:
+    async with fedi.services.sessionmaker() as session:
+        return int((await session.execute(select(Post.id).where(Post.uri == uri))).scalar_one())
+
+
+async def test_a_reply_fragment_names_its_parent_and_carries_a_loaded_replys_actions(
+    database_url: str,
+) -> None:
+    async with app(database_url) as fedi, person(fedi, "ann") as ann, \
+            person(fedi, "bob") as bob, browser(fedi) as anonymous:
+        await make_group(fedi, "cats", "ann", join_policy="open")
+        side = await bob.get("/groups/cats")
+        assert (await bob.post("/groups/cats/join", data={"csrf": token_in(side)})
+                ).status_code == 303
+        form = await ann.get("/groups/cats/new")
+        thread_uri = (await ann.post("/groups/cats/new", data={
+            "csrf": token_in(form), "nonce": nonce_in(form), "title": "Naps",
+            "body": "Where?", "action": "post"})).headers["location"]
+        thread_id = await _post_id(fedi, thread_uri)
+        page = await bob.get(thread_uri)
+        first = await _post_id(fedi, (await bob.post(f"/posts/{thread_id}/reply", data={
+            "csrf": token_in(page), "nonce": nonce_in(page), "body": "On the sofa",
+            "action": "post"})).headers["location"])
+        answer = await ann.get(f"/posts/{first}/reply")
+        second = await _post_id(fedi, (await ann.post(f"/posts/{first}/reply", data={
+            "csrf": token_in(answer), "nonce": nonce_in(answer), "body": "Which sofa?",
+            "action": "post"})).headers["location"])
+
+        # bob sees ann's answer to him as the thread page would draw it, nested under his.
+        fragment = await bob.get(f"/posts/{second}/fragment")
+        assert fragment.status_code == 200
+        article = re.search(r"<article [^>]*>", fragment.text)
+        assert article is not None
+        assert f'id="p{second}"' in article.group(0) and 'class="reply"' in article.group(0)
+        assert f'data-parent="p{first}"' in article.group(0)
+        assert "aria-current" not in article.group(0)  # no post is the page's own here
+        assert "Which sofa?" in fragment.text and "<time" in fragment.text
+        assert f'action="/posts/{second}/like"' in fragment.text
+        assert f'href="/posts/{second}/reply" class="reply-link"' in fragment.text
+        assert f'href="/posts/{second}/report"' in fragment.text
+        assert 'name="nonce"' not in fragment.text  # a link, not a form per post
+
+        # The thread page, reloaded, draws the same reply with the same actions.
+        loaded = (await bob.get(thread_uri)).text
+        assert f'<a href="/posts/{second}/reply" class="reply-link">' in loaded
+        assert f'id="p{second}"' in loaded
+
+        # Its author gets edit and delete; someone signed out gets the post, no actions.
+        own = (await ann.get(f"/posts/{second}/fragment")).text
+        assert f'href="/posts/{second}/edit"' in own and "/report" not in own
+        outside = await anonymous.get(f"/posts/{second}/fragment")
+        assert outside.status_code == 200 and "Which sofa?" in outside.text
+        assert "post-actions" not in outside.text
+
+        # A new thread is drawn as the group page lists it, with no parent to nest under.
+        starter = await anonymous.get(f"/posts/{thread_id}/fragment")
+        assert 'class="entry"' in starter.text and "data-parent" not in starter.text
+        assert 'class="entry-title"' in starter.text and ">Naps</a>" in starter.text
+
+
+async def test_a_fragment_is_refused_as_its_page_is(database_url: str) -> None:
+    async with app(database_url) as fedi, person(fedi, "ann") as ann, \
+            browser(fedi) as anonymous:
+        await make_group(fedi, "club", "ann", privacy="private")
+        form = await ann.get("/groups/club/new")
+        uri = (await ann.post("/groups/club/new", data={
+            "csrf": token_in(form), "nonce": nonce_in(form), "title": "Ours",
+            "body": "Members only", "visibility": "members", "action": "post",
+        })).headers["location"]
+        post_id = await _post_id(fedi, uri)
+        assert (await ann.get(f"/posts/{post_id}/fragment")).status_code == 200
+        refused = await anonymous.get(f"/posts/{post_id}/fragment")
+        assert refused.status_code == 404 and "Members only" not in refused.text
+        assert (await anonymous.get("/posts/999999/fragment")).status_code == 404
+        assert (await anonymous.get("/posts/nope/fragment")).status_code == 404
