@@ -12,7 +12,9 @@ import httpx
 from fedi.accounts import oauth
 from fedi.accounts import scopes as scope_rules
 from fedi.actors.local import create_group, create_user, find_local
-from fedi.store.models import Actor
+from fedi.groups.membership import join_local_group
+from fedi.groups.posting import post_to_group
+from fedi.store.models import Actor, Post
 from tests.accounts.support import app as accounts_app
 from tests.support.app import BASE_URL, InProcess
 
@@ -37,6 +39,26 @@ async def make_group(fedi: InProcess, name: str, owner: str, **options: object) 
     async with fedi.services.sessionmaker() as session, session.begin():
         return await create_group(session, fedi.services.urls, name, owner=owner,
                                   **options)  # type: ignore[arg-type]
+
+
+async def write_post(fedi: InProcess, author: str, group: Actor, text: str, *,
+                     visibility: str | None = None, reply_to: Post | None = None) -> Post:
+    """`author` (made if missing) posts into `group` through groups.posting, as the web does."""
+    async with fedi.services.sessionmaker() as session, session.begin():
+        person = await make_user(fedi, author)
+        found = await post_to_group(
+            session, fedi.services.urls, await session.merge(person),
+            await session.merge(group), text, visibility=visibility,
+            reply_to=reply_to.uri if reply_to else None)
+        return found.post
+
+
+async def join_group(fedi: InProcess, name: str, group: Actor) -> None:
+    """Local person `name` (made if missing) joins, or asks to join, `group`."""
+    async with fedi.services.sessionmaker() as session, session.begin():
+        person = await make_user(fedi, name)
+        await join_local_group(session, fedi.services.urls, await session.merge(group),
+                               await session.merge(person))
 
 
 async def token_for(fedi: InProcess, name: str | None, scopes: str = ALL_SCOPES) -> str:

@@ -8,31 +8,20 @@ from __future__ import annotations
 import httpx
 
 from fedi.groups import notices
-from fedi.groups.membership import join_local_group, leave_local_group
+from fedi.groups.membership import leave_local_group
 from fedi.groups.moderation import approve
-from fedi.groups.posting import post_to_group
 from fedi.groups.reactions import boost, vote
-from fedi.store.models import Actor, Notification, PersonRelation, Post
-from tests.api.support import api_app, client, make_group, make_user, token_for
+from fedi.store.models import Notification, PersonRelation, Post
+from tests.api.support import (
+    api_app,
+    client,
+    join_group,
+    make_group,
+    make_user,
+    token_for,
+    write_post,
+)
 from tests.support.app import InProcess
-
-
-async def post(fedi: InProcess, author: str, group: Actor, text: str, *,
-               visibility: str | None = None, reply_to: Post | None = None) -> Post:
-    async with fedi.services.sessionmaker() as session, session.begin():
-        person = await make_user(fedi, author)
-        found = await post_to_group(
-            session, fedi.services.urls, await session.merge(person),
-            await session.merge(group), text, visibility=visibility,
-            reply_to=reply_to.uri if reply_to else None)
-        return found.post
-
-
-async def join(fedi: InProcess, name: str, group: Actor) -> None:
-    async with fedi.services.sessionmaker() as session, session.begin():
-        person = await make_user(fedi, name)
-        await join_local_group(session, fedi.services.urls, await session.merge(group),
-                               await session.merge(person))
 
 
 async def like(fedi: InProcess, name: str, target: Post) -> bool:
@@ -56,15 +45,15 @@ async def test_replies_mentions_likes_and_join_requests_arrive_with_mastodon_typ
         cats = await make_group(fedi, "cats", "owner")
         club = await make_group(fedi, "club", "owner", join_policy="approval")
         for name in ("bob", "alice", "carol"):
-            await join(fedi, name, cats)
-        thread = await post(fedi, "bob", cats, "my thread")
-        reply = await post(fedi, "alice", cats, "a reply", reply_to=thread)
-        mention = await post(fedi, "carol", cats, "hello @bob, see this")
+            await join_group(fedi, name, cats)
+        thread = await write_post(fedi, "bob", cats, "my thread")
+        reply = await write_post(fedi, "alice", cats, "a reply", reply_to=thread)
+        mention = await write_post(fedi, "carol", cats, "hello @bob, see this")
         assert await like(fedi, "alice", thread)
         assert not await like(fedi, "alice", thread)  # taken back …
         assert await like(fedi, "alice", thread)  # … and given again: told once
         await like(fedi, "bob", thread)  # nobody is told of their own like
-        await join(fedi, "dave", club)
+        await join_group(fedi, "dave", club)
         async with client(fedi, await token_for(fedi, "bob")) as http:
             found = await http.get("/api/v1/notifications")
             assert kinds(found) == [("favourite", "alice"), ("mention", "carol"),
@@ -99,13 +88,13 @@ async def test_fedi_kinds_only_when_asked_and_one_dismiss_clear_and_unread_count
         owner = await make_user(fedi, "owner")
         club = await make_group(fedi, "club", "owner", join_policy="approval")
         cats = await make_group(fedi, "cats", "owner")
-        await join(fedi, "dave", club)
-        await join(fedi, "dave", cats)
+        await join_group(fedi, "dave", club)
+        await join_group(fedi, "dave", cats)
         async with fedi.services.sessionmaker() as session, session.begin():
             await approve(session, fedi.services.urls, await session.merge(club),
                           await make_user(fedi, "dave"))
-        thread = await post(fedi, "dave", cats, "thread")
-        await post(fedi, "owner", cats, "reply", reply_to=thread)
+        thread = await write_post(fedi, "dave", cats, "thread")
+        await write_post(fedi, "owner", cats, "reply", reply_to=thread)
         async with client(fedi, await token_for(fedi, "dave")) as http:
             assert kinds(await http.get("/api/v1/notifications")) == [("mention", "owner")]
             asked = await http.get("/api/v1/notifications?types[]=join_approved&types[]=mention")
@@ -149,10 +138,10 @@ async def test_the_gate_and_blocks_leave_notifications_out_when_read(database_ur
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         cats = await make_group(fedi, "cats", "owner")
-        await join(fedi, "alice", cats)
-        await join(fedi, "mallory", cats)
-        await post(fedi, "owner", cats, "members only, @alice", visibility="members")
-        await post(fedi, "mallory", cats, "hey @alice")
+        await join_group(fedi, "alice", cats)
+        await join_group(fedi, "mallory", cats)
+        await write_post(fedi, "owner", cats, "members only, @alice", visibility="members")
+        await write_post(fedi, "mallory", cats, "hey @alice")
         async with client(fedi, await token_for(fedi, "alice")) as http:
             assert kinds(await http.get("/api/v1/notifications")) == [
                 ("mention", "mallory"), ("mention", "owner")]
@@ -175,10 +164,10 @@ async def test_a_page_of_notifications_links_past_what_it_read(database_url: str
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         cats = await make_group(fedi, "cats", "owner")
-        await join(fedi, "alice", cats)
-        thread = await post(fedi, "alice", cats, "thread")
+        await join_group(fedi, "alice", cats)
+        thread = await write_post(fedi, "alice", cats, "thread")
         for n in range(5):
-            await post(fedi, "owner", cats, f"reply {n}", reply_to=thread)
+            await write_post(fedi, "owner", cats, f"reply {n}", reply_to=thread)
         async with client(fedi, await token_for(fedi, "alice")) as http:
             first = await http.get("/api/v1/notifications?limit=3")
             assert len(first.json()) == 3
@@ -205,8 +194,8 @@ async def test_a_boost_tells_the_author_once_as_reblog(database_url: str) -> Non
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         cats = await make_group(fedi, "cats", "owner")
-        await join(fedi, "alice", cats)
-        thread = await post(fedi, "owner", cats, "boost me")
+        await join_group(fedi, "alice", cats)
+        thread = await write_post(fedi, "owner", cats, "boost me")
         for undo in (False, True, False):
             async with fedi.services.sessionmaker() as session, session.begin():
                 alice = await make_user(fedi, "alice")

@@ -10,29 +10,16 @@ import re
 import httpx
 
 from fedi.api.timelines import tagged
-from fedi.groups.membership import join_local_group
-from fedi.groups.posting import post_to_group
-from fedi.store.models import Actor, Follow, PersonRelation, Post
-from tests.api.support import api_app, client, make_group, make_user, token_for
-from tests.support.app import InProcess
-
-
-async def post(fedi: InProcess, author: str, group: Actor, text: str, *,
-               visibility: str | None = None, reply_to: Post | None = None) -> Post:
-    async with fedi.services.sessionmaker() as session, session.begin():
-        person = await make_user(fedi, author)
-        found = await post_to_group(
-            session, fedi.services.urls, await session.merge(person),
-            await session.merge(group), text, visibility=visibility,
-            reply_to=reply_to.uri if reply_to else None)
-        return found.post
-
-
-async def join(fedi: InProcess, name: str, group: Actor) -> None:
-    async with fedi.services.sessionmaker() as session, session.begin():
-        person = await make_user(fedi, name)
-        await join_local_group(session, fedi.services.urls, await session.merge(group),
-                               await session.merge(person))
+from fedi.store.models import Follow, PersonRelation, Post
+from tests.api.support import (
+    api_app,
+    client,
+    join_group,
+    make_group,
+    make_user,
+    token_for,
+    write_post,
+)
 
 
 def ids(answer: httpx.Response) -> list[str]:
@@ -53,13 +40,13 @@ async def test_home_shows_joined_groups_and_followed_people_not_other_groups(
         await make_user(fedi, "owner")
         cats = await make_group(fedi, "cats", "owner")
         dogs = await make_group(fedi, "dogs", "owner")
-        await join(fedi, "alice", cats)
-        await join(fedi, "bob", cats)
-        await join(fedi, "bob", dogs)
-        thread = await post(fedi, "bob", cats, "cats thread")
-        reply = await post(fedi, "owner", cats, "a reply", reply_to=thread)
-        elsewhere = await post(fedi, "bob", dogs, "dogs thread")
-        own = await post(fedi, "alice", cats, "alice's own")
+        await join_group(fedi, "alice", cats)
+        await join_group(fedi, "bob", cats)
+        await join_group(fedi, "bob", dogs)
+        thread = await write_post(fedi, "bob", cats, "cats thread")
+        reply = await write_post(fedi, "owner", cats, "a reply", reply_to=thread)
+        elsewhere = await write_post(fedi, "bob", dogs, "dogs thread")
+        own = await write_post(fedi, "alice", cats, "alice's own")
         token = await token_for(fedi, "alice")
         async with client(fedi, token) as http:
             home = await http.get("/api/v1/timelines/home")
@@ -92,8 +79,8 @@ async def test_pages_of_25_posts_by_max_id_since_id_and_min_id_have_no_gaps_or_r
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         group = await make_group(fedi, "cats", "owner")
-        await join(fedi, "alice", group)
-        written = [str((await post(fedi, "owner", group, f"post {n}")).id) for n in range(25)]
+        await join_group(fedi, "alice", group)
+        written = [str((await write_post(fedi, "owner", group, f"post {n}")).id) for n in range(25)]
         newest_first = list(reversed(written))
         async with client(fedi, await token_for(fedi, "alice")) as http:
             seen: list[str] = []
@@ -138,11 +125,12 @@ async def test_a_members_only_post_is_in_members_homes_only_never_public_or_tag_
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         group = await make_group(fedi, "cats", "owner")
-        await join(fedi, "alice", group)
+        await join_group(fedi, "alice", group)
         await make_user(fedi, "mallory")
-        shown = await post(fedi, "owner", group, "open to all #Caturday")
-        hidden = await post(fedi, "owner", group, "members only #caturday", visibility="members")
-        unlisted = await post(fedi, "owner", group, "quiet #caturday", visibility="unlisted")
+        shown = await write_post(fedi, "owner", group, "open to all #Caturday")
+        hidden = await write_post(fedi, "owner", group, "members only #caturday",
+                                  visibility="members")
+        unlisted = await write_post(fedi, "owner", group, "quiet #caturday", visibility="unlisted")
         member = await token_for(fedi, "alice")
         outsider = await token_for(fedi, "mallory")
         async with client(fedi, member) as http:
@@ -180,8 +168,8 @@ async def test_a_tag_with_letters_beyond_ascii_is_found(database_url: str) -> No
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         group = await make_group(fedi, "cafes", "owner")
-        found = await post(fedi, "owner", group, "un #café noir")
-        await post(fedi, "owner", group, "un #cafés au lait")
+        found = await write_post(fedi, "owner", group, "un #café noir")
+        await write_post(fedi, "owner", group, "un #cafés au lait")
         async with client(fedi, None) as anonymous:
             assert ids(await anonymous.get("/api/v1/timelines/tag/café")) == [str(found.id)]
 
@@ -190,9 +178,9 @@ async def test_a_page_of_hidden_posts_still_fills_and_links_past_them(database_u
     async with api_app(database_url) as fedi:
         await make_user(fedi, "owner")
         group = await make_group(fedi, "cats", "owner")
-        older = [await post(fedi, "owner", group, f"public {n}") for n in range(3)]
+        older = [await write_post(fedi, "owner", group, f"public {n}") for n in range(3)]
         for n in range(30):
-            await post(fedi, "owner", group, f"secret {n}", visibility="members")
+            await write_post(fedi, "owner", group, f"secret {n}", visibility="members")
         async with client(fedi, None) as anonymous:
             answer = await anonymous.get("/api/v1/timelines/public?limit=2")
             assert ids(answer) == [str(older[2].id), str(older[1].id)]
