@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from importlib.resources import files
 
 import jinja2
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from fedi.activitypub.parse import is_http_url
+from fedi.content import sanitize_html
 
 # Templates and the stylesheet ship inside the package (package data), found through the
 # import system: a wheel or a container serves pages from any working directory.
@@ -83,3 +85,12 @@ def ago(timestamp: float) -> str:
 templates.env.filters["ago"] = ago
 templates.env.filters["iso_time"] = iso_time
 templates.env.filters["exact_time"] = exact_time
+
+
+def bio(summary: str | None) -> Markup:
+    """An actor's bio as HTML: stored as paragraphs (local) or as the remote server sent it,
+    cleaned on the way out either way, so no script or javascript: link reaches a page."""
+    return Markup(sanitize_html(summary or ""))  # noqa: S704 -- cleaned by nh3 just above
+
+
+templates.env.filters["bio"] = bio
