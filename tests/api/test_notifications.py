@@ -5,13 +5,20 @@ notifications marker marking them read."""
 
 from __future__ import annotations
 
-import httpx
+from typing import Any
 
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fedi.activitypub.parse import parse_activity
 from fedi.groups import notices
-from fedi.groups.membership import leave_local_group
+from fedi.groups.inbound import handle_reaction
+from fedi.groups.membership import handle_follow, leave_local_group
 from fedi.groups.moderation import approve
 from fedi.groups.reactions import boost, vote
-from fedi.store.models import Notification, PersonRelation, Post
+from fedi.handlers import HandlerContext
+from fedi.store.models import Actor, Follow, Notification, PersonRelation, Post
 from tests.api.support import (
     api_app,
     client,
@@ -205,3 +212,47 @@ async def test_a_boost_tells_the_author_once_as_reblog(database_url: str) -> Non
             found = await http.get("/api/v1/notifications?types[]=reblog")
             assert kinds(found) == [("reblog", "alice")]
             assert found.json()[0]["status"]["id"] == str(thread.id)
+
+
+class KnownActors:
+    """The actor source of an inbox handler, for actors already stored (nothing fetched)."""
+
+    async def actor(self, session: AsyncSession, uri: str, *, refresh: bool = False) -> Actor:
+        return (await session.execute(select(Actor).where(Actor.uri == uri))).scalar_one()
+
+    async def fetch(self, url: str) -> dict[str, Any]:
+        raise AssertionError(f"nothing is fetched here ({url})")
+
+    async def software(self, session: AsyncSession, host: str) -> str | None:
+        return None
+
+
+async def test_a_remote_like_and_a_remote_follow_reach_our_person(database_url: str) -> None:
+    async with api_app(database_url) as fedi:
+        await make_user(fedi, "owner")
+        cats = await make_group(fedi, "cats", "owner")
+        await join_group(fedi, "alice", cats)
+        thread = await write_post(fedi, "alice", cats, "like me from afar")
+        remote = "https://remote.example/users/rita"
+        async with fedi.services.sessionmaker() as session, session.begin():
+            rita = Actor(uri=remote, type="Person", username="rita", domain="remote.example",
+                         inbox=f"{remote}/inbox")
+            session.add(rita)
+            await session.flush()
+            session.add(Follow(follower_id=rita.id, target_id=cats.id, state="accepted"))
+        alice = await make_user(fedi, "alice")
+        for document, handler in (
+            ({"id": f"{remote}#likes/1", "type": "Like", "actor": remote,
+              "object": thread.uri}, handle_reaction),
+            ({"id": f"{remote}#follows/1", "type": "Follow", "actor": remote,
+              "object": alice.uri}, handle_follow),
+        ):
+            async with fedi.services.sessionmaker() as session, session.begin():
+                context = HandlerContext(session, fedi.services.urls, KnownActors())
+                await handler(context, parse_activity(document))
+        async with client(fedi, await token_for(fedi, "alice")) as http:
+            found = await http.get("/api/v1/notifications")
+            assert [(n["type"], n["account"]["acct"]) for n in found.json()] == [
+                ("follow", "rita@remote.example"), ("favourite", "rita@remote.example")]
+            assert found.json()[1]["status"]["id"] == str(thread.id)
+            assert found.json()[0]["status"] is None
