@@ -8,6 +8,7 @@ one watcher (a token's person) at the moment it happens:
   for the person's viewer as it is now, then the stream's own rule, the same as the
   timelines': user is the person's home (groups joined, people followed, their own posts),
   public and hashtag carry listed public posts only; blocked and muted authors stay out;
+- an edit (`status.update`, the Status as it is now): as for a new post;
 - a deletion (`delete`, the id): only to whom the post was visible before it went;
 - a notification (`notification`): only to its recipient, made as GET /api/v1/notifications
   makes it (`fedi.api.notifications.Shown`: through the gate, blocks and mutes left out).
@@ -33,7 +34,7 @@ from fedi.api.entities import Presenter
 from fedi.api.notifications import MASTODON_TYPE, Shown
 from fedi.api.timelines import left_out, tagged
 from fedi.groups.viewers import facts_for, viewer_for, viewers_for
-from fedi.live.events import DeleteEvent, LiveEvent, NoticeEvent, PostEvent
+from fedi.live.events import DeleteEvent, EditEvent, LiveEvent, NoticeEvent, PostEvent
 from fedi.moderation.policy import DomainPolicy
 from fedi.privacy.access import ANONYMOUS, PostFacts, Viewer, can_view, listed
 from fedi.store.models import Actor, Follow, Notification, PersonRelation, Post
@@ -124,10 +125,11 @@ class Shared:
         self.sessionmaker = sessionmaker
         self.base_url = base_url
         self.policy = policy
-        self._posts: OrderedDict[tuple[str, int], asyncio.Task[PostNews | None]] = OrderedDict()
+        self._posts: OrderedDict[tuple[str, int, float], asyncio.Task[PostNews | None]] = (
+            OrderedDict())
         self.homes = Homes(sessionmaker)
 
-    def _memo(self, key: tuple[str, int], load: Callable[[], Awaitable[PostNews | None]]
+    def _memo(self, key: tuple[str, int, float], load: Callable[[], Awaitable[PostNews | None]]
               ) -> asyncio.Task[PostNews | None]:
         task = self._posts.get(key)
         if task is None:
@@ -137,12 +139,14 @@ class Shared:
                 self._posts.popitem(last=False)
         return task
 
-    async def post(self, post_id: int) -> PostNews | None:
-        return await asyncio.shield(self._memo(("post", post_id), lambda: self._load(post_id)))
+    async def post(self, post_id: int, edited: float = 0.0) -> PostNews | None:
+        """The post as it is after its publication (or after the edit made at `edited`)."""
+        return await asyncio.shield(self._memo(
+            ("post", post_id, edited), lambda: self._load(post_id)))
 
     async def deleted(self, post_id: int) -> PostNews | None:
         return await asyncio.shield(self._memo(
-            ("delete", post_id), lambda: self._load(post_id, deleted=True)))
+            ("delete", post_id, 0.0), lambda: self._load(post_id, deleted=True)))
 
     async def _load(self, post_id: int, *, deleted: bool = False) -> PostNews | None:
         async with self.sessionmaker() as session:
@@ -252,7 +256,9 @@ class Watcher:
 
     async def frames(self, event: LiveEvent) -> list[Frame]:
         if isinstance(event, PostEvent):
-            return await self._update(event)
+            return await self._update(event.post_id)
+        if isinstance(event, EditEvent):
+            return await self._update(event.post_id, event.edited, "status.update")
         if isinstance(event, DeleteEvent):
             return await self._delete(event)
         return await self._notification(event)
@@ -271,11 +277,12 @@ class Watcher:
             return False
         return stream.tag is None or tagged(post, stream.tag)
 
-    async def _update(self, event: PostEvent) -> list[Frame]:
+    async def _update(self, post_id: int, edited: float = 0.0, name: str = "update"
+                      ) -> list[Frame]:
         streams = [s for s in self.streams if s.statuses]
         if not streams:
             return []
-        news = await self.shared.post(event.post_id)
+        news = await self.shared.post(post_id, edited)
         if news is None:
             return []
         home = await self.shared.homes.of(self.person)
@@ -287,7 +294,7 @@ class Watcher:
         if not matched:
             return []
         payload = await self.shared.status(news, home.viewer)
-        return [] if payload is None else [Frame(s.wire(), "update", payload) for s in matched]
+        return [] if payload is None else [Frame(s.wire(), name, payload) for s in matched]
 
     async def _delete(self, event: DeleteEvent) -> list[Frame]:
         streams = [s for s in self.streams if s.statuses]

@@ -1,4 +1,4 @@
-"""The events a transaction makes (a post stored, a post deleted, a notification recorded),
+"""The events a transaction makes (a post stored, edited or deleted, a notification recorded),
 and their wire form (a NOTIFY payload)."""
 
 from __future__ import annotations
@@ -39,6 +39,19 @@ class DeleteEvent:
 
 
 @dataclass(frozen=True)
+class EditEvent:
+    """A visible post was edited; `edited` (its `updated` time) tells one edit from the next."""
+
+    post_id: int
+    group_id: int | None
+    edited: float
+    kind: str = "edit"
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+@dataclass(frozen=True)
 class NoticeEvent:
     """A notification was recorded for one local person (the row says what of)."""
 
@@ -50,7 +63,7 @@ class NoticeEvent:
         return json.dumps(asdict(self), separators=(",", ":"))
 
 
-LiveEvent = PostEvent | DeleteEvent | NoticeEvent
+LiveEvent = PostEvent | DeleteEvent | EditEvent | NoticeEvent
 
 
 def decode(payload: str) -> LiveEvent | None:
@@ -72,6 +85,11 @@ def decode(payload: str) -> LiveEvent | None:
         return PostEvent(post_id=post_id, thread_id=thread_id, group_id=group_id)
     if kind == "delete":
         return DeleteEvent(post_id=post_id, group_id=group_id) if post_id is not None else None
+    if kind == "edit":
+        edited = data.get("edited")
+        if post_id is None or not isinstance(edited, int | float) or isinstance(edited, bool):
+            return None
+        return EditEvent(post_id=post_id, group_id=group_id, edited=float(edited))
     if kind == "notice":
         notice_id, recipient_id = _id(data.get("notice_id")), _id(data.get("recipient_id"))
         if notice_id is None or recipient_id is None:

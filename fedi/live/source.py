@@ -3,9 +3,9 @@ notification.
 
 `post_stored(session, post)` only notes the post. What happens next is decided when the
 transaction commits, because the storing code may still hold the post for a moderator after
-the call: a post held or deleted by then makes no event. Deletions (a post's `deleted_at`
-set on the object, not by a bulk UPDATE) and new Notification rows are noticed at flush, so
-no use case has to remember to announce them.
+the call: a post held or deleted by then makes no event. Deletions and edits (a post's
+`deleted_at` or `updated` set on the object, not by a bulk UPDATE) and new Notification
+rows are noticed at flush, so no use case has to remember to announce them.
 
 - PostgreSQL: `pg_notify` runs just before COMMIT, in the same transaction, so the event is
   delivered at commit and vanishes with a rollback; every process LISTENing hears it
@@ -22,7 +22,14 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
-from fedi.live.events import CHANNEL, DeleteEvent, LiveEvent, NoticeEvent, PostEvent
+from fedi.live.events import (
+    CHANNEL,
+    DeleteEvent,
+    EditEvent,
+    LiveEvent,
+    NoticeEvent,
+    PostEvent,
+)
 from fedi.live.hub import Hub
 from fedi.store.models import Notification, Post
 
@@ -53,10 +60,10 @@ def _events(session: Session) -> list[LiveEvent]:
     return found + flushed
 
 
-def _newly_deleted(post: Post) -> bool:
-    history = inspect(post).attrs.deleted_at.history
-    return any(v is not None for v in history.added) and not any(
-        v is not None for v in history.deleted)
+def _newly_set(post: Post, name: str) -> bool:
+    history = inspect(post).attrs[name].history
+    return any(v is not None for v in history.added) and (
+        name == "updated" or not any(v is not None for v in history.deleted))
 
 
 @event.listens_for(Session, "after_flush")
@@ -66,11 +73,14 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
         NoticeEvent(notice_id=row.id, recipient_id=row.recipient_id)
         for row in session.new if isinstance(row, Notification) and row.id is not None
     ]
-    found += [
-        DeleteEvent(post_id=post.id, group_id=post.group_id)
-        for post in session.dirty
-        if isinstance(post, Post) and post.id is not None and _newly_deleted(post)
-    ]
+    for post in session.dirty:
+        if not isinstance(post, Post) or post.id is None:
+            continue
+        if _newly_set(post, "deleted_at"):
+            found.append(DeleteEvent(post_id=post.id, group_id=post.group_id))
+        elif _newly_set(post, "updated") and post.deleted_at is None and post.held is None:
+            found.append(EditEvent(post_id=post.id, group_id=post.group_id,
+                                   edited=post.updated or 0.0))
     if found:
         session.info.setdefault(_FLUSHED, []).extend(found)
 

@@ -25,9 +25,9 @@ from fedi.actors.local import create_user
 from fedi.api.streaming import TRY_AGAIN_LATER, Feed
 from fedi.api.streams import Frame, Watcher
 from fedi.groups.membership import join_local_group
-from fedi.groups.posting import delete_post
+from fedi.groups.posting import delete_post, edit_post
 from fedi.groups.viewers import viewer_for, viewers_for
-from fedi.live.events import DeleteEvent, NoticeEvent, PostEvent, decode
+from fedi.live.events import DeleteEvent, EditEvent, NoticeEvent, PostEvent, decode
 from fedi.live.hub import Hub
 from fedi.services import Services
 from fedi.store.models import Actor, Follow, GroupBan, OAuthToken, Post
@@ -71,7 +71,7 @@ class Socket:
         assert isinstance(raw, str), "frames are text"
         found: dict[str, Any] = json.loads(raw)
         if isinstance(found.get("payload"), str) and found.get("event") in (
-                "update", "notification"):
+                "update", "status.update", "notification"):
             found["status_or_notification"] = json.loads(found["payload"])
         return found
 
@@ -155,7 +155,7 @@ async def test_a_members_only_post_reaches_members_and_never_anyone_else(
             assert await listing.silent()
 
 
-async def test_a_reply_to_me_is_a_notification_and_a_deletion_reaches_who_saw_it(
+async def test_a_reply_to_me_is_a_notification_and_its_edit_and_deletion_follow(
     database_url: str,
 ) -> None:
     async with site(database_url) as fedi:
@@ -178,6 +178,16 @@ async def test_a_reply_to_me_is_a_notification_and_a_deletion_reaches_who_saw_it
             # The user stream carries both: the reply (in a joined group) and the notice.
             events = {(await home.frame())["event"] for _ in range(2)}
             assert events == {"update", "notification"}
+
+            async with fedi.services.sessionmaker() as session, session.begin():
+                post = await session.get(Post, reply)
+                assert post is not None
+                await edit_post(session, fedi.services.urls, cats.olga, post.uri, "Very nice")
+            edited = await home.frame()
+            assert edited["event"] == "status.update" and edited["stream"] == ["user"]
+            assert edited["status_or_notification"]["id"] == str(reply)
+            assert "Very nice" in edited["status_or_notification"]["content"]
+            assert edited["status_or_notification"]["edited_at"] is not None
 
             async with fedi.services.sessionmaker() as session, session.begin():
                 post = await session.get(Post, reply)
@@ -308,11 +318,12 @@ async def test_server_sent_events_deliver_the_same(database_url: str) -> None:
 
 def test_every_live_event_survives_its_notify_payload_and_junk_does_not_decode() -> None:
     for event in (PostEvent(3, 1, 2), PostEvent(4, 4, None), DeleteEvent(5, 2),
-                  DeleteEvent(6, None), NoticeEvent(7, 3)):
+                  DeleteEvent(6, None), EditEvent(8, 2, 1700000000.25), NoticeEvent(7, 3)):
         assert decode(event.encode()) == event
     for junk in ('{"kind":"notice","notice_id":0,"recipient_id":1}', '{"kind":"notice"}',
                  '{"kind":"delete","post_id":true,"group_id":null}', '{"kind":"delete",'
-                 '"post_id":5,"group_id":"x"}', '{"kind":"other","post_id":1}', "[]", "{"):
+                 '"post_id":5,"group_id":"x"}', '{"kind":"other","post_id":1}', "[]", "{",
+                 '{"kind":"edit","post_id":1,"group_id":null,"edited":true}'):
         assert decode(junk) is None, junk
 
 
