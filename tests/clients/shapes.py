@@ -1,11 +1,15 @@
 """What the strict clients (Tusky, Ice Cubes, Elk) need in each entity, or they fail to decode
 the whole response: the lists of /work/shared/CLIENT-API.md, from those clients' sources.
-Checked on what Mastodon.py received, since those clients cannot run here."""
+Those clients cannot run here, so the JSON itself is checked as it comes over the wire:
+Mastodon.py is no judge of it (it fills in every missing field and wraps every id in a str
+subclass)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+import httpx
 
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
 ACCOUNT = ("id", "username", "acct", "display_name", "url", "note", "avatar", "avatar_static",
@@ -58,3 +62,42 @@ def check_instances(v1: Mapping[str, Any], v2: Mapping[str, Any]) -> int:
         assert "max_featured_tags" in v2["configuration"]["accounts"], v2["configuration"]
     assert v2["version"][:1].isdigit(), v2["version"]  # Mastodon.py reads N.N.N first
     return int((v2.get("api_versions") or {}).get("mastodon", 0))
+
+
+SOURCE = ("privacy", "sensitive", "language", "note", "fields")
+NOTIFICATION = ("id", "type", "created_at", "account")
+
+
+async def check_wire(base_url: str, token: str, *, statuses: Iterable[str],
+                     accounts: Iterable[str]) -> int:
+    """Read the instance, the caller, the given statuses and accounts, home and
+    notifications as raw JSON and check each; returns the claimed Mastodon API version."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30,
+                                 headers={"Authorization": f"Bearer {token}"}) as http:
+
+        async def get(path: str) -> Any:
+            answer = await http.get(path)
+            assert answer.status_code == 200, (path, answer.status_code, answer.text)
+            return answer.json()
+
+        version = check_instances(await get("/api/v1/instance"), await get("/api/v2/instance"))
+        me = await get("/api/v1/accounts/verify_credentials")
+        check_account(me)
+        assert not missing(me["source"], SOURCE), me["source"]
+        for account in accounts:
+            check_account(await get(f"/api/v1/accounts/{account}"))
+        for status in statuses:
+            check_status(await get(f"/api/v1/statuses/{status}"))
+        home = await get("/api/v1/timelines/home")
+        assert home, "home is empty"
+        for status in home:
+            check_status(status)
+        notices = await get("/api/v1/notifications")
+        assert notices, "no notifications"
+        for notice in notices:
+            assert not missing(notice, NOTIFICATION), notice
+            assert isinstance(notice["id"], str), notice["id"]
+            check_account(notice["account"])
+            if notice.get("status"):
+                check_status(notice["status"])
+        return version

@@ -208,6 +208,9 @@ async function main() {
       "the group's thread in home");
     assert.equal(thread.uri, uri);
     assert.equal(thread.account.acct, env.ownerAcct);
+    // Raw JSON here (masto.js only renames keys): ids must be strings.
+    assert.equal(typeof thread.id, "string");
+    assert.equal(typeof thread.account.id, "string");
     return { threadId: thread.id };
   });
 
