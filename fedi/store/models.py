@@ -492,7 +492,8 @@ class Notification(Base):
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     recipient_id: Mapped[int] = mapped_column(ForeignKey("actors.id"))
-    # reply | mention | join_approved | join_refused | post_held | post_removed | post_approved
+    # reply | mention | favourite | reblog | follow | follow_request | join_approved |
+    # join_refused | post_held | post_removed | post_approved (fedi.groups.notices)
     kind: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("actors.id"), default=None)
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"), default=None)
