@@ -166,7 +166,8 @@ def _error(reason: str, status: int) -> str:
 
 
 async def _send(websocket: WebSocket, text: str) -> None:
-    await asyncio.wait_for(websocket.send_text(text), SEND_SECONDS)
+    async with asyncio.timeout(SEND_SECONDS):
+        await websocket.send_text(text)
 
 
 async def _read(websocket: WebSocket, watcher: Watcher) -> None:

@@ -20,6 +20,7 @@ Status) is done once per event per process (`Shared`), not once per connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections import OrderedDict
@@ -102,8 +103,14 @@ class Frame:
     payload: str
 
     def json(self) -> str:
-        return json.dumps({"stream": self.stream, "event": self.event, "payload": self.payload},
-                          separators=(",", ":"))
+        return _frame_text(tuple(self.stream), self.event, self.payload)
+
+
+@functools.lru_cache(maxsize=CACHED_EVENTS)
+def _frame_text(stream: tuple[str, ...], event: str, payload: str) -> str:
+    """Encoded once for the many clients an event goes to (the payload is one shared str)."""
+    return json.dumps({"stream": list(stream), "event": event, "payload": payload},
+                      separators=(",", ":"))
 
 
 @dataclass
