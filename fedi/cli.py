@@ -40,13 +40,13 @@ from fedi.cli_ops import build_doctor_parser, cmd_migrate_check
 from fedi.config import CONFIG_ENV, Settings, load_settings, without_password
 from fedi.errors import FediError
 from fedi.federation.following import follow_remote, unfollow_remote
+from fedi.federation.reporting import report_post
 from fedi.groups.membership import join_local_group, leave_local_group
 from fedi.groups.posting import delete_post, edit_post, post_to_group
 from fedi.groups.threads import find_post
 from fedi.logs import configure as configure_logging
 from fedi.logs import logging_config, redact
 from fedi.metrics import multiprocess_dir
-from fedi.moderation.reports import report_post
 from fedi.runtime import settle_gc
 from fedi.services import Services, build_services
 from fedi.store.identity import check_connection

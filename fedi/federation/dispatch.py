@@ -12,10 +12,10 @@ from fedi.federation.remote_moderation import (
     handle_remove,
     handle_undo,
 )
+from fedi.federation.reporting import handle_flag
 from fedi.groups.inbound import handle_create, handle_reaction, handle_update
 from fedi.groups.membership import handle_follow
 from fedi.handlers import Handler
-from fedi.moderation.reports import handle_flag
 
 HANDLERS: dict[str, Handler] = {
     "Follow": handle_follow,

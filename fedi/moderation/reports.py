@@ -8,6 +8,9 @@
   the instance actor (Mastodon's form: the reporter stays anonymous), to the shared inbox.
 - Resolving records the action and a note in the report and in the audit log. The action
   itself (a ban, a removal, a domain suspension) is carried out by the caller.
+- Filing says which posts the report took past their group's report threshold (hidden now,
+  `Filed.hidden`): their authors are told by fedi.federation.reporting, which the web, the
+  CLI and the inbox call (groups.notices sits beside this package, not below it).
 """
 
 from __future__ import annotations
@@ -36,6 +39,14 @@ REMOVED_MARK = "removed by a moderator"
 
 
 @dataclass(frozen=True)
+class Filed:
+    """A report just filed, and the posts it hid (the group's report threshold reached)."""
+
+    report: Report
+    hidden: list[Post]
+
+
+@dataclass(frozen=True)
 class ReportView:
     report: Report
     target: Actor
@@ -50,9 +61,9 @@ async def _local_group_of(session: AsyncSession, post: Post) -> Actor | None:
     return group if group is not None and group.local else None
 
 
-async def report_post(
+async def file_report(
     session: AsyncSession, reporter: Actor, post: Post, comment: str | None = None
-) -> Report:
+) -> Filed:
     """A local member reports a post (to the group's moderators and the admins)."""
     group = await _local_group_of(session, post)
     report = Report(
@@ -62,12 +73,12 @@ async def report_post(
     )
     session.add(report)
     await session.flush()
-    await apply_threshold(session, report)
-    return report
+    return Filed(report, await apply_threshold(session, report))
 
 
-async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
-    """A remote server reports an account and/or posts we hold."""
+async def file_flag(ctx: HandlerContext, activity: IncomingActivity) -> Filed:
+    """A remote server reports an account and/or posts we hold (raises Ignored when the
+    Flag is not heard, or names nothing we hold)."""
     host = host_of(activity.actor)
     own = host_of(ctx.urls.base)
     decision = await decision_in(ctx.session, host, now(), own_domain=own)
@@ -127,8 +138,9 @@ async def handle_flag(ctx: HandlerContext, activity: IncomingActivity) -> None:
     )
     session.add(report)
     await session.flush()
-    await apply_threshold(session, report)
+    hidden = await apply_threshold(session, report)
     ctx.outcome = f"report {report.id} filed"
+    return Filed(report, hidden)
 
 
 async def get_report(session: AsyncSession, report_id: int) -> Report:
@@ -236,7 +248,7 @@ async def resolve(
     )
 
 
-async def apply_threshold(session: AsyncSession, report: Report) -> list[str]:
+async def apply_threshold(session: AsyncSession, report: Report) -> list[Post]:
     """Community moderation: once enough members have reported a post, it is hidden until
     a moderator looks at it (`fedi mod queue`). Returns the posts hidden now."""
     if report.group_id is None:
@@ -244,7 +256,7 @@ async def apply_threshold(session: AsyncSession, report: Report) -> list[str]:
     config = await session.get(Group, report.group_id)
     if config is None or config.report_threshold <= 0:
         return []
-    hidden: list[str] = []
+    hidden: list[Post] = []
     open_reports = (
         await session.execute(
             select(Report).where(Report.group_id == report.group_id, Report.state == "open")
@@ -257,7 +269,7 @@ async def apply_threshold(session: AsyncSession, report: Report) -> list[str]:
         post = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
         if post is not None and post.held is None and len(members) >= config.report_threshold:
             post.held = "reports"
-            hidden.append(uri)
+            hidden.append(post)
             await audit.record(
                 session, who="community (report threshold)", action="group.auto-hide",
                 target=uri, reason=f"{len(members)} member reports", group_id=report.group_id,

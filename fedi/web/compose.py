@@ -29,11 +29,12 @@ from fedi.accounts.tokens import derived
 from fedi.actors.local import REPLY_POLICIES, find_local
 from fedi.content import html_to_text, markdown_to_html
 from fedi.errors import FediError, ValidationError
+from fedi.federation.reporting import report_post
 from fedi.groups.mentions import find_mentioned
 from fedi.groups.posting import MAX_TEXT, MAX_TITLE, delete_post, edit_post, post_to_group
 from fedi.groups.reactions import vote
 from fedi.groups.viewers import facts_for, viewer_for
-from fedi.moderation.reports import MAX_COMMENT, report_post
+from fedi.moderation.reports import MAX_COMMENT
 from fedi.privacy.access import can_view
 from fedi.privacy.visibility import (
     GroupPrivacy,

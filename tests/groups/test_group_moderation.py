@@ -14,11 +14,11 @@ from sqlalchemy import select
 from fedi.activitypub.httpsig import sign_request
 from fedi.activitypub.vocab import PUBLIC
 from fedi.actors.local import create_group, create_user, find_local
+from fedi.federation.reporting import report_post
 from fedi.groups import moderation
 from fedi.groups.posting import post_to_group
 from fedi.moderation import audit
 from fedi.moderation.blocks import BlockSettings, add_block
-from fedi.moderation.reports import report_post
 from fedi.store.models import OutboundActivity, Post
 from tests.support.app import BASE_URL, InProcess, running_app
 from tests.support.remote import FakeRemote

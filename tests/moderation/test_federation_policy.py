@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from fedi.activitypub.httpsig import sign_request
 from fedi.activitypub.keys import SigningKey
-from fedi.moderation.reports import report_post
+from fedi.federation.reporting import report_post
 from fedi.store.models import Actor, Post
 from tests.support.instance import FediInstance, eventually
 

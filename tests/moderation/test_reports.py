@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from fedi.activitypub.httpsig import parse_signature, verify_request
-from fedi.moderation.reports import forward_report, list_reports, report_post, resolve
+from fedi.federation.reporting import report_post
+from fedi.moderation.reports import forward_report, list_reports, resolve
 from fedi.store.models import Actor, AuditEntry, InboxItem, Post, Report
 from tests.moderation.conftest import block
 from tests.support.app import BASE_URL, InProcess

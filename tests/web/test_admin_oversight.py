@@ -10,9 +10,9 @@ import httpx
 from sqlalchemy import select
 
 from fedi.actors.local import create_group, create_user, find_local
+from fedi.federation.reporting import report_post
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import post_to_group
-from fedi.moderation.reports import report_post
 from fedi.store.models import (
     Delivery,
     DomainAllow,

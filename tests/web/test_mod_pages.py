@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from starlette.routing import Route
 
 from fedi.cli import main
+from fedi.federation.reporting import report_post
 from fedi.groups import moderation, modlog
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import post_to_group
 from fedi.moderation import audit
-from fedi.moderation.reports import report_post
 from fedi.store.models import AuditEntry, Follow, Group, GroupBan, GroupDomainBlock, Post, Report
 from tests.accounts.support import app, browser, token_in
 from tests.support.app import InProcess

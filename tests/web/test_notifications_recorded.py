@@ -17,15 +17,18 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
+from fedi.accounts import sessions
 from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
 from fedi.actors.local import create_group, create_user, find_local
 from fedi.federation.following import follow_remote
+from fedi.federation.reporting import report_post
 from fedi.groups import moderation
 from fedi.groups.membership import join_local_group
 from fedi.groups.posting import post_to_group
 from fedi.groups.threads import find_post
-from fedi.moderation.reports import report_post
 from fedi.store.models import Actor, Notification, Post
+from fedi.web.auth import SESSION_COOKIE
+from tests.accounts.support import browser, token_in
 from tests.support.app import BASE_URL, InProcess, running_app
 from tests.support.remote import FakeRemote, RemoteActor
 
@@ -232,7 +235,54 @@ async def test_a_post_shown_again_after_reports_does_not_notify_twice(world: Wor
     async with world.services.sessionmaker() as session, session.begin():
         await moderation.approve_post(session, urls, await _get(session, "g"), reply)
     assert await world.seen("ann") == [Seen("reply", world.user("bob"), reply)]
-    assert await world.seen("bob") == [Seen("post_approved", world.group("g"), reply)]
+    assert await world.seen("bob") == [Seen("post_held", world.group("g"), reply, "reports"),
+                                       Seen("post_approved", world.group("g"), reply)]
+
+async def test_a_post_hidden_by_reports_from_the_web_form_tells_its_author(
+    world: World,
+) -> None:
+    async with world.services.sessionmaker() as session, session.begin():
+        await moderation.update_settings(session, await _get(session, "g"), report_threshold=2)
+        cookies = {name: await sessions.start(session, (await _get(session, name)).id, "test",
+                                              days=1) for name in ("carl", "ann")}
+    thread = await world.post("ann", "g", "A thread.")
+    reply = await world.post("bob", "g", "A reply two members report.", reply_to=thread)
+    async with world.services.sessionmaker() as session:
+        post = await find_post(session, reply)
+        assert post is not None
+    for number, name in enumerate(("carl", "ann"), start=1):
+        async with browser(world.fedi) as http:
+            http.cookies.set(SESSION_COOKIE, cookies[name])
+            form = await http.get(f"/posts/{post.id}/report")
+            sent = await http.post(f"/posts/{post.id}/report", data={
+                "csrf": token_in(form), "comment": "rude"})
+            assert sent.status_code == 200 and "Report sent" in sent.text
+        if number == 1:  # one report is under the threshold: nothing is hidden, nobody told
+            assert await world.seen("bob") == []
+    async with world.services.sessionmaker() as session:
+        hidden = await find_post(session, reply)
+        assert hidden is not None and hidden.held == "reports"
+    assert await world.seen("bob") == [Seen("post_held", world.group("g"), reply, "reports")]
+
+
+async def test_a_post_hidden_by_a_flag_from_another_server_tells_its_author(
+    world: World,
+) -> None:
+    async with world.services.sessionmaker() as session, session.begin():
+        await moderation.update_settings(session, await _get(session, "g"), report_threshold=1)
+    await world.rem_joins("g")  # reports count when members make them
+    thread = await world.post("ann", "g", "A thread.")
+    reply = await world.post("bob", "g", "A reply rem reports.", reply_to=thread)
+    flag = {"type": "Flag", "object": [reply], "content": "spam", "to": [world.user("bob")]}
+    await world.send(world.rem, flag, f"{BASE_URL}/inbox")
+    async with world.services.sessionmaker() as session:
+        hidden = await find_post(session, reply)
+        assert hidden is not None and hidden.held == "reports"
+    assert await world.seen("bob") == [Seen("post_held", world.group("g"), reply, "reports")]
+    # The same post flagged again is already hidden: told once.
+    await world.send(world.rem, {**flag, "content": "still spam"}, f"{BASE_URL}/inbox")
+    assert await world.seen("bob") == [Seen("post_held", world.group("g"), reply, "reports")]
+
 
 async def test_a_post_held_approved_refused_and_removed_tells_its_author(
     world: World,
