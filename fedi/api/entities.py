@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,9 @@ WIRE_VISIBILITY = {
 DEFAULT_AVATAR = "/static/default-avatar.png"
 DEFAULT_HEADER = "/static/default-header.png"
 BOT_TYPES = ("Service", "Application")
+COUNTS_TTL = 60.0  # seconds an embedded account's counts may be old
+COUNTS_KEPT = 50_000
+_COUNTS: dict[tuple[str, int], tuple[float, tuple[int, int, int]]] = {}  # (db, actor)
 
 
 def iso(moment: float | None) -> str | None:
@@ -105,7 +109,27 @@ class Presenter:
 
     # -- accounts ---------------------------------------------------------------------------
 
-    async def _counts(self, actors: Sequence[Actor]) -> dict[int, tuple[int, int, int]]:
+    async def _counts(self, actors: Sequence[Actor], *, fresh: bool = True
+                      ) -> dict[int, tuple[int, int, int]]:
+        """Followers, following and statuses per actor. Accounts embedded in a page of
+        statuses take counts up to COUNTS_TTL old from this process's cache: counting a
+        busy group's posts for every page cost hundreds of milliseconds at 100,000 posts
+        (bench/api_reads), and apps show those numbers only on a profile, which is fresh."""
+        now = time.monotonic()
+        database = str(getattr(self.session.bind, "url", ""))
+        cached: dict[int, tuple[int, int, int]] = {}
+        for actor in actors if not fresh else ():
+            entry = _COUNTS.get((database, actor.id))
+            if entry is not None and entry[0] > now:
+                cached[actor.id] = entry[1]
+        found = await self._count([a for a in actors if a.id not in cached])
+        if len(_COUNTS) > COUNTS_KEPT:
+            _COUNTS.clear()
+        for actor_id, counts in found.items():
+            _COUNTS[(database, actor_id)] = (now + COUNTS_TTL, counts)
+        return {**cached, **found}
+
+    async def _count(self, actors: Sequence[Actor]) -> dict[int, tuple[int, int, int]]:
         ids = [a.id for a in actors]
         if not ids:
             return {}
@@ -138,9 +162,10 @@ class Presenter:
         rows = (await self.session.execute(select(Group).where(Group.actor_id.in_(ids)))).scalars()
         return {g.actor_id: g for g in rows}
 
-    async def accounts(self, actors: Sequence[Actor]) -> list[dict[str, Any]]:
+    async def accounts(self, actors: Sequence[Actor], *, fresh: bool = True
+                       ) -> list[dict[str, Any]]:
         unique = list({a.id: a for a in actors}.values())
-        counts = await self._counts(unique)
+        counts = await self._counts(unique, fresh=fresh)
         groups = await self._groups(unique)
         made = {a.id: self._account(a, counts.get(a.id, (0, 0, 0)), groups.get(a.id))
                 for a in unique}
@@ -241,7 +266,7 @@ class Presenter:
             {p.author_id for p in shown} | {p.group_id for p in shown if p.group_id}
             | {p.author_id for p in parents_by_uri.values()})
         rendered = dict(zip(
-            actors, await self.accounts(list(actors.values())), strict=True))
+            actors, await self.accounts(list(actors.values()), fresh=False), strict=True))
         reacted, marked = await self._mine(shown)
         reblogs = await self._reblogs(shown)
         named = await self._mentioned(shown)
