@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from fedi.accounts import relations
 from fedi.api.auth import Caller, endpoint, presenter, services_of
 from fedi.api.entities import Presenter, iso
 from fedi.api.errors import ApiError, not_found, unprocessable
@@ -36,7 +37,7 @@ from fedi.api.params import Params, read_params
 from fedi.content import html_to_text
 from fedi.groups import notices
 from fedi.privacy.access import listed
-from fedi.store.models import Actor, Follow, Marker, PersonRelation, Post, now
+from fedi.store.models import Actor, Follow, Marker, Post, now
 
 R = TypeVar("R")
 ROUNDS = 3  # reads of `scan` rows at most, when the gate hides many
@@ -90,14 +91,11 @@ def paged_json(request: Request, params: Params, items: list[Any], read: Sequenc
 
 async def left_out(session: AsyncSession, person: Actor | None, *, notifications: bool = False
                    ) -> set[int]:
-    """The accounts the person blocks or mutes (for notifications: mutes that say so)."""
+    """The accounts the person blocks or mutes (accounts.relations decides; none for an
+    anonymous reader)."""
     if person is None:
         return set()
-    query = select(PersonRelation.target_id).where(PersonRelation.actor_id == person.id)
-    if notifications:
-        query = query.where(or_(PersonRelation.kind == "block",
-                                PersonRelation.mute_notifications))
-    return set((await session.execute(query)).scalars())
+    return await relations.hidden_from(session, person, notifications=notifications)
 
 
 # -- home -------------------------------------------------------------------------------------
