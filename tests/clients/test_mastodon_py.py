@@ -10,7 +10,13 @@ import threading
 from typing import Any
 
 import pytest
-from mastodon import Mastodon, MastodonNotFoundError, MastodonUnauthorizedError, StreamListener
+from mastodon import (
+    Mastodon,
+    MastodonIllegalArgumentError,
+    MastodonNotFoundError,
+    MastodonUnauthorizedError,
+    StreamListener,
+)
 
 from tests.clients import shapes
 from tests.clients.support import (
@@ -82,6 +88,8 @@ async def test_mastodon_py_signs_in_joins_a_remote_group_posts_and_streams(
     # The password grant: Mastodon.py refuses it unless the server lists it, and fails
     # unless the token grants every scope asked for.
     by_password = client(world, client_id=client_id, client_secret=client_secret)
+    with pytest.raises(MastodonIllegalArgumentError, match="invalid_grant"):
+        by_password.log_in(world.user, "not the password", scopes=SCOPES, allow_http=True)
     by_password.log_in(world.user, PASSWORD, scopes=SCOPES, allow_http=True)
     assert by_password.account_verify_credentials()["username"] == world.user
 

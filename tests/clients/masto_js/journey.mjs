@@ -89,6 +89,13 @@ async function main() {
   });
 
   await step("sign in with the password grant", async () => {
+    // Elk registers its app again when the server answers invalid_client.
+    const refused = await oauth.token.create({
+      grantType: "password", clientId: app.clientId, clientSecret: "not the secret",
+      redirectUri: OOB, username: env.username, password: env.password, scope: SCOPES,
+    }).then(() => undefined, (error) => error);
+    assert.equal(refused?.statusCode, 401, String(refused));
+    assert.equal(refused.message, "invalid_client");
     const token = await oauth.token.create({
       grantType: "password",
       clientId: app.clientId,
