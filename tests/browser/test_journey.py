@@ -286,9 +286,13 @@ async def test_3_start_a_thread_and_reply_without_javascript(
     finally:
         await context.close()
 
-    live = page.locator("article", has_text="laundry basket")
+    # Live, the reply goes under the post it answers, counted, with a loaded reply's actions.
+    live = page.locator("article.reply details.replies article.reply", has_text="laundry basket")
     await expect(live).to_be_visible(timeout=LIVE_WAIT)
     await expect(page.get_by_role("status")).to_have_text(f"New post by {j.person}.")
+    await expect(page.get_by_text("1 reply", exact=True)).to_be_visible()
+    await expect(own_actions(live).get_by_role("link", name=f"Reply to {j.person}")
+                 ).to_be_visible()
     await page.reload()
     nested = page.locator("article.reply details.replies article.reply")
     await expect(nested).to_have_count(1)
@@ -296,11 +300,12 @@ async def test_3_start_a_thread_and_reply_without_javascript(
     await expect(page.get_by_text("1 reply", exact=True)).to_be_visible()
     await record(page, "thread-with-reply")
 
-    # The reply form's preview, as the no-script browser saw it, checked with axe here.
-    reply_box = own_actions(nested)
-    await reply_box.get_by_text("Reply to").click()
-    await reply_box.get_by_label("Your reply").fill("Only a **preview**.")
-    await reply_box.get_by_role("button", name="Preview").click()
+    # A nested reply links to its reply page (only the thread's own post holds a form); that
+    # form's preview, as the no-script browser saw it, checked with axe here.
+    await own_actions(nested).get_by_role("link", name=f"Reply to {j.person}").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Reply in {j.open_title}")
+    await page.get_by_label("Your reply").fill("Only a **preview**.")
+    await page.get_by_role("button", name="Preview").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text(f"Reply in {j.open_title}")
     await expect(page.get_by_role("region", name="Preview").locator("strong")
                  ).to_have_text("preview")
@@ -330,9 +335,14 @@ async def test_4_a_reply_from_another_instance_appears_live(
     await cli(second_site, "post", "--as", j.remote, "--group",
               f"@{j.open_group}@{site.domain}", "--reply-to", j.thread_url, j.remote_reply)
 
-    # No reload: the open page's event stream brings it.
-    arrived = page.locator("article", has=page.get_by_text(j.remote_reply))
+    # No reload: the open page's event stream brings it, under the thread's post, after
+    # the person's own reply, with the actions a loaded reply has.
+    arrived = page.locator("article.reply details.replies article.reply",
+                           has=page.get_by_text(j.remote_reply))
     await expect(arrived).to_be_visible(timeout=LIVE_WAIT)
+    await expect(page.get_by_text("2 replies", exact=True)).to_be_visible()
+    await expect(own_actions(arrived).get_by_role("button", name=f"Like this post by {j.remote}")
+                 ).to_be_visible()
     await expect(arrived.get_by_role("link", name=j.remote, exact=True)).to_be_visible()
     # A human date, the exact time on hover, as on the rest of the page.
     await expect(arrived.locator("time")).to_have_text("just now")
