@@ -15,6 +15,7 @@ from fedi.api import (
     oauth,
     placeholders,
     relationships,
+    reports,
     search,
     statuses,
     streaming,
@@ -37,6 +38,6 @@ async def default_image(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/static/{name:str}", default_image),
     *oauth.routes, *instance.routes, *accounts.routes, *relationships.routes,
-    *search.routes, *statuses.routes,
+    *search.routes, *statuses.routes, *reports.routes,
     *timelines.routes, *notifications.routes, *streaming.routes, *placeholders.routes,
 ]
