@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
-
-from fedi.store.models import Post
-from tests.accounts.support import app, browser, token_in
-from tests.support.app import InProcess
-from tests.web.writing_support import make_group, nonce_in, person
-
-
-async def _post_id(fedi: InProcess, uri: str) -> int:
-    async with fedi.services.sessionmaker() as session:
-        return int((await session.execute(select(Post.id).where(Post.uri == uri))).scalar_one())
+from tests.accounts.support import app, browser
+from tests.web.writing_support import (
+    join_open,
+    make_group,
+    person,
+    post_id,
+    write_reply,
+    write_thread,
+)
 
 
 async def test_a_reply_fragment_names_its_parent_and_carries_a_loaded_replys_actions(
@@ -26,22 +24,12 @@ async def test_a_reply_fragment_names_its_parent_and_carries_a_loaded_replys_act
     async with app(database_url) as fedi, person(fedi, "ann") as ann, \
             person(fedi, "bob") as bob, browser(fedi) as anonymous:
         await make_group(fedi, "cats", "ann", join_policy="open")
-        side = await bob.get("/groups/cats")
-        assert (await bob.post("/groups/cats/join", data={"csrf": token_in(side)})
-                ).status_code == 303
-        form = await ann.get("/groups/cats/new")
-        thread_uri = (await ann.post("/groups/cats/new", data={
-            "csrf": token_in(form), "nonce": nonce_in(form), "title": "Naps",
-            "body": "Where?", "action": "post"})).headers["location"]
-        thread_id = await _post_id(fedi, thread_uri)
-        page = await bob.get(thread_uri)
-        first = await _post_id(fedi, (await bob.post(f"/posts/{thread_id}/reply", data={
-            "csrf": token_in(page), "nonce": nonce_in(page), "body": "On the sofa",
-            "action": "post"})).headers["location"])
-        answer = await ann.get(f"/posts/{first}/reply")
-        second = await _post_id(fedi, (await ann.post(f"/posts/{first}/reply", data={
-            "csrf": token_in(answer), "nonce": nonce_in(answer), "body": "Which sofa?",
-            "action": "post"})).headers["location"])
+        await join_open(bob, "cats")
+        thread_uri = await write_thread(ann, "cats", "Naps", "Where?")
+        thread_id = await post_id(fedi, thread_uri)
+        first = await post_id(fedi, await write_reply(bob, thread_uri, thread_id, "On the sofa"))
+        second = await post_id(fedi, await write_reply(
+            ann, f"/posts/{first}/reply", first, "Which sofa?"))
 
         # bob sees ann's answer to him as the thread page would draw it, nested under his.
         fragment = await bob.get(f"/posts/{second}/fragment")
@@ -79,14 +67,10 @@ async def test_a_fragment_is_refused_as_its_page_is(database_url: str) -> None:
     async with app(database_url) as fedi, person(fedi, "ann") as ann, \
             browser(fedi) as anonymous:
         await make_group(fedi, "club", "ann", privacy="private")
-        form = await ann.get("/groups/club/new")
-        uri = (await ann.post("/groups/club/new", data={
-            "csrf": token_in(form), "nonce": nonce_in(form), "title": "Ours",
-            "body": "Members only", "visibility": "members", "action": "post",
-        })).headers["location"]
-        post_id = await _post_id(fedi, uri)
-        assert (await ann.get(f"/posts/{post_id}/fragment")).status_code == 200
-        refused = await anonymous.get(f"/posts/{post_id}/fragment")
+        members_only = await post_id(fedi, await write_thread(
+            ann, "club", "Ours", "Members only", visibility="members"))
+        assert (await ann.get(f"/posts/{members_only}/fragment")).status_code == 200
+        refused = await anonymous.get(f"/posts/{members_only}/fragment")
         assert refused.status_code == 404 and "Members only" not in refused.text
         assert (await anonymous.get("/posts/999999/fragment")).status_code == 404
         assert (await anonymous.get("/posts/nope/fragment")).status_code == 404

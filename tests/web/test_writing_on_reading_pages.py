@@ -11,13 +11,16 @@ from sqlalchemy import select
 
 from fedi.store.models import Post
 from tests.accounts.support import app, browser, token_in
-from tests.support.app import InProcess
-from tests.web.writing_support import NONCE, make_group, nonce_in, person
-
-
-async def _post_id(fedi: InProcess, uri: str) -> int:
-    async with fedi.services.sessionmaker() as session:
-        return int((await session.execute(select(Post.id).where(Post.uri == uri))).scalar_one())
+from tests.web.writing_support import (
+    NONCE,
+    join_open,
+    make_group,
+    nonce_in,
+    person,
+    post_id,
+    write_reply,
+    write_thread,
+)
 
 
 def _article(page: str, post_id: int) -> str:
@@ -83,19 +86,11 @@ async def test_only_the_pages_own_post_holds_a_reply_form_the_others_link_to_the
     async with app(database_url) as fedi, person(fedi, "ann") as ann, \
             person(fedi, "bob") as bob:
         await make_group(fedi, "cats", "ann", join_policy="open")
-        side = await bob.get("/groups/cats")
-        assert (await bob.post("/groups/cats/join", data={"csrf": token_in(side)})
-                ).status_code == 303
-        form = await ann.get("/groups/cats/new")
-        thread_uri = (await ann.post("/groups/cats/new", data={
-            "csrf": token_in(form), "nonce": nonce_in(form), "title": "Naps",
-            "body": "Where?", "action": "post"})).headers["location"]
-        thread_id = await _post_id(fedi, thread_uri)
-        page = await bob.get(thread_uri)
-        reply_uri = (await bob.post(f"/posts/{thread_id}/reply", data={
-            "csrf": token_in(page), "nonce": nonce_in(page), "body": "On the sofa",
-            "action": "post"})).headers["location"]
-        reply_id = await _post_id(fedi, reply_uri)
+        await join_open(bob, "cats")
+        thread_uri = await write_thread(ann, "cats", "Naps", "Where?")
+        thread_id = await post_id(fedi, thread_uri)
+        reply_uri = await write_reply(bob, thread_uri, thread_id, "On the sofa")
+        reply_id = await post_id(fedi, reply_uri)
 
         # The thread page: one form with a one-time id, on the thread's post; the reply
         # has a link to its reply page, and its like, edit and delete as before.

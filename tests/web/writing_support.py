@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from fedi.actors.local import create_group, find_local
 from fedi.store.models import Actor, Delivery, OutboundActivity, Post, Reaction, Report
-from tests.accounts.support import browser, log_in, sign_up
+from tests.accounts.support import browser, log_in, sign_up, token_in
 from tests.support.app import InProcess
 
 NONCE = re.compile(r'name="nonce" value="([^"]+)"')
@@ -65,3 +65,36 @@ def nonce_in(page: httpx.Response) -> str:
     found = NONCE.search(page.text)
     assert found, f"no form nonce on {page.url}"
     return found.group(1)
+
+
+async def post_id(fedi: InProcess, uri: str) -> int:
+    async with fedi.services.sessionmaker() as session:
+        return int((await session.execute(select(Post.id).where(Post.uri == uri))).scalar_one())
+
+
+async def join_open(http: httpx.AsyncClient, group: str) -> None:
+    """Join an open group with the Join button of its page."""
+    side = await http.get(f"/groups/{group}")
+    joined = await http.post(f"/groups/{group}/join", data={"csrf": token_in(side)})
+    assert joined.status_code == 303, joined.text
+
+
+async def write_thread(http: httpx.AsyncClient, group: str, title: str, body: str,
+                       **fields: str) -> str:
+    """A new thread through the compose form; its URI."""
+    form = await http.get(f"/groups/{group}/new")
+    sent = await http.post(f"/groups/{group}/new", data={
+        "csrf": token_in(form), "nonce": nonce_in(form), "title": title, "body": body,
+        "action": "post", **fields})
+    assert sent.status_code == 303, sent.text
+    return sent.headers["location"]
+
+
+async def write_reply(http: httpx.AsyncClient, page: str, parent: int, body: str) -> str:
+    """A reply to post `parent` through the reply form on `page` (the thread page's box, or
+    the reply page); its URI."""
+    form = await http.get(page)
+    sent = await http.post(f"/posts/{parent}/reply", data={
+        "csrf": token_in(form), "nonce": nonce_in(form), "body": body, "action": "post"})
+    assert sent.status_code == 303, sent.text
+    return sent.headers["location"]
