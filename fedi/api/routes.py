@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Route
 
 from fedi.api import (
     accounts,
+    directory,
     instance,
     notifications,
     oauth,
@@ -38,6 +39,6 @@ async def default_image(request: Request) -> Response:
 routes: list[BaseRoute] = [
     Route("/static/{name:str}", default_image),
     *oauth.routes, *instance.routes, *accounts.routes, *relationships.routes,
-    *search.routes, *statuses.routes, *reports.routes,
+    *search.routes, *statuses.routes, *reports.routes, *directory.routes,
     *timelines.routes, *notifications.routes, *streaming.routes, *placeholders.routes,
 ]
