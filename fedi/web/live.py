@@ -20,6 +20,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib.resources import files
+from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,7 @@ from fedi.services import Services
 from fedi.store.models import Actor, Group, Post
 from fedi.urls import GROUPS
 from fedi.web.auth import SESSION_COOKIE, render
+from fedi.web.pages import link_of
 from fedi.web.params import non_negative, row_id
 
 KEEPALIVE_SECONDS = 15.0
@@ -192,10 +194,15 @@ async def fragment(request: Request) -> Response:
         membership = await reading.membership(session, group, person) if group else "none"
         config = await session.get(Group, group.id) if group is not None and group.local else None
         parent = await find_post(session, post.in_reply_to) if post.in_reply_to else None
+        reply = post.thread_id not in (None, post.id)
+        # The page the fragment goes into, where its forms come back to (not the fragment).
+        shown_on = await session.get(Post, post.thread_id) if reply else None
+        page = link_of(shown_on) if shown_on is not None else (
+            group.uri if group is not None and group.local else link_of(post))
     response = await render(request, "_live_post.html", {
-        "entry": entry, "reply": post.thread_id not in (None, post.id), "post": None,
+        "entry": entry, "reply": reply, "post": None,
         "parent_id": parent.id if parent is not None else None, "group": group,
-        "membership": membership, "config": config,
+        "membership": membership, "config": config, "back_path": urlsplit(page).path,
     })
     response.headers["Cache-Control"] = "private, no-store"
     return response

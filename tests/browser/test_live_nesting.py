@@ -123,8 +123,10 @@ async def test_a_live_reply_is_nested_under_the_post_it_answers_with_its_actions
     finally:
         await context.close()
 
-    # Liked from its live-drawn button, as from a loaded one.
+    # Liked from its live-drawn button, as from a loaded one: back on the thread page.
     await like.click()
+    await expect(page).to_have_url(f"{thread}#p{answer_id}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Sofas")
     await expect(article(page, answer_id).locator(":scope > .meta")).to_contain_text("1 like")
 
     # Reloaded, the page draws the same tree.

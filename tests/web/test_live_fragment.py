@@ -6,6 +6,7 @@ The gate decides, as for the post's own page."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from tests.accounts.support import app, browser
 from tests.web.writing_support import (
@@ -44,6 +45,9 @@ async def test_a_reply_fragment_names_its_parent_and_carries_a_loaded_replys_act
         assert f'href="/posts/{second}/reply" class="reply-link"' in fragment.text
         assert f'href="/posts/{second}/report"' in fragment.text
         assert 'name="nonce"' not in fragment.text  # a link, not a form per post
+        # Its forms come back to the thread page it goes into, not to the fragment.
+        back = f'name="next" value="{urlsplit(thread_uri).path}#p{second}"'
+        assert back in fragment.text and "/fragment" not in fragment.text
 
         # The thread page, reloaded, draws the same reply with the same actions.
         loaded = (await bob.get(thread_uri)).text
@@ -61,6 +65,8 @@ async def test_a_reply_fragment_names_its_parent_and_carries_a_loaded_replys_act
         starter = await anonymous.get(f"/posts/{thread_id}/fragment")
         assert 'class="entry"' in starter.text and "data-parent" not in starter.text
         assert 'class="entry-title"' in starter.text and ">Naps</a>" in starter.text
+        listed = (await bob.get(f"/posts/{thread_id}/fragment")).text
+        assert f'name="next" value="/groups/cats#p{thread_id}"' in listed
 
 
 async def test_a_fragment_is_refused_as_its_page_is(database_url: str) -> None:
