@@ -8,7 +8,7 @@ a group's bans are moderation, elsewhere (fedi.groups.moderation).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from sqlalchemy import delete, select
@@ -21,6 +21,7 @@ from fedi.store.models import Actor, Follow, PersonRelation, now
 class Kind(StrEnum):
     BLOCK = "block"
     MUTE = "mute"
+    NOTIFY = "notify"  # tell me of this account's new posts (Mastodon's follow notify=true)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Relations:
     blocking: bool = False
     muting: bool = False
     muting_notifications: bool = False
+    notifying: bool = False
 
 
 def _check(person: Actor, target: Actor) -> None:
@@ -60,6 +62,19 @@ async def set_relation(session: AsyncSession, person: Actor, target: Actor, kind
     return row
 
 
+async def set_notify(session: AsyncSession, person: Actor, target: Actor, on: bool) -> None:
+    """Be told (a `status` notification) of each new post of an account one follows, or
+    stop; Mastodon's `notify` on follow."""
+    _check(person, target)
+    row = await _row(session, person, target, Kind.NOTIFY)
+    if on and row is None:
+        session.add(PersonRelation(actor_id=person.id, target_id=target.id,
+                                   kind=Kind.NOTIFY.value, created_at=now()))
+    elif not on and row is not None:
+        await session.delete(row)
+    await session.flush()
+
+
 async def clear_relation(session: AsyncSession, person: Actor, target: Actor, kind: Kind
                          ) -> bool:
     """Unblock or unmute; False when there was nothing to lift."""
@@ -82,9 +97,11 @@ async def relations(session: AsyncSession, person: Actor, target_ids: Sequence[i
     for row in rows:
         current = found.get(row.target_id, Relations())
         if row.kind == Kind.BLOCK.value:
-            current = Relations(True, current.muting, current.muting_notifications)
+            current = replace(current, blocking=True)
         elif row.kind == Kind.MUTE.value:
-            current = Relations(current.blocking, True, row.mute_notifications)
+            current = replace(current, muting=True, muting_notifications=row.mute_notifications)
+        elif row.kind == Kind.NOTIFY.value:
+            current = replace(current, notifying=True)
         found[row.target_id] = current
     return found
 
@@ -112,7 +129,8 @@ async def hidden_from(session: AsyncSession, person: Actor, *,
     that include them)."""
     rows = (await session.execute(select(
         PersonRelation.target_id, PersonRelation.kind, PersonRelation.mute_notifications)
-        .where(PersonRelation.actor_id == person.id))).all()
+        .where(PersonRelation.actor_id == person.id,
+               PersonRelation.kind.in_((Kind.BLOCK.value, Kind.MUTE.value))))).all()
     return {target for target, kind, quiet in rows
             if kind == Kind.BLOCK.value or not notifications or quiet}
 

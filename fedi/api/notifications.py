@@ -35,12 +35,13 @@ from fedi.store.models import Actor, Notification, Post
 
 MASTODON_TYPE = {
     notices.REPLY: "mention", notices.MENTION: "mention", notices.FAVOURITE: "favourite",
-    notices.REBLOG: "reblog",
+    notices.REBLOG: "reblog", notices.STATUS: "status",
     notices.FOLLOW: "follow", notices.FOLLOW_REQUEST: "follow_request",
 }
 FEDI_ONLY = (notices.JOIN_APPROVED, notices.JOIN_REFUSED, notices.POST_HELD,
              notices.POST_APPROVED, notices.POST_REMOVED)
-NEEDS_STATUS = {notices.REPLY, notices.MENTION, notices.FAVOURITE, notices.REBLOG}
+NEEDS_STATUS = {notices.REPLY, notices.MENTION, notices.FAVOURITE, notices.REBLOG,
+                notices.STATUS}
 MAX_ID = 2**63 - 1
 
 

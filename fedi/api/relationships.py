@@ -61,7 +61,7 @@ async def relationships_of(session: AsyncSession, person: Actor, targets: Sequen
             "id": str(target.id),
             "following": following,
             "showing_reblogs": following,
-            "notifying": False,
+            "notifying": following and own.notifying,
             "languages": None,
             "followed_by": theirs.get(target.id) == "accepted",
             "blocking": own.blocking,
@@ -131,8 +131,12 @@ def _acting(change: str) -> Any:
             target = await find_account(session, p.viewer, account_path(request))
             if change == "follow":
                 await _follow(session, services, person, target)
+                params = await read_params(request)
+                if "notify" in params:
+                    await relations.set_notify(session, person, target, params.flag("notify"))
             elif change == "unfollow":
                 await _unfollow(session, services, person, target)
+                await relations.set_notify(session, person, target, False)
             elif change in ("block", "mute"):
                 params = await read_params(request)
                 await relations.set_relation(

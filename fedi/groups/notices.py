@@ -23,7 +23,7 @@ from fedi.groups.roles import moderators
 from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import can_view
-from fedi.store.models import Actor, Follow, Notification, Post, now
+from fedi.store.models import Actor, Follow, Notification, PersonRelation, Post, now
 
 REPLY: Final = "reply"
 MENTION: Final = "mention"
@@ -35,6 +35,7 @@ POST_REMOVED: Final = "post_removed"
 FAVOURITE: Final = "favourite"  # someone liked the person's post
 REBLOG: Final = "reblog"  # someone boosted the person's post
 FOLLOW: Final = "follow"  # someone followed the person
+STATUS: Final = "status"  # an account the person asked to hear of posted
 FOLLOW_REQUEST: Final = "follow_request"  # someone asks to join a group the person moderates
 # A remote post may name any number of people: only so many of ours are asked about.
 MAX_MENTIONED: Final = 50
@@ -93,12 +94,17 @@ async def _reached(session: AsyncSession, post: Post) -> None:
         )
         for actor_id in named.scalars():
             kinds.setdefault(actor_id, MENTION)
+    # People who asked to hear of the author's new posts (a follow with notify, from apps).
+    for actor_id in (await session.execute(select(PersonRelation.actor_id).where(
+            PersonRelation.target_id == post.author_id, PersonRelation.kind == "notify"
+    ))).scalars():
+        kinds.setdefault(actor_id, STATUS)
     kinds.pop(post.author_id, None)  # nobody is told of their own post
     if not kinds:
         return
     told = set((await session.execute(
         select(Notification.recipient_id).where(
-            Notification.post_id == post.id, Notification.kind.in_((REPLY, MENTION)))
+            Notification.post_id == post.id, Notification.kind.in_((REPLY, MENTION, STATUS)))
     )).scalars())
     facts = await facts_for(session, post)
     for recipient_id, kind in kinds.items():
