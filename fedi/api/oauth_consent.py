@@ -40,7 +40,9 @@ SCOPE_WORDS = {
     "write": "act as you: post, reply, edit and delete your posts, like, bookmark, and "
              "change your profile",
     "follow": "join and leave groups, follow people, and block or mute accounts",
-    "push": "send you push notifications",
+    # Asked for by most apps; granting it changes nothing here (no Web Push is offered).
+    "push": "push notifications, which this server does not send: the app gets updates "
+            "while it is open instead",
     "profile": "know who you are (your name and profile) and nothing else",
 }
 

@@ -47,6 +47,17 @@ async def test_the_consent_page_names_app_person_and_scopes_and_authorize_sends_
         assert token["scope"] == "read write:statuses"
 
 
+async def test_the_consent_page_does_not_promise_push_notifications(database_url: str) -> None:
+    # Apps ask for `push` by habit; no Web Push is offered here, and the page says so
+    # rather than describing a permission that does nothing.
+    async with api_app(database_url) as fedi, person(fedi, "alice") as alice:
+        app = await register(fedi.http)
+        page = await alice.get(authorize_url(app, scope="read push"))
+        assert page.status_code == 200
+        assert "does not send" in page.text
+        assert "send you push notifications" not in page.text
+
+
 async def test_deny_sends_access_denied_back_with_the_state(database_url: str) -> None:
     async with api_app(database_url) as fedi, person(fedi, "alice") as alice:
         app = await register(fedi.http)
