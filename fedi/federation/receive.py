@@ -20,11 +20,14 @@ from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_bod
 from fedi.errors import FetchError, SignatureError, ValidationError
 from fedi.federation.admission import HostBuckets, Refusal
 from fedi.federation.backlog import InboxBacklog
+from fedi.federation.inbox_store import GroupCommit, StoreBusy
 from fedi.federation.resolve import ActorResolver, KeyInfo
-from fedi.store.batch import BatchInserter
 from fedi.store.models import InboxItem, now
 
 log = logging.getLogger(__name__)
+
+# Retry-After when a row could not be stored: the database was briefly unable, or behind.
+STORE_RETRY_AFTER = 10
 
 # Decides whether a host may talk to us at all (domain blocks, allowlist mode). It runs before
 # any key is fetched. None means allowed; a string is the reason for refusing.
@@ -78,7 +81,7 @@ class Receiver:
         engine = sessionmaker.kw["bind"]
         insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         # A duplicate id is the same activity sent twice: stored once, processed once.
-        self._writer = BatchInserter(
+        self._writer = GroupCommit(
             engine, insert(InboxItem).on_conflict_do_nothing(index_elements=["activity_uri"])
         )
 
@@ -162,7 +165,10 @@ class Receiver:
 
         if self._buckets is not None:
             self._buckets.take(signer_host)
-        await self._store(activity, request)
+        try:
+            await self._store(activity, request)
+        except StoreBusy as exc:  # nothing of it was stored: the sender must send it again
+            return InboxResult(503, exc.reason, STORE_RETRY_AFTER)
         return InboxResult(202, "accepted")
 
     @staticmethod
