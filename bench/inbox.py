@@ -61,6 +61,7 @@ GROUP = "benchgroup"
 ACTOR_NAME = "bench"
 REQUEST_TIMEOUT = 30.0
 START_TIMEOUT = 60.0
+NO_LIMIT = 1_000_000_000
 NOTE_TEXT = "An ordinary message of a sentence or two, as people post in groups. " * 3
 
 
@@ -195,6 +196,11 @@ class FediServer:
             FEDI_DATABASE_URL=db.url,
             FEDI_ALLOW_PRIVATE_ADDRESSES="1",
             FEDI_INSTANCE_NAME="bench",
+            # One sending host and no worker: admission control (per-host rate, queue depth)
+            # would measure its own limits, not the inbox's capacity. bench.flood measures it.
+            FEDI_INBOX_HOST_RATE=str(NO_LIMIT),
+            FEDI_INBOX_HOST_BURST=str(NO_LIMIT),
+            FEDI_INBOX_MAX_QUEUE=str(NO_LIMIT),
         )
         if options.whatif:
             root = str(Path(__file__).resolve().parent.parent)
