@@ -1,11 +1,20 @@
 """N fake remote shared inboxes, each a distinct host (its own port on 127.0.0.1).
 
-Started by bench.fanout as a separate process. Every POST is read in full, counted, and
-answered 202 after sleeping the simulated round trip; signatures are not verified.
+Started by bench.fanout and bench.serve_fanout as a separate process. Every POST is read in
+full, counted, and answered 202 after sleeping the simulated round trip; signatures are not
+verified.
+
+With --actor-pem, each server is also a remote server with one member: ``GET /users/member``
+answers an actor document (Person, shared inbox ``/inbox``, the public key in that file; all
+servers share one key pair, each under its own key id), and NodeInfo names the software Lemmy
+(a threaded server: the group sends it every post as Announce(Create)). So fedi can verify the
+member's signed Follow (bench.serve_fanout signs and sends it) and deliver to its inbox.
 
 Protocol with the parent: the first stdout line is JSON ``{"ports": [...], "control": P}``;
-``GET http://127.0.0.1:P/stats`` returns the counters. The process exits when its stdin
-closes (the parent ended) or after --max-seconds, whichever comes first.
+``GET http://127.0.0.1:P/stats`` returns the counters; ``POST /mark`` with a body sets a
+marker, and from then on the wall-clock arrival (time.time()) of every POST whose body
+contains the marker is kept and returned by ``/stats`` as ``marked``. The process exits when
+its stdin closes (the parent ended) or after --max-seconds, whichever comes first.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ class Counters:
     first_at: float | None = None
     last_at: float | None = None
     hosts: set[str] = field(default_factory=set)
+    marker: bytes | None = None
+    marked: list[float] = field(default_factory=list)  # wall-clock arrivals with the marker
+    actor_fetches: int = 0
 
     def as_json(self) -> dict[str, object]:
         span = None
@@ -47,16 +59,43 @@ class Counters:
             "arrival_span_s": span,
             "first_at": self.first_at,
             "last_at": self.last_at,
+            "marked": self.marked,
+            "actor_fetches": self.actor_fetches,
         }
 
 
-async def serve(n: int, rtt: float, max_seconds: float) -> None:
+def actor_document(host: str, public_pem: str) -> bytes:
+    base = f"http://{host}"
+    uri = f"{base}/users/member"
+    return json.dumps({
+        "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+        "id": uri, "type": "Person", "preferredUsername": "member",
+        "inbox": f"{uri}/inbox", "outbox": f"{uri}/outbox", "followers": f"{uri}/followers",
+        "endpoints": {"sharedInbox": f"{base}/inbox"},
+        "publicKey": {"id": f"{uri}#main-key", "owner": uri, "publicKeyPem": public_pem},
+    }).encode()
+
+
+async def serve(n: int, rtt: float, max_seconds: float, public_pem: str | None = None) -> None:
     counters = Counters()
 
     async def inbox(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "GET" and public_pem is not None:
+            if request.path == "/users/member":
+                counters.actor_fetches += 1
+                return web.Response(body=actor_document(request.host, public_pem),
+                                    content_type="application/activity+json")
+            if request.path == "/.well-known/nodeinfo":
+                return web.json_response({"links": [{
+                    "rel": "http://nodeinfo.diaspora.software/ns/schema/2.1",
+                    "href": f"http://{request.host}/nodeinfo/2.1"}]})
+            if request.path == "/nodeinfo/2.1":  # a threaded server: it gets Announce(Create)
+                return web.json_response({"version": "2.1", "software": {"name": "lemmy"}})
         if request.method != "POST":
             return web.Response(status=405)
         body = await request.read()
+        if counters.marker is not None and counters.marker in body:
+            counters.marked.append(time.time())
         moment = time.monotonic()  # CLOCK_MONOTONIC: comparable with the parent's
         counters.first_at = counters.first_at if counters.first_at is not None else moment
         counters.last_at = moment
@@ -73,6 +112,10 @@ async def serve(n: int, rtt: float, max_seconds: float) -> None:
         return web.Response(status=202)
 
     async def control(request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "POST" and request.path == "/mark":
+            counters.marker = await request.read()
+            counters.marked = []
+            return web.Response(status=204)
         return web.json_response(counters.as_json())
 
     loop = asyncio.get_running_loop()
@@ -108,12 +151,19 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="hard lifetime")
     parser.add_argument("--nice", type=int, default=0, help="scheduling priority adjustment")
+    parser.add_argument("--actor-pem", default=None,
+                        help="file with the members' public key PEM: serve /users/member")
     args = parser.parse_args()
+    public_pem = None
+    if args.actor_pem:
+        with open(args.actor_pem) as handle:
+            public_pem = handle.read()
     if args.nice:
         os.nice(args.nice)
     raise_nofile(2 * args.n + 256)
     pin(0, args.cpu)
-    run(lambda: serve(args.n, args.rtt_ms / 1000.0, args.max_seconds), use_uvloop=True)
+    run(lambda: serve(args.n, args.rtt_ms / 1000.0, args.max_seconds, public_pem),
+        use_uvloop=True)
 
 
 if __name__ == "__main__":

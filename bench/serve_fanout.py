@@ -1,0 +1,496 @@
+"""Fan-out as admins run it: `fedi serve` (defaults), members that joined by signed Follows.
+
+    python -m bench.serve_fanout [--mode post|relay] [--n N] [--rtt-ms 100] [--workers K]
+
+N fake remote servers (bench.fake_inboxes, one host each, answering after --rtt-ms) each
+serve a member's actor document; this process signs each member's Follow of the group and
+POSTs it to fedi's inbox, so fedi's own follow flow records the N members (and sends the N
+Accepts, waited out before anything is timed).
+
+- `--mode post` (issue 13 items 1, 2): `fedi post` makes one thread in the group; timed from
+  the commit (the deliveries' created_at) to each member server's arrival. Prints
+  deliveries/s, the server's (or workers') CPU per delivery, the RSA-2048 signature measured
+  in this run and their ratio. Targets: CPU per delivery <= 2x the signature, last arrival
+  <= 1.5 s after the commit (N=2,000, 100 ms).
+- `--mode relay` (item 7): one member POSTs a signed Create of a new thread to the group's
+  inbox; timed from that POST to each member server's Announce. Targets: p50 <= 0.5 s,
+  p99 <= 1 s (N=1,000, 100 ms).
+- `--workers K` (item 2, PostgreSQL): `fedi serve --no-worker` and `fedi worker` processes:
+  one post with 1 worker, then one with K, and both rates. Workers are not pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench import pyspy
+from bench.common import (
+    BenchDatabase,
+    describe_machine,
+    free_port,
+    other_cpu,
+    percentile,
+    pin,
+    process_cpu_seconds,
+    raise_nofile,
+    report,
+    run,
+    throwaway_database,
+    timed_sync,
+)
+from fedi.activitypub.httpsig import sign_request
+from fedi.activitypub.keys import SigningKey, generate_rsa_keypair, load_private_key
+from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
+from fedi.actors.local import create_group, create_user
+from fedi.config import Settings
+from fedi.services import build_services
+from fedi.store.migrate import migrate
+from fedi.store.models import Actor, Delivery, Follow
+
+GROUP = "benchgroup"
+OWNER = "owner"
+START_TIMEOUT = 60.0
+JOIN_TIMEOUT = 600.0  # N Follows processed and N Accepts delivered
+SIGNATURE_TARGET = 2.0
+POST_WALL_TARGET = 1.5
+RELAY_P50_TARGET, RELAY_P99_TARGET = 0.5, 1.0
+
+
+@dataclass
+class Options:
+    mode: str
+    n: int
+    rtt_ms: float
+    database: str
+    workers: int  # 0: the worker runs inside `fedi serve` (its default)
+    cpu: int | None
+    profile: bool
+    timeout: float
+    pg_url: str | None
+
+
+@dataclass
+class Phase:
+    label: str
+    started: float  # wall clock: the commit (post) or the POST's start (relay)
+    arrivals: list[float]
+    cpu: float  # fedi's processes (serve and workers), seconds
+    recorded: int  # delivery rows of the activity no longer pending
+    expected: int
+
+
+class Fleet:
+    """`fedi serve` and any `fedi worker` processes on one database, with their logs."""
+
+    def __init__(self, db: BenchDatabase) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.db = db
+        self.env = dict(os.environ, FEDI_BASE_URL=self.base_url, FEDI_DATABASE_URL=db.url,
+                        FEDI_ALLOW_PRIVATE_ADDRESSES="1", FEDI_INSTANCE_NAME="bench")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def _start(self, args: list[str], label: str, cpu: int | None) -> subprocess.Popen[bytes]:
+        with (self.db.directory / f"{label}.log").open("ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "fedi", *args], env=self.env,
+                                       cwd=self.db.directory, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        pin(process.pid, cpu)
+        self.processes.append(process)
+        return process
+
+    def serve(self, worker: bool, cpu: int | None) -> subprocess.Popen[bytes]:
+        extra = [] if worker else ["--no-worker"]
+        return self._start(["serve", "--host", "127.0.0.1", "--port", str(self.port), *extra],
+                           "serve", cpu)
+
+    def worker(self, index: int, cpu: int | None) -> subprocess.Popen[bytes]:
+        return self._start(["worker"], f"worker{index}", cpu)
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "fedi", *args], env=self.env,
+                              cwd=self.db.directory, capture_output=True, check=False)
+        if done.returncode:
+            raise RuntimeError(f"fedi {args[0]} failed: {done.stderr.decode()[-2000:]}")
+        return done.stdout.decode()
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.get(f"{self.base_url}/.well-known/nodeinfo") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"fedi serve did not start:\n{self.log('serve')}")
+
+    def cpu(self) -> float:
+        return sum(process_cpu_seconds(p.pid) for p in self.processes if p.poll() is None)
+
+    def stop(self, process: subprocess.Popen[bytes] | None = None) -> None:
+        for each in [process] if process is not None else list(self.processes):
+            if each.poll() is None:
+                each.send_signal(signal.SIGINT)
+                try:
+                    each.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    each.kill()
+                    each.wait()
+            self.processes.remove(each)
+
+    def log(self, label: str) -> str:
+        path = self.db.directory / f"{label}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+class Inboxes:
+    """The fake remote servers (a child process) and their control port."""
+
+    def __init__(self, n: int, rtt_ms: float, pem_path: Path, cpu: int | None) -> None:
+        command = [sys.executable, "-m", "bench.fake_inboxes", "--n", str(n), "--rtt-ms",
+                   str(rtt_ms), "--actor-pem", str(pem_path)]
+        if cpu is not None:
+            command += ["--cpu", str(cpu)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.process.stdout is not None
+        hello = json.loads(self.process.stdout.readline())
+        self.ports: list[int] = hello["ports"]
+        self.control = f"http://127.0.0.1:{hello['control']}"
+
+    async def mark(self, session: aiohttp.ClientSession, marker: str) -> None:
+        async with session.post(f"{self.control}/mark", data=marker.encode()) as resp:
+            resp.raise_for_status()
+
+    async def stats(self, session: aiohttp.ClientSession) -> dict[str, Any]:
+        async with session.get(f"{self.control}/stats") as resp:
+            found: dict[str, Any] = await resp.json()
+            return found
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # EOF: it exits
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def member_uri(port: int) -> str:
+    return f"http://127.0.0.1:{port}/users/member"
+
+
+async def prepare_database(db: BenchDatabase, base_url: str) -> str:
+    services = build_services(
+        Settings(base_url=base_url, database_url=db.url, allow_private_addresses=True)
+    )
+    try:
+        await migrate(services.engine)
+        await services.start()
+        async with services.sessionmaker() as session, session.begin():
+            await create_user(session, services.urls, OWNER)
+            group = await create_group(session, services.urls, GROUP, owner=OWNER)
+        return group.uri
+    finally:
+        await services.close()
+
+
+async def post_signed(
+    session: aiohttp.ClientSession, url: str, activity: dict[str, Any], key: SigningKey
+) -> int:
+    body = json.dumps(activity).encode()
+    headers = sign_request("cavage", "POST", url, {"Content-Type": "application/activity+json"},
+                           body, key)
+    for _ in range(20):  # honour Retry-After (admission control) rather than lose a Follow
+        async with session.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            if resp.status not in (429, 503):
+                return resp.status
+            await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+    return resp.status
+
+
+async def join(
+    session: aiohttp.ClientSession, fleet: Fleet, inboxes: Inboxes, group_uri: str,
+    private_pem: str,
+) -> float:
+    """Every member Follows the group (signed); wait until fedi accepted all and delivered
+    every Accept. Returns the seconds it took."""
+    started = time.monotonic()
+    url = f"{group_uri}/inbox"
+    statuses: dict[int, int] = {}
+    queue = iter(inboxes.ports)
+
+    async def sender() -> None:
+        for port in queue:
+            uri = member_uri(port)
+            follow = {"@context": AS_CONTEXT, "id": f"http://127.0.0.1:{port}/follows/"
+                      f"{uuid.uuid4().hex}", "type": "Follow", "actor": uri, "object": group_uri}
+            status = await post_signed(session, url, follow, SigningKey(f"{uri}#main-key",
+                                                                        private_pem))
+            statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(sender() for _ in range(16)))
+    if set(statuses) - {200, 201, 202}:
+        raise RuntimeError(f"Follows answered {statuses}:\n{fleet.log('serve')}")
+    engine = create_async_engine(fleet.db.url)
+    try:
+        while time.monotonic() - started < JOIN_TIMEOUT:
+            async with engine.connect() as conn:
+                accepted = (await conn.execute(
+                    select(func.count()).select_from(Follow)
+                    .join(Actor, Actor.id == Follow.target_id)
+                    .where(Actor.uri == group_uri, Follow.state == "accepted")
+                )).scalar_one()
+                pending = (await conn.execute(
+                    select(func.count()).select_from(Delivery).where(Delivery.state == "pending")
+                )).scalar_one()
+            if accepted >= len(inboxes.ports) and pending == 0:
+                return time.monotonic() - started
+            await asyncio.sleep(0.5)
+    finally:
+        await engine.dispose()
+    raise RuntimeError(f"members not joined after {JOIN_TIMEOUT:g} s "
+                       f"({accepted} accepted, {pending} deliveries pending)")
+
+
+async def settled_deliveries(url: str, since: float) -> tuple[float | None, int, int]:
+    """(first created_at, rows created since `since`, of them no longer pending)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            first, total, done = (await conn.execute(
+                select(func.min(Delivery.created_at), func.count(),
+                       func.count().filter(Delivery.state != "pending"))
+                .where(Delivery.created_at >= since)
+            )).one()
+    finally:
+        await engine.dispose()
+    return first, int(total), int(done)
+
+
+async def wait_arrivals(
+    session: aiohttp.ClientSession, inboxes: Inboxes, expected: int, limit_s: float
+) -> list[float]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        arrivals: list[float] = (await inboxes.stats(session))["marked"]
+        if len(arrivals) >= expected or time.monotonic() > deadline:
+            return sorted(arrivals)
+        await asyncio.sleep(0.05)
+
+
+async def wait_recorded(url: str, since: float, limit_s: float) -> tuple[float | None, int, int]:
+    deadline = time.monotonic() + limit_s
+    while True:
+        first, total, done = await settled_deliveries(url, since)
+        if (total and done >= total) or time.monotonic() > deadline:
+            return first, total, done
+        await asyncio.sleep(0.1)
+
+
+async def post_phase(
+    session: aiohttp.ClientSession, fleet: Fleet, inboxes: Inboxes, options: Options, label: str,
+) -> Phase:
+    marker = f"servefanout{uuid.uuid4().hex}"
+    await inboxes.mark(session, marker)
+    since = time.time()
+    cpu0 = fleet.cpu()
+    await asyncio.to_thread(fleet.cli, "post", "--as", OWNER, "--group", GROUP, "--title",
+                            f"Thread {marker}", f"A new thread for every member. {marker}")
+    arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
+    first, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
+    cpu = fleet.cpu() - cpu0
+    return Phase(label, first or since, arrivals, cpu, done, total)
+
+
+async def relay_phase(
+    session: aiohttp.ClientSession, fleet: Fleet, inboxes: Inboxes, options: Options,
+    group_uri: str, private_pem: str,
+) -> Phase:
+    marker = f"servefanout{uuid.uuid4().hex}"
+    await inboxes.mark(session, marker)
+    port = inboxes.ports[0]
+    author = member_uri(port)
+    note = f"http://127.0.0.1:{port}/notes/{marker}"
+    published = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    create = {
+        "@context": AS_CONTEXT, "id": f"{note}/create", "type": "Create", "actor": author,
+        "published": published, "to": [PUBLIC, group_uri], "cc": [f"{author}/followers"],
+        "object": {"id": note, "type": "Page", "name": f"Thread {marker}",
+                   "attributedTo": author, "content": f"<p>A member's new thread. {marker}</p>",
+                   "published": published, "to": [PUBLIC, group_uri], "audience": group_uri},
+    }
+    key = SigningKey(f"{author}#main-key", private_pem)
+    since = time.time()
+    cpu0 = fleet.cpu()
+    status = await post_signed(session, f"{group_uri}/inbox", create, key)
+    if status not in (200, 201, 202):
+        raise RuntimeError(f"the member's Create was answered {status}")
+    arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
+    _, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
+    return Phase("relay", since, arrivals, fleet.cpu() - cpu0, done, total)
+
+
+def rsa_sign_us(private_pem: str) -> float:
+    """The bare RSA-2048 PKCS#1 v1.5 SHA-256 signature of a typical signing string, µs CPU."""
+    private = load_private_key(private_pem)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    base = ("(request-target): post /inbox\nhost: 127.0.0.1:20000\ndate: "
+            "Wed, 02 Dec 2026 22:00:00 GMT\ndigest: SHA-256=" + "A" * 44).encode()
+    cpu_us, _ = timed_sync(lambda: private.sign(base, padding.PKCS1v15(), hashes.SHA256()), 300)
+    return cpu_us
+
+
+def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
+    """Print one phase; return its deliveries/s."""
+    delays = [a - phase.started for a in phase.arrivals]
+    last = delays[-1] if delays else float("nan")
+    rate = len(delays) / last if delays and last > 0 else 0.0
+    per = phase.cpu * 1e3 / max(len(delays), 1)
+    rows: list[tuple[str, Any]] = [
+        ("arrivals", f"{len(delays)} of {phase.expected} member servers"),
+        ("rows recorded", f"{phase.recorded} of {phase.expected} (no longer pending)"),
+        ("from " + ("commit" if mode == "post" else "the member's POST") + " to arrival",
+         " / ".join(f"{name} {percentile(delays, q):.3f}" for name, q in
+                    (("first", 0.0), ("p50", 0.5), ("p99", 0.99), ("last", 1.0))) + " s"),
+        ("deliveries/s", f"{rate:.0f}"),
+        ("fedi CPU", f"{phase.cpu:.2f} s, {per:.3f} ms per delivery"),
+        ("RSA-2048 sign (this run)", f"{sign_us / 1000:.3f} ms"),
+        ("CPU per delivery / RSA sign", f"{per * 1000 / sign_us:.2f}x"),
+    ]
+    if mode == "post":
+        met = per * 1000 / sign_us <= SIGNATURE_TARGET and last <= POST_WALL_TARGET
+        rows.append(("target", f"{'MET' if met else 'NOT MET'} (<= {SIGNATURE_TARGET:g}x the "
+                               f"signature, last <= {POST_WALL_TARGET:g} s)"))
+    else:
+        p50, p99 = percentile(delays, 0.5), percentile(delays, 0.99)
+        met = p50 <= RELAY_P50_TARGET and p99 <= RELAY_P99_TARGET
+        rows.append(("target", f"{'MET' if met else 'NOT MET'} (p50 <= {RELAY_P50_TARGET:g} s,"
+                               f" p99 <= {RELAY_P99_TARGET:g} s)"))
+    report(rows, phase.label)
+    return rate
+
+
+async def bench(options: Options, db: BenchDatabase) -> None:
+    fleet = Fleet(db)
+    group_uri = await prepare_database(db, fleet.base_url)
+    private_pem, public_pem = generate_rsa_keypair()
+    pem_path = db.directory / "members.pem"
+    pem_path.write_text(public_pem)
+    sign_us = rsa_sign_us(private_pem)
+    inboxes = Inboxes(options.n, options.rtt_ms, pem_path, other_cpu(options.cpu))
+    server_cpu = options.cpu if options.workers == 0 else None
+    sampling: pyspy.Recording | None = None
+    try:
+        fleet.serve(worker=options.workers == 0, cpu=server_cpu)
+        workers = [fleet.worker(0, None)] if options.workers else []
+        await fleet.wait_ready()
+        connector = aiohttp.TCPConnector(limit=64)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            joined = await join(session, fleet, inboxes, group_uri, private_pem)
+            report([
+                ("machine", describe_machine()),
+                ("database", db.kind),
+                ("mode", options.mode),
+                ("member servers", f"{options.n}, {options.rtt_ms:g} ms round trip"),
+                ("fedi", "fedi serve with its worker (defaults)" if not options.workers else
+                 f"fedi serve --no-worker + fedi worker x1, then x{options.workers}"),
+                ("pinned", f"fedi serve cpu {server_cpu}, fake servers cpu "
+                           f"{other_cpu(options.cpu)}" if server_cpu is not None else "no"),
+                ("joined", f"{options.n} signed Follows accepted, Accepts delivered, "
+                           f"in {joined:.1f} s (not timed)"),
+            ], "serve_fanout settings")
+            if options.profile:
+                sampler = workers[0].pid if workers else fleet.processes[0].pid
+                sampling = pyspy.record(sampler, db.directory / "fanout.pyspy")
+                await asyncio.sleep(1.0)  # py-spy attaches
+            rates: list[float] = []
+            if options.mode == "post":
+                phase = await post_phase(session, fleet, inboxes, options,
+                                         "post" + (" (1 worker)" if workers else ""))
+                rates.append(print_phase(phase, sign_us, "post"))
+                if options.workers > 1:
+                    workers += [fleet.worker(i, None) for i in range(1, options.workers)]
+                    await asyncio.sleep(3.0)  # the new workers start up
+                    phase = await post_phase(session, fleet, inboxes, options,
+                                             f"post ({options.workers} workers)")
+                    rates.append(print_phase(phase, sign_us, "post"))
+                    report([("deliveries/s", f"{rates[0]:.0f} with 1 worker, {rates[1]:.0f} "
+                             f"with {options.workers}: {rates[1] / max(rates[0], 1):.2f}x "
+                             "(target >= 1.8x with 2)")], "scaling")
+            else:
+                phase = await relay_phase(session, fleet, inboxes, options, group_uri,
+                                          private_pem)
+                print_phase(phase, sign_us, "relay")
+            if sampling is not None:
+                sampling.stop()
+                print("\n== py-spy profile of the " + ("worker" if workers else "server")
+                      + " (CPU samples, whole run after joining)")
+                print(pyspy.summarize(sampling.path) if sampling.path.exists() else
+                      sampling.log.read_text(errors="replace")[-2000:])
+    finally:
+        fleet.stop()
+        inboxes.close()
+
+
+async def main_async(options: Options) -> None:
+    async with throwaway_database(options.database, "servefanout", options.pg_url) as db:
+        await bench(options, db)
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve_fanout",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("post", "relay"), default="post")
+    parser.add_argument("--n", type=int, default=None,
+                        help="member servers (default 2,000 for post, 1,000 for relay)")
+    parser.add_argument("--rtt-ms", type=float, default=100.0)
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="K > 0: fedi serve --no-worker and fedi worker processes (1, then K)")
+    parser.add_argument("--cpu", type=int, default=0,
+                        help="pin fedi serve to this CPU (fake servers: the other); -1: no")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the server (or the first worker) and print its summary")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="give up waiting for arrivals after this many seconds")
+    parser.add_argument("--pg-url", default=None)
+    args = parser.parse_args(argv)
+    if args.profile and not pyspy.available():
+        parser.error("--profile needs py-spy on PATH: pip install py-spy")
+    n = args.n or (2000 if args.mode == "post" else 1000)
+    return Options(mode=args.mode, n=n, rtt_ms=args.rtt_ms, database=args.database,
+                   workers=args.workers, cpu=None if args.cpu < 0 else args.cpu,
+                   profile=args.profile, timeout=args.timeout, pg_url=args.pg_url)
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_args(argv)
+    raise_nofile(4 * options.n + 1024)
+    if options.cpu is not None and pin(0, other_cpu(options.cpu)).startswith("not"):
+        options.cpu = None
+    run(lambda: main_async(options), use_uvloop=True)
+
+
+if __name__ == "__main__":
+    main()
