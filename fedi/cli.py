@@ -70,7 +70,8 @@ environment:
                                 addresses (local development and tests only; default 0)
   FEDI_INSTANCE_NAME            shown on pages and in NodeInfo (default fedi)
   FEDI_DELIVERY_CONCURRENCY     deliveries in flight per worker (default 128)
-  FEDI_DELIVERY_PER_HOST        deliveries in flight per remote host (default 8)
+  FEDI_DELIVERY_PER_HOST        most deliveries in flight per remote host; each host's
+                                limit adapts from 8 up to this (default 64)
   FEDI_DELIVERY_LEASE_SECONDS   how long a worker owns claimed deliveries; a crashed
                                 worker's rows are retried after this (default 300)
   FEDI_MAX_INBOX_BYTES          largest accepted inbox body (default 1048576)

@@ -35,7 +35,7 @@ class Settings:
     allow_private_addresses: bool = False
     instance_name: str = "fedi"
     delivery_concurrency: int = 128
-    delivery_per_host: int = 8
+    delivery_per_host: int = 64  # the ceiling of the adaptive per-host limit (starts at 8)
     max_inbox_bytes: int = 1_048_576
     # Connections each process keeps to PostgreSQL; near the requests it serves at once.
     database_pool_size: int = 32
@@ -250,7 +250,7 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
         delivery_concurrency=get("FEDI_DELIVERY_CONCURRENCY", lambda: _int(
             env, "FEDI_DELIVERY_CONCURRENCY", 128)),
         delivery_per_host=get("FEDI_DELIVERY_PER_HOST", lambda: _int(
-            env, "FEDI_DELIVERY_PER_HOST", 8)),
+            env, "FEDI_DELIVERY_PER_HOST", 64)),
         max_inbox_bytes=get("FEDI_MAX_INBOX_BYTES", lambda: _int(
             env, "FEDI_MAX_INBOX_BYTES", 1_048_576, minimum=1024)),
         database_pool_size=get("FEDI_DATABASE_POOL_SIZE", lambda: _int(

@@ -74,6 +74,10 @@ class HostLimits:
             return 0
         return int(state.limit)
 
+    def paused(self, now: float) -> list[str]:
+        """Hosts that asked us to wait (Retry-After) and whose wait is not over."""
+        return [h for h, state in self._hosts.items() if state.paused_until > now]
+
     def remembered(self) -> int:
         return len(self._hosts)
 

@@ -1,8 +1,14 @@
 """Delivery worker: claims due outbox rows, signs and POSTs them, records what happened.
 
 - Claims are continuous: every delivery is its own task, and slots are refilled as they free,
-  never after a whole batch. A slow or hanging host holds at most `per_host` slots; the rest
-  keep flowing (SECURITY 16).
+  never after a whole batch. A slow or hanging host holds at most its per-host limit of slots;
+  the rest keep flowing (SECURITY 16).
+- The per-host limit adapts (fedi.delivery.host_limits): it starts at `per_host_start`, grows
+  while the host answers fast, up to `per_host`, and is cut on 429, 5xx, timeouts and slow
+  answers; Retry-After pauses the host. Connections to a host are kept alive and reused (one
+  pooled client), so a far host costs one round trip per delivery, not three.
+- Order per object: a row is claimed only when no earlier row with its `order_key` (object and
+  inbox, fedi.delivery.enqueue) is pending, in flight or waiting for a retry, in any process.
 - Claims use a lease (`claimed_until`) that is renewed while the request is in flight: a worker
   killed mid-flight loses nothing, its rows are claimed again once the lease runs out, and a
   request that hangs is not claimed twice. On PostgreSQL `FOR UPDATE SKIP LOCKED` lets many
@@ -29,9 +35,11 @@ from dataclasses import dataclass
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from fedi import metrics
 from fedi.activitypub.client import DestinationRefused, FederationClient
+from fedi.delivery.host_limits import HostLimits
 from fedi.delivery.retry import Outcome, breaker_pause, decide
 from fedi.delivery.signers import Signer, Signers
 from fedi.errors import FetchError
@@ -86,7 +94,8 @@ class DeliveryWorker:
         client: FederationClient,
         *,
         concurrency: int = 128,
-        per_host: int = 8,
+        per_host: int = 64,
+        per_host_start: int = 8,
         batch_size: int = 2000,
         lease_seconds: float = 300.0,
         host_policy: HostPolicy | None = None,
@@ -97,7 +106,8 @@ class DeliveryWorker:
         self._sessionmaker = sessionmaker
         self._client = client
         self._concurrency = max(1, concurrency)
-        self._per_host = max(1, per_host)
+        self._per_host = max(1, per_host)  # the ceiling of every host's adaptive limit
+        self.host_limits = HostLimits(start=per_host_start, ceiling=self._per_host)
         self._batch_size = batch_size
         self._lease = lease_seconds
         self._host_policy = host_policy
@@ -273,13 +283,19 @@ class DeliveryWorker:
         limit = min(limit or self._batch_size, self._batch_size)
         moment = self._clock()
         unavailable = select(Host.host).where(or_(Host.down_until > moment, Host.gone))
+        earlier = aliased(Delivery)
         conditions = [
             Delivery.state == "pending",
             Delivery.next_attempt_at <= moment,
             Delivery.claimed_until < moment,
             Delivery.host.not_in(unavailable),
+            ~exists().where(  # no earlier row about the same object to the same inbox pending
+                earlier.order_key == Delivery.order_key, earlier.state == "pending",
+                earlier.id < Delivery.id,
+            ),
         ]
-        full = [h for h, n in self._host_running.items() if n >= self._per_host]
+        full = [h for h in self._host_running if self._room(h) <= 0]
+        full += self.host_limits.paused(self._monotonic())
         if full:
             conditions.append(Delivery.host.not_in(full))
         held = [*self._running, *(r.row.id for r in self._finished)]
@@ -312,7 +328,7 @@ class DeliveryWorker:
             taken: Counter[str] = Counter()
             ids: list[int] = []
             for row_id, host in (await session.execute(query)).all():
-                if self._host_running[host] + taken[host] < self._per_host:
+                if taken[host] < self._room(host):
                     taken[host] += 1
                     ids.append(row_id)
             if not ids:
@@ -334,6 +350,10 @@ class DeliveryWorker:
             bodies = await self._bodies(session, {row.activity_id for row in rows})
             await self._signers.learn(session, (row.host for row in rows))
         return rows, bodies
+
+    def _room(self, host: str) -> int:
+        """Slots `host` has free under its adaptive limit."""
+        return self.host_limits.limit(host, self._monotonic()) - self._host_running[host]
 
     async def _bodies(self, session: AsyncSession, activity_ids: set[int]) -> Bodies:
         bodies: Bodies = {}
@@ -372,6 +392,7 @@ class DeliveryWorker:
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
+        sent_at = self._monotonic()
         try:
             response = await self._client.post_activity(row.inbox_url, body, sign_as=key)
             status, retry_after = response.status, response.retry_after
@@ -383,6 +404,8 @@ class DeliveryWorker:
             return _Result(row, failed, None, f"refused: {exc.reason}"[:500], neutral=True)
         except FetchError as exc:
             error = exc.reason[:500]
+        self.host_limits.answered(row.host, sent_at=sent_at, now=self._monotonic(),
+                                  status=status, retry_after=retry_after)
         outcome = decide(
             status=status, attempts=row.attempts + 1, created_at=row.created_at,
             now=self._clock(), retry_after=retry_after, shared_inbox=row.shared, rng=self._rng,

@@ -65,8 +65,10 @@ def test_retry_after_pauses_the_host_until_then() -> None:
     limits = HostLimits()
     limits.answered(H, sent_at=0.0, now=1.0, status=429, retry_after=30.0)
     assert limits.limit(H, 2.0) == 0
+    assert limits.paused(2.0) == [H]
     assert limits.limit(H, 30.9) == 0
     assert limits.limit(H, 31.1) == 4
+    assert limits.paused(31.1) == []
     limits.answered(H, sent_at=40.0, now=41.0, status=503, retry_after=10**9)
     assert limits.limit(H, 41.0 + 3599) == 0  # capped at an hour
     assert limits.limit(H, 41.0 + 3601) >= 1

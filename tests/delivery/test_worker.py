@@ -257,7 +257,7 @@ async def test_workers_share_the_queue_without_taking_the_same_row(
 ) -> None:
     for n in range(40):
         await world.send(f"{remote.base_url}/users/u{n}/inbox", activity_id=f"s{n}")
-    first, second = world.worker(per_host=100), world.worker(per_host=100)
+    first, second = (world.worker(per_host=100, per_host_start=100) for _ in range(2))
     first._batch_size = second._batch_size = 25
     (rows_a, _), (rows_b, _) = await asyncio.gather(first._claim(), second._claim())
     ids_a, ids_b = {r.id for r in rows_a}, {r.id for r in rows_b}
