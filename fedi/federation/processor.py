@@ -1,12 +1,17 @@
-"""Inbox worker: claims stored activities and runs the handler for each, one transaction each.
+"""Inbox worker: claims stored activities in batches and runs the handler for each.
 
-A handler's changes, the deliveries they cause and the item's `done` mark commit together, so
-a crash mid-item means the item is claimed again later and nothing is half-applied.
+A batch is ONE transaction with a SAVEPOINT per item, in the order of the items' ids (a
+Create before a Like of it). A handler's changes, the deliveries they cause and the item's
+`done` mark commit together with the rest of the batch, so a crash mid-batch means its items
+are claimed again later (after their lease) and nothing is half-applied. One item's failure
+rolls back only its savepoint; its outcome is recorded in the batch's transaction.
 
 Outcomes of an item: `done` (handled, or ignored with a reason); released for a retry with a
 growing pause (a FediError, e.g. a remote fetch failed); released at once when the database
-connection was lost mid-item (the activity was answered 202: it must not be lost to an
-outage); `failed` only when the body cannot be read or a handler has a bug.
+connection was lost mid-batch: every item of the batch, since none of it committed (each was
+answered 202: it must not be lost to an outage); `failed` only when the body cannot be read or
+a handler has a bug. A batch that breaks for any other reason is processed again one item per
+transaction, so a poison item cannot hold the others back.
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Float, String, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from fedi.activitypub.parse import host_of, parse_activity_body
+from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_body
 from fedi.delivery.queue import revive_hosts
 from fedi.delivery.worker import brief
 from fedi.errors import FediError, ValidationError
@@ -34,6 +40,7 @@ from fedi.urls import Urls
 log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120.0
+BATCH_SIZE = 100
 MAX_ATTEMPTS = 5
 # After a lost connection the item is tried again 1, 2, 4 … 64 s later; a "connection" error
 # that persists that long (on SQLite a schema bug raises OperationalError too) is a failure.
@@ -42,6 +49,7 @@ MAX_CONNECTION_ATTEMPTS = 50
 # SQLSTATE classes of a lost connection or a server going away (08: connection exception,
 # 57P: operator intervention, e.g. pg_terminate_backend, shutdown, starting up).
 _CONNECTION_STATES = ("08", "57P")
+_LOST = "database connection lost; retrying"
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -66,6 +74,39 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+class BatchLost(Exception):
+    """A savepoint could not be rolled back: the batch's transaction is gone."""
+
+
+@dataclass(frozen=True)
+class _Item:
+    id: int
+    body: str
+    attempts: int
+    uri: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    error: str | None
+    retry_at: float | None = None
+
+
+# Every outcome in one executemany; claimed_until changes only for a retry.
+_RECORD = (
+    update(InboxItem.__table__)  # type: ignore[arg-type]
+    .where(InboxItem.__table__.c.id == bindparam("item_id"))
+    .values(
+        state=bindparam("new_state", type_=String),
+        error=bindparam("new_error", type_=String),
+        processed_at=bindparam("at", type_=Float),
+        claimed_until=func.coalesce(bindparam("retry_at", type_=Float),
+                                    InboxItem.__table__.c.claimed_until),
+    )
+)
+
+
 class InboxProcessor:
     def __init__(
         self,
@@ -87,101 +128,154 @@ class InboxProcessor:
         self._lease = lease_seconds
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
 
-    async def run_once(self, limit: int = 50) -> int:
-        """Process up to `limit` due items; return how many were claimed."""
+    async def run_once(self, limit: int = BATCH_SIZE) -> int:
+        """Process up to `limit` due items in one transaction; return how many were claimed."""
         claimed = await self._claim(limit)
-        for item_id in claimed:
-            await self._process(item_id)
+        if claimed:
+            await self._process_batch(claimed)
         return len(claimed)
 
-    async def _claim(self, limit: int) -> list[int]:
+    async def _claim(self, limit: int) -> list[_Item]:
         moment = self._clock()
         async with self._sessionmaker() as session, session.begin():
             query = (
-                select(InboxItem.id)
+                select(InboxItem.id, InboxItem.body, InboxItem.attempts,
+                       InboxItem.activity_uri, InboxItem.actor_uri)
                 .where(InboxItem.state == "new", InboxItem.claimed_until < moment)
                 .order_by(InboxItem.id)
                 .limit(limit)
             )
             if self._postgres:
                 query = query.with_for_update(skip_locked=True)
-            ids = list((await session.execute(query)).scalars())
-            if ids:
+            rows = (await session.execute(query)).all()
+            if rows:
                 await session.execute(
                     update(InboxItem)
-                    .where(InboxItem.id.in_(ids))
+                    .where(InboxItem.id.in_([row.id for row in rows]))
                     .values(claimed_until=moment + self._lease, attempts=InboxItem.attempts + 1)
                 )
                 # These hosts talked to us (each item passed the inbox's signature check):
                 # a host marked gone or paused by the breaker gets its deliveries back.
-                senders = (await session.execute(
-                    select(InboxItem.actor_uri).where(InboxItem.id.in_(ids)).distinct()
-                )).scalars()
-                await revive_hosts(session, {host_of(uri) for uri in senders} - {""}, moment)
-        return ids
+                await revive_hosts(session, {host_of(row.actor_uri) for row in rows} - {""},
+                                   moment)
+        return [_Item(row.id, row.body, row.attempts + 1, row.activity_uri) for row in rows]
 
-    async def _process(self, item_id: int) -> None:
-        async with self._sessionmaker() as session:
-            item = await session.get(InboxItem, item_id)
-            if item is None or item.state != "new":
-                return
-            body, attempts, uri = item.body, item.attempts, item.activity_uri
-            try:
-                # The inbox's own parser: a body it refused would not be here, and one it
-                # accepted reads the same way now (SECURITY 21).
-                activity = parse_activity_body(body)
-            except ValidationError as exc:
-                await session.rollback()
-                await self._finish(item_id, "failed", exc.reason, None)  # retrying cannot help
-                return
-            try:
-                refusal = await self._host_policy(host_of(activity.actor))
-                if refusal is not None:
-                    raise Ignored(f"refused: {refusal}")
-                handler = self._handlers.get(activity.type)
-                if handler is None:
-                    raise Ignored(f"no handler for {activity.type}")
-                context = HandlerContext(session, self._urls, self._resolver)
-                await handler(context, activity)
-                item.state = "done"
-                item.error = context.outcome
-                item.processed_at = self._clock()
+    async def _process_batch(self, items: Sequence[_Item]) -> None:
+        outcomes: dict[int, Outcome] = {}
+        try:
+            async with self._sessionmaker() as session:
+                for item in items:
+                    outcomes[item.id] = await self._process(session, item)
+                await self._record(session, outcomes)
                 await session.commit()
+            return
+        except Exception as exc:
+            lost = connection_lost(exc)
+            if len(items) == 1 or lost:
+                # Nothing of the batch committed: every item is released, never failed.
+                log.warning("inbox batch of %d lost (%s); its items will be processed again",
+                            len(items), brief(exc))
+                await self._release(items)
                 return
-            except Ignored as exc:
-                await session.rollback()
-                await self._finish(item_id, "done", exc.reason, None)
-            except FediError as exc:
-                await session.rollback()
-                log.info("inbox item %s (%s) failed: %s", item_id, uri, exc.reason)
-                if attempts >= MAX_ATTEMPTS:
-                    await self._finish(item_id, "failed", exc.reason, None)
-                else:
-                    # Released for a later retry, with a growing pause.
-                    retry_at = self._clock() + 30.0 * 2**attempts
-                    await self._finish(item_id, "new", exc.reason, retry_at)
-            except Exception as exc:
-                with contextlib.suppress(Exception):  # the connection may be gone already
-                    await session.rollback()
-                if connection_lost(exc) and attempts < MAX_CONNECTION_ATTEMPTS:
-                    # Not the handler's fault: the item stays `new`. Released for an early
-                    # retry; if the database is still away, its lease brings it back.
-                    log.warning("inbox item %s: database connection lost (%s); it will be "
-                                "processed again", item_id, brief(exc))
-                    pause = RELEASE_PAUSE * 2 ** min(attempts - 1, 6)
-                    await self._finish(item_id, "new", "database connection lost; retrying",
-                                       self._clock() + pause)
-                    return
-                # A bug in a handler: one line, no traceback (it could quote SQL parameters).
-                log.error("inbox item %s (%s) crashed: %s", item_id, uri, brief(exc))
-                await self._finish(item_id, "failed", f"internal error: {brief(exc)}"[:500],
-                                   None)
+            log.warning("inbox batch of %d broke (%s); processing its items one by one",
+                        len(items), brief(exc))
+        for item in items:
+            await self._process_batch([item])
 
-    async def _finish(
-        self, item_id: int, state: str, error: str, retry_at: float | None
+    async def _process(self, session: AsyncSession, item: _Item) -> Outcome:
+        """Run one item in its own savepoint; its outcome."""
+        try:
+            # The inbox's own parser: a body it refused would not be here, and one it
+            # accepted reads the same way now (SECURITY 21).
+            activity = parse_activity_body(item.body)
+        except ValidationError as exc:
+            return Outcome("failed", exc.reason)  # retrying cannot help
+        try:
+            refusal = await self._host_policy(host_of(activity.actor))
+            if refusal is not None:
+                raise Ignored(f"refused: {refusal}")
+            handler = self._handlers.get(activity.type)
+            if handler is None:
+                raise Ignored(f"no handler for {activity.type}")
+            context = HandlerContext(session, self._urls, self._resolver)
+            await self._in_savepoint(session, handler, context, activity)
+            return Outcome("done", context.outcome)
+        except BatchLost:
+            raise
+        except Ignored as exc:
+            return Outcome("done", exc.reason)
+        except FediError as exc:
+            log.info("inbox item %s (%s) failed: %s", item.id, item.uri, exc.reason)
+            if item.attempts >= MAX_ATTEMPTS:
+                return Outcome("failed", exc.reason)
+            # Released for a later retry, with a growing pause.
+            return Outcome("new", exc.reason, self._clock() + 30.0 * 2**item.attempts)
+        except Exception as exc:
+            if connection_lost(exc):
+                # The savepoint rolled back, so the transaction lives (SQLite's "database is
+                # locked"): only this item is released for an early retry.
+                return self._released(item, exc)
+            # A bug in a handler: one line, no traceback (it could quote SQL parameters).
+            log.error("inbox item %s (%s) crashed: %s", item.id, item.uri, brief(exc))
+            return Outcome("failed", f"internal error: {brief(exc)}"[:500])
+
+    async def _in_savepoint(
+        self, session: AsyncSession, handler: Handler, context: HandlerContext,
+        activity: IncomingActivity,
     ) -> None:
-        values: dict[str, object] = {"state": state, "error": error, "processed_at": self._clock()}
-        if retry_at is not None:
-            values["claimed_until"] = retry_at
-        async with self._sessionmaker() as session, session.begin():
-            await session.execute(update(InboxItem).where(InboxItem.id == item_id).values(**values))
+        # Lists in session.info are notes for after the commit (live events); a rolled-back
+        # item's notes go with it.
+        info = session.sync_session.info
+        noted = {key: len(value) for key, value in info.items() if isinstance(value, list)}
+        savepoint = await session.begin_nested()
+        try:
+            await handler(context, activity)
+            await savepoint.commit()
+        except Exception:
+            try:
+                await savepoint.rollback()
+            except Exception as lost:
+                raise BatchLost(brief(lost)) from lost
+            for key, value in list(info.items()):
+                if isinstance(value, list):
+                    del value[noted.get(key, 0):]
+            # Objects the item changed are expired now; the next item loads what it needs
+            # afresh instead of touching them outside the session's I/O.
+            session.expunge_all()
+            raise
+
+    def _released(self, item: _Item, exc: BaseException) -> Outcome:
+        if item.attempts >= MAX_CONNECTION_ATTEMPTS:
+            log.error("inbox item %s (%s): database errors %d times: %s", item.id, item.uri,
+                      item.attempts, brief(exc))
+            return Outcome("failed", f"internal error: {brief(exc)}"[:500])
+        # Not the handler's fault: the item stays `new`, released for an early retry; if the
+        # database is still away, its lease brings it back.
+        log.warning("inbox item %s: database connection lost (%s); it will be processed "
+                    "again", item.id, brief(exc))
+        pause = RELEASE_PAUSE * 2 ** min(item.attempts - 1, 6)
+        return Outcome("new", _LOST, self._clock() + pause)
+
+    async def _record(self, session: AsyncSession, outcomes: dict[int, Outcome]) -> None:
+        if not outcomes:
+            return
+        moment = self._clock()
+        await session.execute(_RECORD, [
+            {"item_id": item_id, "new_state": o.state, "new_error": o.error, "at": moment,
+             "retry_at": o.retry_at}
+            for item_id, o in outcomes.items()
+        ])
+
+    async def _release(self, items: Sequence[_Item]) -> None:
+        """Every item of a batch that did not commit, released for an early retry."""
+        outcomes: dict[int, Outcome] = {}
+        for item in items:
+            pause = RELEASE_PAUSE * 2 ** min(item.attempts - 1, 6)
+            outcomes[item.id] = (
+                Outcome("failed", "internal error: database errors on every attempt")
+                if item.attempts >= MAX_CONNECTION_ATTEMPTS
+                else Outcome("new", _LOST, self._clock() + pause)
+            )
+        with contextlib.suppress(Exception):  # still away: the lease brings them back
+            async with self._sessionmaker() as session, session.begin():
+                await self._record(session, outcomes)
