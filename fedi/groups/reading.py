@@ -11,6 +11,7 @@ for a whole page of posts, instead of once per post as `viewers.facts_for` does 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -32,6 +33,11 @@ PAGE_SIZE = 25
 MAX_PAGE = 10_000
 NEST_LIMIT = 8  # levels of replies drawn nested; deeper ones continue on their own page
 THREAD_LIMIT = 5_000  # posts of one thread read for one page
+# A thread page draws at most this many replies below its post, and at most TOP_PER_PAGE of
+# the post's direct replies; the rest are behind "more replies" links (as Reddit and Lemmy
+# do): rendering is what a long thread costs.
+REPLIES_PER_PAGE = 200
+TOP_PER_PAGE = 100
 HOT_GRAVITY_HOURS = 2.0
 
 # Silenced servers' posts stay out of listings for people who are not members.
@@ -83,7 +89,8 @@ class Entry:
     group: Actor | None = None
     locked: bool = False  # the thread takes no replies
     gone: str | None = None  # "removed" / "deleted": a place-holder for who could see it
-    more: int = 0  # replies below NEST_LIMIT, shown on the post's own page
+    more: int = 0  # replies below it not drawn here: on the post's own page
+    more_after: int | None = None  # the last reply drawn before those (the page's cursor)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,13 @@ class Listing(Generic[T]):
     items: list[T]
     page: int
     has_next: bool
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    top: Entry
+    newest: int  # the newest post of the tree before it was cut: live updates resume after it
+    after: int | None  # the cursor this page started after (None: the first replies)
 
 
 @dataclass(frozen=True)
@@ -593,6 +607,56 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
             parent.children.append(entry)
     _measure(top)
     return top
+
+
+async def thread_page(
+    session: AsyncSession, viewer: Viewer, post: Post, *, after: int | None = None,
+    budget: int = REPLIES_PER_PAGE, top_limit: int = TOP_PER_PAGE,
+) -> ThreadPage | None:
+    """One page of `thread`: `post` and, of its direct replies after the one with id
+    `after`, as many as `budget` and `top_limit` allow, with theirs (see `_bound`)."""
+    top = await thread(session, viewer, post)
+    if top is None:
+        return None
+    newest = _newest(top)
+    if after is not None:
+        at = next((i for i, c in enumerate(top.children) if c.post.id == after), None)
+        top.children = (top.children[at + 1:] if at is not None
+                        else [c for c in top.children if c.post.id > after])
+    _bound(top, budget, top_limit)
+    return ThreadPage(top, newest, after)
+
+
+def _newest(top: Entry) -> int:
+    newest, stack = top.post.id, [top]
+    while stack:
+        entry = stack.pop()
+        newest = max(newest, entry.post.id)
+        stack.extend(entry.children)
+    return newest
+
+
+def _bound(top: Entry, budget: int, top_limit: int) -> None:
+    """Keep at most `budget` replies below `top`, breadth first (every level of the
+    conversation before the depths of its first branch), at most `top_limit` of them direct.
+    Each post keeps a prefix of its replies; the rest are counted (what the viewer may see,
+    as `reply_count` is) in `more`, and `more_after` is the last one kept: the link to the
+    post's own page starts after it, so following every link reaches each reply once."""
+    drawn = 0
+    queue = deque([top])
+    while queue:
+        entry = queue.popleft()
+        room = budget - drawn
+        if entry is top:
+            room = min(room, top_limit)
+        kept = entry.children[:max(0, room)]
+        drawn += len(kept)
+        queue.extend(kept)
+        cut = entry.children[len(kept):]
+        if cut:
+            entry.more = sum(1 + c.reply_count for c in cut if c.gone is None)
+            entry.more_after = kept[-1].post.id if kept else None
+            entry.children = kept
 
 
 async def entry_of(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | None:

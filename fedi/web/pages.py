@@ -21,7 +21,7 @@ from fedi.store.models import Actor, Group, Post
 from fedi.web.auth import render, require_login
 from fedi.web.gate import viewer_of
 from fedi.web.negotiation import not_found
-from fedi.web.params import row_id
+from fedi.web.params import non_negative, row_id
 from fedi.web.templating import STYLESHEET, STYLESHEET_BYTES, templates
 
 HOME_ON_FRONT = 10  # threads of the home feed shown above the directory
@@ -125,12 +125,17 @@ async def render_actor(request: Request, actor: Actor) -> Response:
 async def render_post(
     request: Request, post: Post, author: Actor | None, viewer: Viewer
 ) -> Response:
-    """A post with the replies below it that this viewer may see, as a tree."""
+    """A post with the replies below it that this viewer may see, as a tree: one page of
+    them (`?after=ID` goes on after that direct reply; deeper cuts link to their post)."""
     services = _services(request)
+    after = non_negative(request.query_params.get("after"))
     async with services.sessionmaker() as session:
-        top = await reading.thread(session, viewer, post)
-        if top is None:
+        page = await reading.thread_page(session, viewer, post, after=after,
+                                         budget=reading.REPLIES_PER_PAGE,
+                                         top_limit=reading.TOP_PER_PAGE)
+        if page is None:
             not_found()
+        top = page.top
         root = await session.get(Post, post.thread_id) if post.thread_id else post
         group = await session.get(Actor, post.group_id) if post.group_id else None
         person = await reading.actor_row(session, viewer)
@@ -141,13 +146,8 @@ async def render_post(
         "post": post, "top": top, "root": root if root is not None else post,
         "title": (root.name if root is not None else None) or post.name,
         "group": group, "membership": membership, "nest_limit": reading.NEST_LIMIT,
-        "thread_id": post.thread_id or post.id, "newest": _newest(top),
+        "thread_id": post.thread_id or post.id, "newest": page.newest, "after": page.after,
     })
-
-
-def _newest(entry: reading.Entry) -> int:
-    """The newest post id in a tree: live updates resume after it."""
-    return max([entry.post.id, *(_newest(child) for child in entry.children)])
 
 
 async def remote_post(request: Request) -> Response:

@@ -82,7 +82,17 @@ def ago(timestamp: float) -> str:
     return "just now"
 
 
+TIME_TAG = Markup('<time datetime="{}" title="{}">{}</time>')
+
+
+def time_tag(timestamp: float) -> Markup:
+    """<time> with the human date, the exact time on hover: one call per post (a macro of
+    three filters cost a sixth of a long thread page)."""
+    return TIME_TAG.format(iso_time(timestamp), exact_time(timestamp), ago(timestamp))
+
+
 templates.env.filters["ago"] = ago
+templates.env.filters["time_tag"] = time_tag
 templates.env.filters["iso_time"] = iso_time
 templates.env.filters["exact_time"] = exact_time
 
