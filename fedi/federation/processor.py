@@ -127,6 +127,7 @@ class InboxProcessor:
         self._clock = clock
         self._lease = lease_seconds
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
+        self._sqlite = sessionmaker.kw["bind"].dialect.name == "sqlite"
 
     async def run_once(self, limit: int = BATCH_SIZE) -> int:
         """Process up to `limit` due items in one transaction; return how many were claimed."""
@@ -164,6 +165,11 @@ class InboxProcessor:
         outcomes: dict[int, Outcome] = {}
         try:
             async with self._sessionmaker() as session:
+                if self._sqlite:
+                    # pysqlite begins a transaction only before a write, so the first
+                    # SAVEPOINT would be the outermost and its RELEASE would commit that
+                    # item alone, before its `done` mark: one transaction, begun here.
+                    await (await session.connection()).exec_driver_sql("BEGIN")
                 for item in items:
                     outcomes[item.id] = await self._process(session, item)
                 await self._record(session, outcomes)
