@@ -79,6 +79,7 @@ async def test_create_update_delete_arrive_in_order_with_many_slots_per_host(
 async def test_unrelated_objects_still_go_in_parallel(
     fedi: Fedi, inbox: LoopbackInbox
 ) -> None:
+    inbox.delay = 1.0  # long enough that the six overlap even on a loaded machine
     target = f"{inbox.base}/inbox"
     for n in range(6):
         await fedi.send(activity("Create", n, note=f"http://fedi.test/posts/{n}"), target)
