@@ -58,6 +58,9 @@ class _ConnectFailed(FetchError):
     """The TCP/TLS connection could not be established (as opposed to an HTTP answer)."""
 
 
+ConnectFailed = _ConnectFailed  # public: the delivery worker pauses a host it cannot reach
+
+
 class DestinationRefused(FetchError):
     """The address guard refused the destination (scheme, userinfo, a forbidden address, also
     when a name resolves to one): asking again will not help, so a delivery fails at once."""

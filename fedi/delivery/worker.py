@@ -16,6 +16,10 @@
 - Time: leases, backoff and breaker pauses are wall-clock instants in the database (several
   processes share them); new rows are due at once (`next_attempt_at` 0), so a wall clock that
   jumps back does not hold new work. Intervals within the process use the monotonic clock.
+- Dead hosts do not slow healthy ones: claims go round robin across hosts, failing hosts last
+  and one row at a time; a host no connection opens to is paused at once (in this process
+  before the claim's next round, in `hosts` when recorded), so its other rows are neither
+  signed nor sent.
 - Final without retrying: rows the SSRF guard refuses, and rows for a host marked gone; each
   keeps its reason in `last_error`.
 - Signing: RSA for everyone, RFC 9421 `ed25519` first for hosts whose actors publish an
@@ -32,13 +36,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import case, exists, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from fedi import metrics
-from fedi.activitypub.client import DestinationRefused, FederationClient
+from fedi.activitypub.client import ConnectFailed, DestinationRefused, FederationClient
 from fedi.delivery.host_limits import HostLimits
 from fedi.delivery.retry import Outcome, breaker_pause, decide
 from fedi.delivery.signers import Signer, Signers
@@ -125,6 +129,9 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
         self._swept_at: float | None = None
+        # Hosts no connection could be opened to, until when (wall clock): their other rows are
+        # neither claimed nor signed, also before the pause is recorded in `hosts`.
+        self._unreachable: dict[str, float] = {}
         self._renewed_at = monotonic()
 
     # -- driving ------------------------------------------------------------------------------
@@ -294,14 +301,22 @@ class DeliveryWorker:
                 earlier.id < Delivery.id,
             ),
         ]
+        for host in [h for h, until in self._unreachable.items() if until <= moment]:
+            del self._unreachable[host]
         full = [h for h in self._host_running if self._room(h) <= 0]
         full += self.host_limits.paused(self._monotonic())
+        full += self._unreachable
         if full:
             conditions.append(Delivery.host.not_in(full))
         held = [*self._running, *(r.row.id for r in self._finished)]
         if held:
             # Our own rows, even when a jump of the wall clock made their lease look expired.
             conditions.append(Delivery.id.not_in(held))
+        # Fair across hosts: every host's first row before any host's second (round robin by
+        # per-host rank), and hosts that are failing (failures recorded, no success since)
+        # after all others and one row at a time, as a probe. However many rows wait for dead
+        # hosts, a healthy host's new row is in the next claim.
+        failing = Delivery.host.in_(select(Host.host).where(Host.failures > 0))
         ranked = (
             select(
                 Delivery.id,
@@ -309,22 +324,24 @@ class DeliveryWorker:
                 .over(partition_by=Delivery.host,
                       order_by=(Delivery.next_attempt_at, Delivery.id))
                 .label("rank"),
+                failing.label("failing"),
             )
             .where(*conditions)
             .subquery()
         )
-        capped = select(ranked.c.id).where(ranked.c.rank <= self._per_host)
         async with self._sessionmaker() as session, session.begin():
             # The LIMIT sits on the outer query so that rows other workers hold (SKIP LOCKED)
             # are passed over instead of using up the claim.
             query = (
                 select(Delivery.id, Delivery.host)
-                .where(Delivery.id.in_(capped))
-                .order_by(Delivery.next_attempt_at, Delivery.id)
+                .join(ranked, ranked.c.id == Delivery.id)
+                .where(ranked.c.rank <= case((ranked.c.failing, 1), else_=self._per_host))
+                .order_by(ranked.c.failing, ranked.c.rank, Delivery.next_attempt_at,
+                          Delivery.id)
                 .limit(limit)
             )
             if self._postgres:
-                query = query.with_for_update(skip_locked=True)
+                query = query.with_for_update(skip_locked=True, of=Delivery)
             taken: Counter[str] = Counter()
             ids: list[int] = []
             for row_id, host in (await session.execute(query)).all():
@@ -346,7 +363,8 @@ class DeliveryWorker:
                     Delivery.created_at, Delivery.activity_id, shared,
                 ).where(Delivery.id.in_(ids)).order_by(Delivery.next_attempt_at, Delivery.id)
             )
-            rows = [_Claimed(*r) for r in result.all()]
+            order = {row_id: n for n, row_id in enumerate(ids)}  # launched in claim order
+            rows = sorted((_Claimed(*r) for r in result.all()), key=lambda r: order[r.id])
             bodies = await self._bodies(session, {row.activity_id for row in rows})
             await self._signers.learn(session, (row.host for row in rows))
         return rows, bodies
@@ -387,12 +405,18 @@ class DeliveryWorker:
         if row.activity_id not in bodies:
             failed = Outcome("failed", self._clock(), host_ok=True)
             return _Result(row, failed, None, "the signing actor has no private key", neutral=True)
+        if self._unreachable.get(row.host, 0.0) > self._clock():
+            # Claimed before its host refused a connection: not signed, not sent, not counted.
+            later = Outcome("pending", self._clock(), host_ok=False)
+            return _Result(row, later, None, "not sent: the host is unreachable", neutral=True,
+                           attempted=False)
         body, signer = bodies[row.activity_id]
         key = self._signers.key(row.host, signer)
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
         sent_at = self._monotonic()
+        unreachable = False
         try:
             response = await self._client.post_activity(row.inbox_url, body, sign_as=key)
             status, retry_after = response.status, response.retry_after
@@ -404,11 +428,15 @@ class DeliveryWorker:
             return _Result(row, failed, None, f"refused: {exc.reason}"[:500], neutral=True)
         except FetchError as exc:
             error = exc.reason[:500]
+            if isinstance(exc, ConnectFailed):
+                unreachable = True
+                self._unreachable[row.host] = self._clock() + breaker_pause(1, unreachable=True)
         self.host_limits.answered(row.host, sent_at=sent_at, now=self._monotonic(),
                                   status=status, retry_after=retry_after)
         outcome = decide(
             status=status, attempts=row.attempts + 1, created_at=row.created_at,
-            now=self._clock(), retry_after=retry_after, shared_inbox=row.shared, rng=self._rng,
+            now=self._clock(), retry_after=retry_after, shared_inbox=row.shared,
+            unreachable=unreachable, rng=self._rng,
         )
         return _Result(row, outcome, status, error)
 
@@ -489,13 +517,15 @@ class DeliveryWorker:
                 record.gone = True
                 record.last_failure_at = moment
             elif any(o.host_ok for o in outcomes):
+                self._unreachable.pop(host, None)
                 record.failures = 0
                 record.down_until = 0.0
                 record.last_success_at = moment
             else:
                 record.failures = (record.failures or 0) + 1
                 record.last_failure_at = moment
-                pause = breaker_pause(record.failures)
+                pause = breaker_pause(record.failures,
+                                      unreachable=any(o.host_unreachable for o in outcomes))
                 if pause:
                     record.down_until = moment + pause
                     log.warning("host %s failing; pausing deliveries for %.0fs", host, pause)

@@ -1,0 +1,108 @@
+"""Dead hosts must not slow healthy ones (issue 13 item 9): a healthy host's new row is claimed
+before the rows queued for hosts that are failing, and a host that refuses connections is
+paused at once, its other rows neither signed nor sent."""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from fedi.activitypub.client import PostResult
+from fedi.activitypub.keys import SigningKey
+from fedi.delivery.retry import BREAKER_THRESHOLD, UNREACHABLE_PAUSE, breaker_pause, decide
+from fedi.store.models import Delivery, Host
+from tests.delivery import test_worker
+from tests.delivery.test_worker import World
+from tests.support.ports import port_of, reserve_port
+from tests.support.remote import FakeRemote
+
+world, remote = test_worker.world, test_worker.remote  # the same fixtures as the worker's tests
+
+@pytest.fixture
+def dead_hosts() -> Iterator[list[str]]:
+    """Shared inboxes on ports that are bound but not listening: connections are refused."""
+    socks: list[socket.socket] = [reserve_port() for _ in range(24)]
+    yield [f"http://127.0.0.1:{port_of(s)}/inbox" for s in socks]
+    for sock in socks:
+        sock.close()
+
+
+def record_posts(world: World) -> list[str]:
+    """The inbox of every POST the worker starts, in order (signing happens inside)."""
+    calls: list[str] = []
+    post = world.services.client.post_activity
+
+    async def recording(inbox_url: str, body: bytes, *, sign_as: SigningKey) -> PostResult:
+        calls.append(inbox_url)
+        return await post(inbox_url, body, sign_as=sign_as)
+
+    world.services.client.post_activity = recording  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_healthy_hosts_new_row_goes_before_the_rows_of_failing_hosts(
+    world: World, remote: FakeRemote, dead_hosts: list[str]
+) -> None:
+    # The dead hosts have failed before; their pause is over and rows wait for each of them.
+    for n in range(3):
+        await world.send(*dead_hosts, activity_id=f"old{n}")
+    await world.worker().run_once()
+    world.clock.advance(13 * 3600)  # past every pause and every row's backoff
+    for n in range(3):
+        await world.send(*dead_hosts, activity_id=f"new{n}")
+    await world.send(remote.shared_inbox, activity_id="live")  # the newest row of all
+    calls = record_posts(world)
+
+    await world.worker(concurrency=8).run_once()
+
+    assert len(remote.posts) == 1
+    # In the first claim (8 slots), not after the dead hosts' 24 probes.
+    assert remote.shared_inbox in calls[:8], calls
+
+
+async def test_a_refused_connection_pauses_the_hosts_other_rows_unsigned(
+    world: World, dead_hosts: list[str]
+) -> None:
+    dead = dead_hosts[0]
+    host = dead.removeprefix("http://").removesuffix("/inbox")
+    for n in range(20):
+        await world.send(dead, activity_id=f"a{n}")
+    calls = record_posts(world)
+
+    await world.worker(per_host_start=8).run_once()
+
+    # What the first claim took went out together (up to the host's starting limit); the other
+    # rows were never signed or sent.
+    assert 1 <= len(calls) <= 8
+    async with world.services.sessionmaker() as session:
+        record = await session.get(Host, host)
+        rows = list((await session.execute(select(Delivery))).scalars())
+    assert record is not None and record.failures == 1
+    assert record.down_until > world.clock.now  # paused at once, not after 5 failures
+    assert all(r.state == "pending" for r in rows)
+    assert sum(r.attempts == 0 for r in rows) == 20 - len(calls)
+
+    # Within the pause nothing goes to the host; after it, a single probe.
+    world.clock.advance(UNREACHABLE_PAUSE / 2)
+    before = len(calls)
+    await world.worker().run_once()
+    assert len(calls) == before
+    world.clock.advance(13 * 3600)
+    await world.worker().run_once()
+    assert len(calls) == before + 1
+
+
+def test_only_an_unreachable_host_is_paused_from_its_first_failure() -> None:
+    rng = random.Random(1)
+    refused = decide(status=None, attempts=1, created_at=0.0, now=0.0, unreachable=True, rng=rng)
+    timeout = decide(status=None, attempts=1, created_at=0.0, now=0.0, rng=rng)
+    answered = decide(status=503, attempts=1, created_at=0.0, now=0.0, unreachable=True, rng=rng)
+    assert refused.host_unreachable and refused.state == "pending"
+    assert not timeout.host_unreachable and not answered.host_unreachable
+    assert breaker_pause(1, unreachable=True) == UNREACHABLE_PAUSE
+    assert breaker_pause(2, unreachable=True) == 2 * UNREACHABLE_PAUSE
+    assert breaker_pause(1) == 0.0 and breaker_pause(BREAKER_THRESHOLD) > 0
