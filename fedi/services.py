@@ -11,6 +11,7 @@ from fedi.activitypub.client import ClientSettings, FederationClient
 from fedi.activitypub.keys import SigningKey
 from fedi.actors.local import ensure_instance_actor
 from fedi.config import Settings
+from fedi.delivery import wakeup
 from fedi.delivery.worker import DeliveryWorker
 from fedi.federation.admission import HostBuckets, QueueLimits
 from fedi.federation.backlog import InboxBacklog
@@ -68,7 +69,12 @@ class Services:
                 self.delivery_wake.set()
             return handled
 
+        # PostgreSQL: deliveries committed by other processes (fedi post, other servers)
+        # wake this worker at once instead of at its next poll.
+        listening = ([wakeup.listen(self.settings.database_url, self.delivery_wake.set, stop)]
+                     if not self.settings.is_sqlite else [])
         await asyncio.gather(
+            *listening,
             poll_loop(process_inbox, stop, self.inbox_wake),
             self.delivery.run(stop, self.delivery_wake),
             heartbeat_loop(self.sessionmaker, stop),
@@ -131,4 +137,6 @@ def build_services(settings: Settings) -> Services:
         fetch_verifier, domain_policy, live, inbox_wake=inbox_wake,
     )
     holder.append(services)
+    # Deliveries committed in this process wake its worker at once.
+    wakeup.attach(sessionmaker, lambda: services.delivery_wake.set())
     return services

@@ -1,0 +1,119 @@
+"""Wake the delivery worker when a transaction that adds deliveries commits.
+
+Without this the worker finds new rows at its next idle poll (up to half a second later),
+which a fan-out's first delivery and a relayed reply's last one both pay for.
+
+- In the process that committed: the sessionmaker's waker (`attach`) is called after the
+  commit succeeded (a rollback wakes nobody).
+- PostgreSQL: `pg_notify` on CHANNEL runs just before COMMIT, in the same transaction, so
+  every worker process LISTENing (`listen`) hears it at commit: a post made by `fedi post`
+  or by another `fedi serve` process wakes `fedi worker` at once.
+- SQLite across processes (the CLI beside `fedi serve`): nothing to hear; the poll remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from fedi.live.listener import asyncpg_dsn
+from fedi.store.models import Delivery
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "fedi_deliveries"
+_ADDED = "fedi.delivery.added"  # this transaction added delivery rows
+_READY = "fedi.delivery.ready"  # ... and is committing
+_WAKER = "fedi.delivery.waker"
+FIRST_DELAY, MAX_DELAY = 0.5, 30.0  # reconnecting the LISTEN connection
+
+
+def attach(sessionmaker: async_sessionmaker[Any], waker: Callable[[], None]) -> None:
+    """Sessions of this sessionmaker call `waker` after committing new deliveries."""
+    info = dict(sessionmaker.kw.get("info") or {})  # other hooks keep their entries
+    info[_WAKER] = waker
+    sessionmaker.configure(info=info)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_execute(state: ORMExecuteState) -> None:
+    # enqueue() adds rows with one executemany INSERT, not ORM objects.
+    table = getattr(state.statement, "table", None)
+    if state.is_insert and getattr(table, "name", None) == Delivery.__tablename__:
+        state.session.info[_ADDED] = True
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _flush: UOWTransaction) -> None:
+    if any(isinstance(row, Delivery) for row in session.new):
+        session.info[_ADDED] = True
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.new:
+        session.flush()  # rows added since the last flush count too
+    if not session.info.pop(_ADDED, False):
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    session.info[_READY] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_READY, False):
+        waker = session.info.get(_WAKER)
+        if callable(waker):
+            waker()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_ADDED, None)
+    session.info.pop(_READY, None)
+
+
+APPLICATION_NAME = "fedi delivery wake-ups"  # as pg_stat_activity shows it
+
+
+async def listen(database_url: str, waker: Callable[[], None], stop: asyncio.Event) -> None:
+    """PostgreSQL: call `waker` on every notification of CHANNEL until stop is set; the
+    connection is made again (with backoff) when lost. Never raises."""
+    dsn = asyncpg_dsn(database_url)
+    delay = FIRST_DELAY
+    while not stop.is_set():
+        try:
+            conn = await asyncpg.connect(
+                dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME})
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+            try:
+                await conn.add_listener(CHANNEL, lambda *_args: waker())
+                waker()  # what was committed while not listening
+                delay = FIRST_DELAY
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=5)
+        except Exception as exc:  # a database restart: try again, the poll covers the gap
+            log.warning("delivery wake-ups: no LISTEN connection (%s); trying again in %.1f s",
+                        type(exc).__name__, delay)
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, MAX_DELAY)

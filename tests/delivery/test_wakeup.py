@@ -1,0 +1,98 @@
+"""New deliveries wake the delivery worker at commit, not at its next poll (issue 13 item 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fedi.actors.local import create_group, create_user
+from fedi.config import Settings
+from fedi.delivery.enqueue import enqueue
+from fedi.delivery.wakeup import listen
+from fedi.services import Services, build_services
+from fedi.store.migrate import migrate
+from fedi.store.models import Actor
+from tests.support.databases import using_postgres
+
+ANNOUNCE = {"id": "http://fedi.test/activities/1", "type": "Announce",
+            "object": "http://fedi.test/posts/1"}
+
+
+async def _services(database_url: str) -> tuple[Services, Actor]:
+    services = build_services(Settings(base_url="http://fedi.test", database_url=database_url,
+                                       allow_private_addresses=True))
+    await migrate(services.engine)
+    await services.start()
+    async with services.sessionmaker() as session, session.begin():
+        await create_user(session, services.urls, "owner")
+        group = await create_group(session, services.urls, "cats", owner="owner")
+    return services, group
+
+
+@pytest.fixture
+async def world(database_url: str) -> AsyncIterator[tuple[Services, Actor]]:
+    services, group = await _services(database_url)
+    yield services, group
+    await services.close()
+
+
+async def test_committed_deliveries_wake_the_worker(world: tuple[Services, Actor]) -> None:
+    services, group = world
+    services.delivery_wake.clear()
+    async with services.sessionmaker() as session, session.begin():
+        await enqueue(session, group, {**ANNOUNCE, "actor": group.uri},
+                      ["http://a.example/inbox"])
+        assert not services.delivery_wake.is_set()  # not before the commit
+    assert services.delivery_wake.is_set()
+
+
+async def test_rollback_and_other_writes_wake_nobody(world: tuple[Services, Actor]) -> None:
+    services, group = world
+    services.delivery_wake.clear()
+    with contextlib.suppress(RuntimeError):
+        async with services.sessionmaker() as session, session.begin():
+            await enqueue(session, group, {**ANNOUNCE, "actor": group.uri},
+                          ["http://a.example/inbox"])
+            raise RuntimeError("rolled back")
+    async with services.sessionmaker() as session, session.begin():
+        await create_user(session, services.urls, "someone")
+    assert not services.delivery_wake.is_set()
+    # The rolled-back mark does not linger into the next transaction of a reused session.
+    async with services.sessionmaker() as session:
+        async with session.begin():
+            await enqueue(session, group, {**ANNOUNCE, "id": "http://fedi.test/activities/2",
+                                           "actor": group.uri}, ["http://a.example/inbox"])
+            await session.rollback()
+        async with session.begin():
+            await create_user(session, services.urls, "another")
+    assert not services.delivery_wake.is_set()
+
+
+@pytest.mark.skipif(not using_postgres(), reason="LISTEN/NOTIFY is PostgreSQL's")
+async def test_another_process_commit_wakes_a_listening_worker(database_url: str) -> None:
+    # Two Services on one database stand for `fedi post` and a `fedi worker` process.
+    poster, group = await _services(database_url)
+    worker = build_services(Settings(base_url="http://fedi.test", database_url=database_url,
+                                     allow_private_addresses=True))
+    woken = asyncio.Event()
+    stop = asyncio.Event()
+    listening = asyncio.create_task(listen(database_url, woken.set, stop))
+    try:
+        await asyncio.wait_for(woken.wait(), 10)  # woken once on connecting
+        woken.clear()
+        async with poster.sessionmaker() as session, session.begin():
+            await create_user(session, poster.urls, "someone")
+        await asyncio.sleep(0.3)
+        assert not woken.is_set()  # other commits say nothing
+        async with poster.sessionmaker() as session, session.begin():
+            await enqueue(session, group, {**ANNOUNCE, "actor": group.uri},
+                          ["http://a.example/inbox"])
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        stop.set()
+        await listening
+        await worker.close()
+        await poster.close()
