@@ -76,7 +76,9 @@ def actor_document(host: str, public_pem: str) -> bytes:
     }).encode()
 
 
-async def serve(n: int, rtt: float, max_seconds: float, public_pem: str | None = None) -> None:
+async def serve(
+    n: int, rtt: float, max_seconds: float, public_pem: str | None = None, port_base: int = 0
+) -> None:
     counters = Counters()
 
     async def inbox(request: web.BaseRequest) -> web.StreamResponse:
@@ -123,8 +125,16 @@ async def serve(n: int, rtt: float, max_seconds: float, public_pem: str | None =
     control_server = web.Server(control)
     listeners: list[asyncio.AbstractServer] = []
     ports: list[int] = []
-    for _ in range(n):
-        listener = await loop.create_server(inbox_server, "127.0.0.1", 0, backlog=64)
+    candidate = port_base
+    while len(ports) < n:
+        try:  # from --port-base up, skipping ports in use; 0: any free port
+            listener = await loop.create_server(inbox_server, "127.0.0.1", candidate, backlog=64)
+        except OSError:
+            if not port_base or candidate >= 65535:
+                raise
+            candidate += 1
+            continue
+        candidate += 1 if port_base else 0
         listeners.append(listener)
         ports.append(listener.sockets[0].getsockname()[1])
     control_listener = await loop.create_server(control_server, "127.0.0.1", 0)
@@ -151,6 +161,8 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="hard lifetime")
     parser.add_argument("--nice", type=int, default=0, help="scheduling priority adjustment")
+    parser.add_argument("--port-base", type=int, default=0,
+                        help="listen on free ports from this one up (default: any free port)")
     parser.add_argument("--actor-pem", default=None,
                         help="file with the members' public key PEM: serve /users/member")
     args = parser.parse_args()
@@ -162,7 +174,8 @@ def main() -> None:
         os.nice(args.nice)
     raise_nofile(2 * args.n + 256)
     pin(0, args.cpu)
-    run(lambda: serve(args.n, args.rtt_ms / 1000.0, args.max_seconds, public_pem),
+    run(lambda: serve(args.n, args.rtt_ms / 1000.0, args.max_seconds, public_pem,
+                      args.port_base),
         use_uvloop=True)
 
 

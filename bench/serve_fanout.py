@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -44,7 +45,6 @@ from bench import pyspy
 from bench.common import (
     BenchDatabase,
     describe_machine,
-    free_port,
     other_cpu,
     percentile,
     pin,
@@ -67,6 +67,8 @@ from fedi.store.models import Actor, Delivery, Follow
 GROUP = "benchgroup"
 OWNER = "owner"
 START_TIMEOUT = 60.0
+SERVER_PORTS = range(18700, 18800)  # fedi serve listens on the first free one
+INBOX_PORTS = 20000  # the fake servers take free ports from here up
 JOIN_TIMEOUT = 600.0  # N Follows processed and N Accepts delivered
 SIGNATURE_TARGET = 2.0
 POST_WALL_TARGET = 1.5
@@ -84,6 +86,8 @@ class Options:
     profile: bool
     timeout: float
     pg_url: str | None
+    posts: int  # post mode: this many posts, one after another, each timed on its own
+    settings: dict[str, str]  # FEDI_* overrides (--set); empty: fedi's defaults
 
 
 @dataclass
@@ -99,12 +103,13 @@ class Phase:
 class Fleet:
     """`fedi serve` and any `fedi worker` processes on one database, with their logs."""
 
-    def __init__(self, db: BenchDatabase) -> None:
-        self.port = free_port()
+    def __init__(self, db: BenchDatabase, overrides: dict[str, str]) -> None:
+        self.port = next(p for p in SERVER_PORTS if port_free(p))
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.db = db
         self.env = dict(os.environ, FEDI_BASE_URL=self.base_url, FEDI_DATABASE_URL=db.url,
-                        FEDI_ALLOW_PRIVATE_ADDRESSES="1", FEDI_INSTANCE_NAME="bench")
+                        FEDI_ALLOW_PRIVATE_ADDRESSES="1", FEDI_INSTANCE_NAME="bench",
+                        **overrides)
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def _start(self, args: list[str], label: str, cpu: int | None) -> subprocess.Popen[bytes]:
@@ -135,6 +140,8 @@ class Fleet:
         deadline = time.monotonic() + START_TIMEOUT
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
+                if self.processes[0].poll() is not None:
+                    break
                 try:
                     async with session.get(f"{self.base_url}/.well-known/nodeinfo") as resp:
                         if resp.status == 200:
@@ -168,7 +175,7 @@ class Inboxes:
 
     def __init__(self, n: int, rtt_ms: float, pem_path: Path, cpu: int | None) -> None:
         command = [sys.executable, "-m", "bench.fake_inboxes", "--n", str(n), "--rtt-ms",
-                   str(rtt_ms), "--actor-pem", str(pem_path)]
+                   str(rtt_ms), "--actor-pem", str(pem_path), "--port-base", str(INBOX_PORTS)]
         if cpu is not None:
             command += ["--cpu", str(cpu)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -193,6 +200,15 @@ class Inboxes:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def member_uri(port: int) -> str:
@@ -392,7 +408,7 @@ def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
 
 
 async def bench(options: Options, db: BenchDatabase) -> None:
-    fleet = Fleet(db)
+    fleet = Fleet(db, options.settings)
     group_uri = await prepare_database(db, fleet.base_url)
     private_pem, public_pem = generate_rsa_keypair()
     pem_path = db.directory / "members.pem"
@@ -412,6 +428,8 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                 ("machine", describe_machine()),
                 ("database", db.kind),
                 ("mode", options.mode),
+                ("settings", " ".join(f"{k}={v}" for k, v in options.settings.items())
+                 or "fedi's defaults"),
                 ("member servers", f"{options.n}, {options.rtt_ms:g} ms round trip"),
                 ("fedi", "fedi serve with its worker (defaults)" if not options.workers else
                  f"fedi serve --no-worker + fedi worker x1, then x{options.workers}"),
@@ -426,17 +444,19 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                 await asyncio.sleep(1.0)  # py-spy attaches
             rates: list[float] = []
             if options.mode == "post":
-                phase = await post_phase(session, fleet, inboxes, options,
-                                         "post" + (" (1 worker)" if workers else ""))
-                rates.append(print_phase(phase, sign_us, "post"))
+                for index in range(options.posts):
+                    phase = await post_phase(session, fleet, inboxes, options,
+                                             f"post {index + 1}" + (" (1 worker)" if workers
+                                                                    else ""))
+                    rates.append(print_phase(phase, sign_us, "post"))
                 if options.workers > 1:
                     workers += [fleet.worker(i, None) for i in range(1, options.workers)]
                     await asyncio.sleep(3.0)  # the new workers start up
                     phase = await post_phase(session, fleet, inboxes, options,
                                              f"post ({options.workers} workers)")
                     rates.append(print_phase(phase, sign_us, "post"))
-                    report([("deliveries/s", f"{rates[0]:.0f} with 1 worker, {rates[1]:.0f} "
-                             f"with {options.workers}: {rates[1] / max(rates[0], 1):.2f}x "
+                    report([("deliveries/s", f"{rates[0]:.0f} with 1 worker, {rates[-1]:.0f} "
+                             f"with {options.workers}: {rates[-1] / max(rates[0], 1):.2f}x "
                              "(target >= 1.8x with 2)")], "scaling")
             else:
                 phase = await relay_phase(session, fleet, inboxes, options, group_uri,
@@ -475,13 +495,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="give up waiting for arrivals after this many seconds")
     parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--posts", type=int, default=1,
+                        help="post mode: this many posts one after another (one join)")
+    parser.add_argument("--set", action="append", default=[], metavar="FEDI_NAME=VALUE",
+                        help="run fedi with this setting (repeatable; to compare with defaults)")
     args = parser.parse_args(argv)
     if args.profile and not pyspy.available():
         parser.error("--profile needs py-spy on PATH: pip install py-spy")
     n = args.n or (2000 if args.mode == "post" else 1000)
     return Options(mode=args.mode, n=n, rtt_ms=args.rtt_ms, database=args.database,
                    workers=args.workers, cpu=None if args.cpu < 0 else args.cpu,
-                   profile=args.profile, timeout=args.timeout, pg_url=args.pg_url)
+                   profile=args.profile, timeout=args.timeout, pg_url=args.pg_url,
+                   posts=max(1, args.posts), settings=dict(item.split("=", 1) for item in args.set))
 
 
 def main(argv: list[str] | None = None) -> None:
