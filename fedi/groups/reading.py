@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,10 +126,54 @@ class Sidebar:
 # -- the gate, for many posts at once ----------------------------------------------------
 
 
+class PostRow(Protocol):
+    """What the gate and a thread's shape read of a post: a Post, or its Skeleton."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def in_reply_to(self) -> str | None: ...
+    @property
+    def author_id(self) -> int: ...
+    @property
+    def group_id(self) -> int | None: ...
+    @property
+    def visibility(self) -> str: ...
+    @property
+    def reply_policy(self) -> str: ...
+    @property
+    def held(self) -> str | None: ...
+    @property
+    def deleted_at(self) -> float | None: ...
+
+
+class Skeleton(NamedTuple):
+    """A thread's post as a plain tuple (no ORM object; a named tuple reads its fields far
+    faster than a Row does): the page draws a few hundred of a thread's thousands, and only
+    those are loaded whole."""
+
+    id: int
+    uri: str
+    in_reply_to: str | None
+    author_id: int
+    group_id: int | None
+    visibility: str
+    reply_policy: str
+    held: str | None
+    deleted_at: float | None
+    locked_at: float | None
+
+
+SKELETON = (Post.id, Post.uri, Post.in_reply_to, Post.author_id, Post.group_id,
+            Post.visibility, Post.reply_policy, Post.held, Post.deleted_at, Post.locked_at)
+
+
 class Gate:
     """can_view / can_reply for a set of posts and a viewer, with their parents loaded."""
 
-    def __init__(self, viewer: Viewer, posts: dict[int, Post], own: dict[int, PostFacts],
+    def __init__(self, viewer: Viewer, posts: dict[int, PostRow], own: dict[int, PostFacts],
                  by_uri: dict[str, int]) -> None:
         self.viewer = viewer
         self._posts = posts
@@ -199,10 +243,10 @@ class Gate:
         return self._facts(post_id)
 
 
-async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[Post]) -> Gate:
+async def gate_for(session: AsyncSession, viewer: Viewer, posts: Iterable[PostRow]) -> Gate:
     """Load what the gate needs for these posts: their parents (up to MAX_DEPTH levels, as
     facts_for does), authors, groups and named audiences, in a few queries."""
-    known: dict[int, Post] = {p.id: p for p in posts}
+    known: dict[int, PostRow] = {p.id: p for p in posts}
     by_uri = {p.uri: p.id for p in known.values()}
     wanted = {p.in_reply_to for p in known.values() if p.in_reply_to} - by_uri.keys()
     for _ in range(MAX_DEPTH):
@@ -249,7 +293,7 @@ NAMING = frozenset((Visibility.MENTIONED.value, Visibility.CIRCLE.value))
 NAMING_POLICY = ReplyPolicy.MENTIONED.value
 
 
-def _names_people(post: Post) -> bool:
+def _names_people(post: PostRow) -> bool:
     """Only these posts have rows in post_audience worth reading (see posting)."""
     return post.visibility in NAMING or post.reply_policy == NAMING_POLICY
 
@@ -554,17 +598,21 @@ async def person_posts(
 # -- one thread ---------------------------------------------------------------------------
 
 
-async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | None:
+async def thread(
+    session: AsyncSession, viewer: Viewer, post: Post,
+    cut: Callable[[Entry], None] | None = None,
+) -> Entry | None:
     """`post` and the replies below it the viewer may see, as a tree (None if the viewer
     may not see `post`). Removed or deleted replies become place-holders, without their
-    replies, for people who could have seen them."""
+    replies, for people who could have seen them. `cut` prunes the tree before its posts
+    are loaded whole: only the posts it keeps are (a page of a long thread)."""
     root_id = post.thread_id or post.id
-    # Posts alone, their few authors after: a thousand rows need not carry one author each.
-    rows = (await session.execute(
-        select(Post).options(*LIGHT)
+    # Rows alone, their few authors after: a thousand rows need not carry one author each.
+    rows = [Skeleton._make(row) for row in (await session.execute(
+        select(*SKELETON)
         .where(or_(Post.thread_id == root_id, Post.id == post.id))
         .order_by(Post.published, Post.id).limit(THREAD_LIMIT)
-    )).scalars().all()
+    )).all()]
     gate = await gate_for(session, viewer, rows)
     if not any(p.id == post.id for p in rows) or not gate.sees(post.id):
         return None
@@ -575,7 +623,6 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
     person_id = person.id if person is not None else None
     root = next((p for p in rows if p.id == root_id), None)
     locked = root is not None and root.locked_at is not None
-    reacted = await _reactions(session, person, [p.id for p in rows])
     entries: dict[str, Entry] = {}
     parents: list[tuple[Entry, str]] = []  # in published order: parents before replies
     for item in rows:
@@ -589,12 +636,10 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
         author = authors.get(item.author_id)
         if author is None:
             continue
-        kinds = reacted.get(item_id, ())
         entry = Entry(
-            post=item, author=author, gone=gone, mine=item.author_id == person_id,
-            can_reply=gone is None and not locked and gate.may_reply(item_id),
-            liked="Like" in kinds, disliked="Dislike" in kinds, locked=locked,
-        )
+            post=cast(Post, item), author=author, gone=gone, mine=item.author_id == person_id,
+            locked=locked,
+        )  # post: its Skeleton, and can_reply, liked, disliked unknown until _fill
         entries[item.uri] = entry
         if item.in_reply_to is not None:
             parents.append((entry, item.in_reply_to))
@@ -606,7 +651,32 @@ async def thread(session: AsyncSession, viewer: Viewer, post: Post) -> Entry | N
         if entry is not top and parent is not None and parent.gone is None:
             parent.children.append(entry)
     _measure(top)
+    if cut is not None:
+        cut(top)
+    await _fill(session, gate, person, top)
     return top
+
+
+async def _fill(session: AsyncSession, gate: Gate, person: Actor | None, top: Entry) -> None:
+    """The tree's posts loaded whole (what the page shows of them), in place of their
+    Skeletons, with whether the viewer may reply and the person's reactions."""
+    drawn: list[Entry] = []
+    stack = [top]
+    while stack:
+        entry = stack.pop()
+        drawn.append(entry)
+        stack.extend(entry.children)
+    ids = [e.post.id for e in drawn]
+    posts = {p.id: p for p in (await session.execute(
+        select(Post).options(*LIGHT).where(Post.id.in_(ids))
+    )).scalars()}
+    reacted = await _reactions(session, person, ids)
+    for entry in drawn:
+        entry.post = posts[entry.post.id]
+        entry.can_reply = entry.gone is None and not entry.locked and gate.may_reply(
+            entry.post.id)
+        kinds = reacted.get(entry.post.id, ())
+        entry.liked, entry.disliked = "Like" in kinds, "Dislike" in kinds
 
 
 async def thread_page(
@@ -615,16 +685,19 @@ async def thread_page(
 ) -> ThreadPage | None:
     """One page of `thread`: `post` and, of its direct replies after the one with id
     `after`, as many as `budget` and `top_limit` allow, with theirs (see `_bound`)."""
-    top = await thread(session, viewer, post)
-    if top is None:
-        return None
-    newest = _newest(top)
-    if after is not None:
-        at = next((i for i, c in enumerate(top.children) if c.post.id == after), None)
-        top.children = (top.children[at + 1:] if at is not None
-                        else [c for c in top.children if c.post.id > after])
-    _bound(top, budget, top_limit)
-    return ThreadPage(top, newest, after)
+    newest = 0
+
+    def cut(top: Entry) -> None:
+        nonlocal newest
+        newest = _newest(top)
+        if after is not None:
+            at = next((i for i, c in enumerate(top.children) if c.post.id == after), None)
+            top.children = (top.children[at + 1:] if at is not None
+                            else [c for c in top.children if c.post.id > after])
+        _bound(top, budget, top_limit)
+
+    top = await thread(session, viewer, post, cut)
+    return ThreadPage(top, newest, after) if top is not None else None
 
 
 def _newest(top: Entry) -> int:
