@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -25,8 +26,27 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return result
 
 
+OPEN_FILES = 16_384  # sockets: deliveries in flight (one per host), clients, the database
+
+
 def settle_gc() -> None:
-    """After start-up: keep what exists out of future collections, and collect less often."""
+    """After start-up: keep what exists out of future collections, and collect less often;
+    and room for a fan-out's sockets (raise_open_files)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+    raise_open_files()
+
+
+def raise_open_files(wanted: int = OPEN_FILES) -> int:
+    """Raise the soft limit of open files towards `wanted`, within the hard limit; return it.
+
+    A fan-out keeps one connection per host in flight: the common soft limit of 1,024 (the
+    hard one is usually far higher) would fail deliveries with EMFILE, not slow them down.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
