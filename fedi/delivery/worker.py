@@ -55,6 +55,7 @@ HostPolicy = Callable[[str], Awaitable[str | None]]
 LAUNCH_WAVE = 32
 GONE_REASON = "not sent: the host is gone (its shared inbox answered 410 Gone)"
 SWEEP_SECONDS = 30.0  # how often rows for gone hosts are closed
+DEFER_SECONDS = 5.0  # how often due rows of paused hosts are moved to the end of the pause
 STOP_GRACE = 5.0  # on shutdown, in-flight requests get this long before they are released
 # Errors of the database or the connection to it: the worker waits and carries on.
 _DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
@@ -129,6 +130,7 @@ class DeliveryWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
         self._swept_at: float | None = None
+        self._deferred_at: float | None = None
         # Hosts no connection could be opened to, until when (wall clock): their other rows are
         # neither claimed nor signed, also before the pause is recorded in `hosts`.
         self._unreachable: dict[str, float] = {}
@@ -258,6 +260,9 @@ class DeliveryWorker:
             self._renewed_at = mono
         elif not held:
             self._renewed_at = mono
+        if self._deferred_at is None or mono - self._deferred_at >= DEFER_SECONDS:
+            await self._defer_paused_hosts()
+            self._deferred_at = mono
         if self._swept_at is None or mono - self._swept_at >= SWEEP_SECONDS:
             await self._close_gone_hosts()
             self._swept_at = mono
@@ -490,6 +495,25 @@ class DeliveryWorker:
         if closed:
             metrics.delivery_outcome("host_gone", closed)
             log.info("closed %d deliveries to gone hosts", closed)
+
+    async def _defer_paused_hosts(self) -> None:
+        """Move the due rows of paused hosts to the end of the pause. The claim walks every due
+        row (`ix_deliveries_due`); with 1,000 dead hosts most of a large queue is theirs, and
+        new rows for them arrive due at once."""
+        moment = self._clock()
+        until = select(Host.down_until).where(Host.host == Delivery.host).scalar_subquery()
+        statement = (
+            update(Delivery)
+            .where(
+                Delivery.state == "pending",
+                Delivery.next_attempt_at <= moment,
+                Delivery.host.in_(select(Host.host).where(Host.down_until > moment)),
+            )
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(statement)
 
     async def _update_hosts(
         self, session: AsyncSession, by_host: dict[str, list[Outcome]], moment: float

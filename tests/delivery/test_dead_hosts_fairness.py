@@ -96,6 +96,30 @@ async def test_a_refused_connection_pauses_the_hosts_other_rows_unsigned(
     assert len(calls) == before + 1
 
 
+async def test_rows_waiting_for_a_paused_host_leave_the_due_range(
+    world: World, dead_hosts: list[str]
+) -> None:
+    """The claim walks every due row; those of paused hosts, new ones too, are moved to the
+    end of the pause so that a large queue for dead hosts is not walked on every claim."""
+    dead = dead_hosts[0]
+    await world.send(dead, activity_id="first")
+    await world.worker().run_once()  # refused: the host is paused
+    for n in range(5):
+        await world.send(dead, activity_id=f"later{n}")  # enqueued due at once
+    await world.send(dead_hosts[1], activity_id="other")  # a host not paused (yet)
+
+    await world.worker().run_once()
+
+    async with world.services.sessionmaker() as session:
+        paused = await session.get(Host, dead.removeprefix("http://").removesuffix("/inbox"))
+        rows = list((await session.execute(
+            select(Delivery).where(Delivery.inbox_url == dead))).scalars())
+    assert paused is not None and paused.down_until > world.clock.now
+    assert len(rows) == 6
+    assert all(r.next_attempt_at >= paused.down_until for r in rows if r.attempts == 0)
+    assert sum(r.attempts for r in rows) == 1  # and none of them was tried again
+
+
 def test_only_an_unreachable_host_is_paused_from_its_first_failure() -> None:
     rng = random.Random(1)
     refused = decide(status=None, attempts=1, created_at=0.0, now=0.0, unreachable=True, rng=rng)
