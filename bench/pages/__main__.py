@@ -14,6 +14,7 @@ import cProfile
 import io
 import pstats
 import random
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -95,6 +96,14 @@ async def seed(app: Any, threads: int, replies: int, per_thread: int) -> World:
     return World(f"/posts/b{big['id']}", cookie)
 
 
+async def more_replies(http: httpx.AsyncClient, thread: str) -> str | None:
+    """Where the thread page's first "more replies" link goes (a post's replies after those
+    drawn, or a cut branch continued on its post's page), if it has one."""
+    found = re.search(rf'<p class="meta more"><a href="{BASE}(/posts/b[^"]+)"',
+                      (await http.get(thread)).text)
+    return found.group(1) if found else None
+
+
 async def measure(http: httpx.AsyncClient, path: str, n: int, cookie: str | None,
                   warmup: int) -> tuple[list[float], float, float, int]:
     """Each request's time, the wall time of all, this process's CPU seconds per request
@@ -140,10 +149,13 @@ async def main(args: argparse.Namespace) -> None:
                 ("front page", "/", args.requests),
                 ("home feed", "/home", args.requests),
             ]
-            if args.only:
-                pages = [p for p in pages if any(o in p[0] for o in args.only)]
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+                following = await more_replies(http, world.big_thread)
+                if following is not None:
+                    pages.insert(1, ("thread, more replies", following, args.requests // 4))
+                if args.only:
+                    pages = [p for p in pages if any(o in p[0] for o in args.only)]
                 for label, path, n in pages:
                     rows = []
                     for reader, cookie in (("anonymous", None), ("signed in", world.cookie)):
