@@ -268,7 +268,7 @@ class Delivery(Base):
     order_key: Mapped[str | None] = mapped_column(String(32), default=None)
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
-        Index("ix_deliveries_order_key", "order_key", "id"),
+        Index("ix_deliveries_order_key", "order_key", "state", "id"),
         UniqueConstraint("activity_id", "inbox_url"),
     )
 

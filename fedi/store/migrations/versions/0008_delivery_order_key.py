@@ -22,7 +22,7 @@ def upgrade() -> None:
     # runs) have none and are sent unordered, as before.
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("order_key", sa.String(length=32), nullable=True))
-        batch.create_index("ix_deliveries_order_key", ["order_key", "id"], unique=False)
+        batch.create_index("ix_deliveries_order_key", ["order_key", "state", "id"], unique=False)
 
 
 def downgrade() -> None:
