@@ -8,6 +8,7 @@ addresses that carry it. Every decision about a host first reduces it to one for
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Final
@@ -165,6 +166,9 @@ def _normalise_host(host: str, raw: str) -> str:
     return encoded
 
 
+# Every inbox request asks this for the same few hosts (host_of, domain policy), and the IP
+# forms and IDNA cost more than the rest of accepting the request but its signature check.
+@functools.lru_cache(maxsize=2048)
 def normalise_or_none(raw: str) -> str | None:
     """Like normalise_domain, for hosts seen on the wire: None when it is not a domain."""
     try:

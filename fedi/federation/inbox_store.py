@@ -71,26 +71,28 @@ class GroupCommit:
         """Returns once the row is committed; raises StoreBusy if it was not stored."""
         if len(self._pending) >= self._max_pending:
             raise StoreBusy(f"the inbox store is behind ({len(self._pending)} rows waiting)")
-        row = _Row(values, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        row = _Row(values, loop.create_future())
         row.done.add_done_callback(_retrieve)
         self._pending.append(row)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
+        # A timer, not wait_for: this runs for every request, and a timer is the cheaper.
+        timer = loop.call_later(self._max_wait, self._expire, row)
         try:
-            await asyncio.wait_for(asyncio.shield(row.done), self._max_wait)
-        except TimeoutError:
-            if not row.taken:
-                self._withdraw(row)
-                raise StoreBusy(
-                    f"the inbox store did not start a transaction in {self._max_wait:g} s"
-                ) from None
-            await row.done  # under way: its commit or rollback answers
+            await row.done
+        finally:
+            timer.cancel()
 
-    def _withdraw(self, row: _Row) -> None:
+    def _expire(self, row: _Row) -> None:
+        """Withdraw a row still waiting for its transaction; one under way waits for it."""
+        if row.taken or row.done.done():
+            return
         with contextlib.suppress(ValueError):
             self._pending.remove(row)
-        if not row.done.done():
-            row.done.cancel()
+        row.done.set_exception(
+            StoreBusy(f"the inbox store did not start a transaction in {self._max_wait:g} s")
+        )
 
     async def _run(self) -> None:
         while self._pending:

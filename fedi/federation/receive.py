@@ -58,6 +58,14 @@ class InboxResult:
         return InboxResult(refusal.status, refusal.reason, refusal.retry_after)
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """Admission passed. The signature as parsed for it (or why it could not be), handed to
+    receive() so that a request's signature header is parsed once."""
+
+    signature: SignatureParams | SignatureError
+
+
 class Receiver:
     def __init__(
         self,
@@ -85,41 +93,47 @@ class Receiver:
             engine, insert(InboxItem).on_conflict_do_nothing(index_elements=["activity_uri"])
         )
 
-    async def admit(self, headers: Mapping[str, str]) -> InboxResult | None:
+    async def admit(self, headers: Mapping[str, str]) -> InboxResult | Admitted:
         """Admission control from the headers alone (the route asks before reading the
-        body): None, or 503 (the queue is full or behind) or 429 (this host is over its share).
-        """
-        refused = await self._admit(headers)
-        if refused is not None:
-            metrics.inbox_result(refused.status)
-        return refused
+        body): 503 (the queue is full or behind), 429 (this host is over its share), or
+        Admitted, to be handed to receive()."""
+        admission = await self._admit(headers)
+        if isinstance(admission, InboxResult):
+            metrics.inbox_result(admission.status)
+        return admission
 
-    async def _admit(self, headers: Mapping[str, str]) -> InboxResult | None:
+    async def _admit(self, headers: Mapping[str, str]) -> InboxResult | Admitted:
         if self._backlog is not None and (full := await self._backlog.refusal()) is not None:
             return InboxResult.refused(full)
-        if self._buckets is not None:
-            try:
-                signer_host = host_of(parse_signature(headers).key_id)
-            except SignatureError:
-                return None  # receive() answers 401 with the reason
-            if (too_fast := self._buckets.refusal(signer_host)) is not None:
-                return InboxResult.refused(too_fast)
-        return None
+        try:
+            signature = parse_signature(headers)
+        except SignatureError as exc:
+            return Admitted(exc)  # receive() answers 401 with the reason
+        if self._buckets is not None and (
+            too_fast := self._buckets.refusal(host_of(signature.key_id))
+        ) is not None:
+            return InboxResult.refused(too_fast)
+        return Admitted(signature)
 
-    async def receive(self, request: InboxRequest) -> InboxResult:
-        result = await self._receive(request)
+    async def receive(
+        self, request: InboxRequest, admitted: Admitted | None = None
+    ) -> InboxResult:
+        """`admitted`: what admit() answered for these headers; without it, admission is
+        decided here (nothing refused is stored either way)."""
+        result = await self._receive(request, admitted)
         metrics.inbox_result(result.status)
         return result
 
-    async def _receive(self, request: InboxRequest) -> InboxResult:
-        # Admission first (again, for callers that did not ask): nothing refused is stored.
-        if (refused := await self._admit(request.headers)) is not None:
-            return refused
-        try:
-            signature = parse_signature(request.headers)
-        except SignatureError as exc:
+    async def _receive(self, request: InboxRequest, admitted: Admitted | None) -> InboxResult:
+        if admitted is None:
+            admission = await self._admit(request.headers)
+            if isinstance(admission, InboxResult):
+                return admission
+            admitted = admission
+        signature = admitted.signature
+        if isinstance(signature, SignatureError):
             signed = "signature" in request.headers or "signature-input" in request.headers
-            return _unverified("malformed" if signed else "unsigned", exc.reason)
+            return _unverified("malformed" if signed else "unsigned", signature.reason)
         # A host's share is charged only once its signature verified (below), so forged key
         # ids cannot spend another host's share.
         signer_host = host_of(signature.key_id)
@@ -132,11 +146,12 @@ class Receiver:
             activity = parse_activity_body(request.body)
         except ValidationError as exc:
             return InboxResult(400, exc.reason)
-        for host in {host_of(activity.actor), host_of(signature.key_id)}:
+        actor_host = host_of(activity.actor)
+        for host in {actor_host, signer_host}:
             refusal = await self._host_policy(host)
             if refusal is not None:
                 return InboxResult(403, refusal)
-        if host_of(signature.key_id) != host_of(activity.actor):
+        if signer_host != actor_host:
             return _unverified("key_host", "the signing key is not on the actor's host")
 
         try:

@@ -102,9 +102,9 @@ async def inbox(request: Request) -> Response:
         return _too_large(limit)
     headers = {k.lower(): v for k, v in request.headers.items()}
     # Under a flood, refuse before reading the body.
-    refused = await services.receiver.admit(headers)
-    if refused is not None:
-        return _inbox_answer(refused)
+    admission = await services.receiver.admit(headers)
+    if isinstance(admission, InboxResult):
+        return _inbox_answer(admission)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -120,7 +120,8 @@ async def inbox(request: Request) -> Response:
             headers=headers,
             body=b"".join(chunks),
             recipient=recipient,
-        )
+        ),
+        admission,
     )
     return _inbox_answer(result)
 
