@@ -57,6 +57,7 @@ from fedi.services import build_services
 from fedi.store.migrate import migrate
 
 TARGET_PER_SECOND = 3000.0
+TARGET_P99 = 0.050  # seconds, at half the capacity (open loop)
 GROUP = "benchgroup"
 ACTOR_NAME = "bench"
 REQUEST_TIMEOUT = 30.0
@@ -81,6 +82,8 @@ class Options:
     timeout: float
     pg_url: str | None
     server_workers: int = 1
+    rate: float | None = None  # open-loop phase at this many requests/s; 0: half the capacity
+    rate_seconds: float = 10.0
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Outcome:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     wall: float = 0.0
+    offered: float = 0.0  # open loop: the rate requests were sent at
 
     @property
     def accepted(self) -> int:
@@ -301,6 +305,44 @@ async def fire(
     return outcome
 
 
+async def fire_at_rate(
+    session: aiohttp.ClientSession, url: str, requests: Sequence[Signed], rate: float,
+    limit_s: float,
+) -> Outcome:
+    """Open loop: request i is sent at start + i / rate whether or not earlier ones were
+    answered, and its latency counts from that moment (a server that falls behind is charged
+    for the wait, not excused by a slower sender)."""
+    outcome = Outcome(latencies=[0.0] * len(requests))
+    per_request = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+
+    async def one(index: int, due: float) -> None:
+        item = requests[index]
+        try:
+            async with session.post(
+                url, data=item.body, headers=item.headers, timeout=per_request
+            ) as resp:
+                answer = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            status, answer = -1, repr(exc).encode()
+        outcome.latencies[index] = time.perf_counter() - due
+        outcome.statuses[status] += 1
+        if status != 202 and len(outcome.errors) < 5:
+            outcome.errors.append(f"{status}: {answer[:300].decode(errors='replace')}")
+
+    started = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    for index in range(len(requests)):
+        due = started + index / rate
+        if (delay := due - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(index, due)))
+    outcome.offered = len(requests) / max(time.perf_counter() - started, 1e-9)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=limit_s)
+    outcome.wall = time.perf_counter() - started
+    return outcome
+
+
 # -- the benchmark -------------------------------------------------------------------------------
 async def prepare_database(db: BenchDatabase, base_url: str) -> str:
     """Schema, instance actor, a user and the group; returns the group's id."""
@@ -326,6 +368,8 @@ async def bench(options: Options, db: BenchDatabase) -> None:
     await actor.start()
     stop_renicing = asyncio.Event()
     renicing: asyncio.Task[int] | None = None
+    rated: Outcome | None = None
+    rated_window: CpuWindow | None = None
     try:
         t0 = time.perf_counter()
         total = options.warmup + options.requests
@@ -350,6 +394,18 @@ async def bench(options: Options, db: BenchDatabase) -> None:
             finally:
                 if sampling is not None:
                     sampling.stop()
+            if options.rate is not None:
+                capacity = timed.accepted / timed.wall if timed.wall else 0.0
+                rate = options.rate or capacity / 2
+                more = presign(actor, url, options.scheme,
+                               max(1, int(rate * options.rate_seconds)), group_uri)
+                total += len(more)
+                rated_window = CpuWindow(pids=[server.pid], watch_postgres=db.kind == "postgres")
+                open_loop = aiohttp.TCPConnector(limit=0)
+                async with aiohttp.ClientSession(connector=open_loop) as free_session:
+                    with rated_window.measure():
+                        rated = await fire_at_rate(free_session, url, more, rate,
+                                                   options.timeout)
     finally:
         stop_renicing.set()
         reniced = await renicing if renicing is not None else 0
@@ -362,8 +418,11 @@ async def bench(options: Options, db: BenchDatabase) -> None:
         after = await postgres_counters(db.url)
         pg_delta = {k: after[k] - pg_before[k] for k in after}
     print_results(
-        options, db, server, actor, warm, timed, window, stored, total, presign_s, pg_delta
+        options, db, server, actor, warm, timed, window, stored, total, presign_s, pg_delta,
+        rated,
     )
+    if rated is not None and rated_window is not None:
+        print_rated(db, rated, rated_window)
     for line in server.log().splitlines():
         if line.startswith("serve_whatif:"):
             print(f"  {line}")
@@ -383,13 +442,13 @@ async def bench(options: Options, db: BenchDatabase) -> None:
 def print_results(
     options: Options, db: BenchDatabase, server: FediServer, actor: FakeActor, warm: Outcome,
     timed: Outcome, window: CpuWindow, stored: int, total: int, presign_s: float,
-    pg_delta: dict[str, int] | None,
+    pg_delta: dict[str, int] | None, rated: Outcome | None = None,
 ) -> None:
     lat = sorted(timed.latencies)
     rate = timed.accepted / timed.wall if timed.wall else 0.0
     server_cpu = window.others[0]
     path = "/inbox" if options.inbox == "shared" else f"/groups/{GROUP}/inbox"
-    answered = timed.accepted + warm.accepted
+    answered = timed.accepted + warm.accepted + (rated.accepted if rated else 0)
     if stored == total:
         durability = "OK, one row per request"
     elif stored == answered:
@@ -403,7 +462,7 @@ def print_results(
         pg_cpu = f"{window.postgres:.2f} s, {per:.0f} µs per request"
     rejected = sum(n for s, n in timed.statuses.items() if s != 202) + sum(
         n for s, n in warm.statuses.items() if s != 202
-    )
+    ) + (sum(n for s, n in rated.statuses.items() if s != 202) if rated else 0)
     report([
         ("machine", describe_machine()),
         ("database", db.kind),
@@ -428,7 +487,8 @@ def print_results(
         ("accepted/s", f"{rate:.0f}"),
         ("latency p50 / p90 / p99 / max", " / ".join(
             f"{percentile(lat, q) * 1000:.1f}" for q in (0.5, 0.9, 0.99, 1.0)) + " ms"),
-        ("rows in inbox_items", f"{stored} of {total} requests sent: {durability}"),
+        ("rows in inbox_items", f"{stored} of {total} requests sent (all phases): "
+                                f"{durability}"),
         ("actor document fetches", actor.fetches),
         ("server CPU", f"{server_cpu:.2f} s ({server_cpu / timed.wall:.0%} of one core), "
                        f"{server_cpu * 1e6 / max(timed.accepted, 1):.0f} µs per request"),
@@ -453,6 +513,27 @@ def print_results(
     else:
         report([("target", f"n/a on SQLite (>= {TARGET_PER_SECOND:.0f}/s is for PostgreSQL)")],
                "verdict")
+
+
+def print_rated(db: BenchDatabase, rated: Outcome, window: CpuWindow) -> None:
+    lat = sorted(rated.latencies)
+    p99 = percentile(lat, 0.99)
+    report([
+        ("offered rate (open loop)", f"{rated.offered:.0f}/s for {len(lat)} requests"),
+        ("answers", dict(rated.statuses)),
+        ("accepted/s", f"{rated.accepted / rated.wall:.0f}" if rated.wall else "n/a"),
+        ("latency p50 / p90 / p99 / max", " / ".join(
+            f"{percentile(lat, q) * 1000:.1f}" for q in (0.5, 0.9, 0.99, 1.0)) + " ms"),
+        ("server CPU", f"{window.others[0]:.2f} s ({window.others[0] / rated.wall:.0%} of one "
+                       f"core), {window.others[0] * 1e6 / max(rated.accepted, 1):.0f} µs per "
+                       "request"),
+    ], "inbox at a fixed rate")
+    for error in rated.errors:
+        print(f"  first error bodies: {error}")
+    if db.kind == "postgres":
+        verdict = "MET" if p99 <= TARGET_P99 and rated.accepted == len(lat) else "NOT MET"
+        report([("p99 target", f"{verdict} ({p99 * 1000:.1f} ms vs <= "
+                               f"{TARGET_P99 * 1000:.0f} ms at half the capacity)")], "verdict")
 
 
 def print_profile(path: Path, top: int = 25) -> None:
@@ -499,6 +580,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="what-if: store inbox rows with a Core INSERT, or group-committed")
     parser.add_argument("--whatif-flushers", type=int, default=None, metavar="K",
                         help="what-if with --whatif-store batch: K transactions in flight")
+    parser.add_argument("--rate", default=None, metavar="R|half",
+                        help="then run open loop at R requests/s ('half': half the capacity "
+                             "just measured) and print its latency percentiles")
+    parser.add_argument("--rate-seconds", type=float, default=10.0,
+                        help="length of the --rate phase")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="give up on a phase after this many seconds")
     parser.add_argument("--pg-url", default=None,
@@ -507,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     if args.py_spy and not pyspy.available():
         parser.error("--py-spy needs py-spy on PATH: pip install py-spy")
+    if args.rate not in (None, "half") and not float(args.rate) > 0:
+        parser.error("--rate must be a positive number or 'half'")
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 1:
         parser.error("--requests, --warmup and --concurrency must be at least 1")
     return Options(
@@ -517,6 +605,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         py_spy=args.py_spy,
         whatif=whatif_args(args.whatif_pool, args.whatif_store, args.whatif_flushers),
         timeout=args.timeout, pg_url=args.pg_url,
+        rate=None if args.rate is None else 0.0 if args.rate == "half" else float(args.rate),
+        rate_seconds=args.rate_seconds,
     )
 
 
