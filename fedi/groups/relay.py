@@ -36,8 +36,10 @@ from fedi.urls import Urls, new_id
 
 
 async def members(session: AsyncSession, group: Actor, thread_id: int | None) -> list[Member]:
+    # Columns, not Actor objects: every relayed activity reads all members (bench.processing).
     rows = await session.execute(
-        select(Actor, Follow.wants_all_replies, Host.software)
+        select(Actor.id, Actor.uri, Actor.inbox, Actor.shared_inbox, Actor.local,
+               Follow.wants_all_replies, Host.software)
         .join(Follow, Follow.follower_id == Actor.id)
         .outerjoin(Host, Host.host == Actor.domain)
         .where(Follow.target_id == group.id, Follow.state == "accepted")
@@ -45,12 +47,12 @@ async def members(session: AsyncSession, group: Actor, thread_id: int | None) ->
     participants = await thread_participants(session, thread_id) if thread_id else set()
     return [
         Member(
-            Recipient(actor.uri, actor.inbox, actor.shared_inbox, actor.local),
+            Recipient(uri, inbox, shared_inbox, local),
             threaded=is_threaded(software),
-            participant=actor.id in participants,
+            participant=actor_id in participants,
             wants_all=wants_all,
         )
-        for actor, wants_all, software in rows.all()
+        for actor_id, uri, inbox, shared_inbox, local, wants_all, software in rows.all()
     ]
 
 
