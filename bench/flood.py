@@ -53,6 +53,7 @@ class Options:
     host_burst: int
     retry: bool
     pg_url: str | None
+    rate: float | None = None  # open loop: the flood's requests/s (e.g. 2x the inbox's capacity)
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Tally:
     accepted: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)  # refused and never accepted later
     first_error: str = ""
+    offered: float = 0.0  # --rate: the rate the first round was actually sent at
 
     def record(self, uri: str, status: int, body: bytes) -> None:
         self.statuses[status] += 1
@@ -163,9 +165,31 @@ async def send(
     return longest
 
 
+async def send_at_rate(
+    session: aiohttp.ClientSession, url: str, items: list[Signed], rate: float, tally: Tally,
+) -> int:
+    """Open loop: item i goes at start + i / rate whatever the answers to earlier ones (a
+    flood does not slow down because the server does); returns the longest Retry-After."""
+    longest = 0
+
+    async def one(item: Signed) -> None:
+        nonlocal longest
+        longest = max(longest, await send(session, url, [item], 1, tally))
+
+    started = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+    for index, item in enumerate(items):
+        if (delay := started + index / rate - time.perf_counter()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(item)))
+    tally.offered = len(items) / max(time.perf_counter() - started, 1e-9)
+    await asyncio.gather(*tasks)
+    return longest
+
+
 async def flood(
     session: aiohttp.ClientSession, url: str, items: list[Signed], options: Options,
-    tally: Tally,
+    tally: Tally, first_round: list[float],
 ) -> int:
     """The flood, and with --retry its resends; returns the number of rounds."""
     by_uri = {json.loads(item.body)["id"]: item for item in items}
@@ -173,7 +197,13 @@ async def flood(
     rounds = 0
     while pending:
         rounds += 1
-        wait = await send(session, url, pending, options.concurrency, tally)
+        round_started = time.perf_counter()
+        if options.rate is not None and rounds == 1:
+            wait = await send_at_rate(session, url, pending, options.rate, tally)
+        else:
+            wait = await send(session, url, pending, options.concurrency, tally)
+        if rounds == 1:
+            first_round += [len(tally.accepted), time.perf_counter() - round_started]
         if not options.retry:
             break
         pending = [by_uri[uri] for uri in tally.refused if uri in by_uri]
@@ -206,18 +236,20 @@ async def bench(options: Options, db: BenchDatabase) -> None:
     process = start_fedi(db, port, options)
     sampler = QueueSampler(db.url)
     flooded, calmed = Tally(), Tally()
+    first_round: list[float] = []  # accepted and seconds of the first round
     stop_sampling, stop_calm = asyncio.Event(), asyncio.Event()
     try:
         await wait_ready(base_url, process)
         sampling = asyncio.create_task(sampler.run(stop_sampling))
         # Idle connections dropped before the server's keep-alive timeout (5 s) closes them.
-        connector = aiohttp.TCPConnector(limit=options.concurrency + 4, keepalive_timeout=3)
+        in_flight = options.concurrency if options.rate is None else max(options.concurrency, 512)
+        connector = aiohttp.TCPConnector(limit=in_flight + 4, keepalive_timeout=3)
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             started = time.perf_counter()
             calming = asyncio.create_task(
                 calm_sender(session, url, calm_items, stop_calm, calmed))
-            rounds = await flood(session, url, flood_items, options, flooded)
+            rounds = await flood(session, url, flood_items, options, flooded, first_round)
             flood_s = time.perf_counter() - started
             stop_calm.set()
             await calming
@@ -235,12 +267,15 @@ async def bench(options: Options, db: BenchDatabase) -> None:
         process.wait(timeout=30)
         await flooder.stop()
         await calm.stop()
-    print_results(options, db, flooded, calmed, states, sampler.peak, rounds, flood_s, drained_s)
+    print_results(options, db, flooded, calmed, states, sampler.peak, rounds, flood_s, drained_s,
+                  int(first_round[0]) if first_round else 0,
+                  first_round[1] if first_round else 0.0)
 
 
 def print_results(
     options: Options, db: BenchDatabase, flooded: Tally, calmed: Tally, states: dict[str, str],
-    peak: int, rounds: int, flood_s: float, drained_s: float,
+    peak: int, rounds: int, flood_s: float, drained_s: float, first_accepted: int = 0,
+    first_s: float = 0.0,
 ) -> None:
     accepted = flooded.accepted | calmed.accepted
     lost = [uri for uri in accepted if uri not in states]
@@ -252,8 +287,9 @@ def print_results(
         ("machine", describe_machine()),
         ("database", db.kind),
         ("server", "fedi serve (one process, with its worker)"),
-        ("flood", f"{options.requests} activities from one host, {options.concurrency} "
-                  "in flight; another host sends one every 0.2 s"),
+        ("flood", f"{options.requests} activities from one host, " + (
+            f"{options.concurrency} in flight" if options.rate is None else
+            f"open loop at {options.rate:.0f}/s") + "; another host sends one every 0.2 s"),
         ("limits", f"queue {options.max_queue}, age {options.max_age} s, per host "
                    f"{options.host_rate}/s burst {options.host_burst}"),
         ("resend refused after Retry-After", "yes" if options.retry else "no"),
@@ -263,6 +299,10 @@ def print_results(
         ("flooding host: accepted (202)", f"{len(flooded.accepted)} of {options.requests}"
                                           f" in {rounds} round(s)"),
         ("flooding host: refused answers", refused_answers),
+        ("flood: offered rate", f"{flooded.offered:.0f}/s (open loop), accepted "
+                                f"{first_accepted / max(first_s, 1e-9):.0f}/s in that round"
+         if options.rate is not None else "closed loop (--concurrency)"),
+        ("processed (done)", sum(1 for uri in accepted if states.get(uri) == "done")),
         ("other host: answers", dict(sorted(calmed.statuses.items()))),
         ("inbox queue peak", f"{peak} activities waiting"),
         ("flood phase", f"{flood_s:.1f} s"),
@@ -291,12 +331,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--host-burst", type=int, default=300, help="FEDI_INBOX_HOST_BURST")
     parser.add_argument("--retry", action="store_true",
                         help="resend refused activities after their Retry-After")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="send the flood open loop at R requests/s (e.g. twice the "
+                             "capacity bench.inbox measured) instead of --concurrency in flight")
     parser.add_argument("--pg-url", default=None, help="PostgreSQL server (see bench/README)")
     args = parser.parse_args(argv)
     if min(args.requests, args.concurrency) < 1:
         parser.error("--requests and --concurrency must be at least 1")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
     return Options(args.database, args.requests, args.concurrency, args.max_queue,
-                   args.max_age, args.host_rate, args.host_burst, args.retry, args.pg_url)
+                   args.max_age, args.host_rate, args.host_burst, args.retry, args.pg_url,
+                   args.rate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -216,6 +216,27 @@ async def test_a_flooding_host_is_slowed_and_others_still_get_in(slow_host: Worl
     w.assert_clean_log()
 
 
+async def test_many_hosts_past_capacity_are_refused_and_every_202_is_processed(
+    tmp_path: Path, database_url: str,
+) -> None:
+    """Issue 13 item 6: no host is over its own share (host limits off), yet together they send
+    faster than the worker processes; the queue's limit answers 503 with Retry-After, the
+    worker keeps running, and each 202 ends processed."""
+    env = {"FEDI_INBOX_MAX_QUEUE": "15", "FEDI_INBOX_HOST_RATE": "10000",
+           "FEDI_INBOX_HOST_BURST": "10000"}
+    async for w in world(tmp_path, database_url, env, worker=True):
+        first, second = await asyncio.gather(
+            w.send(w.flood, 80, concurrency=10), w.send(w.calm, 80, concurrency=10))
+        for sent in (first, second):
+            assert set(sent.statuses.values()) <= {202, 503}, sent.statuses
+            assert all(value.isdigit() and int(value) > 0 for value in sent.retry_after)
+        accepted = first.ids(202) | second.ids(202)
+        assert first.ids(503) | second.ids(503), "160 activities at once fit a queue of 15"
+        assert first.ids(202) and second.ids(202), "one host took all the room"
+        await w.all_processed(accepted)
+        w.assert_clean_log()
+
+
 # -- the pure rules, with a fake clock --------------------------------------------------------
 def test_host_buckets_refill_at_the_rate_and_forget_idle_hosts() -> None:
     now = [0.0]
