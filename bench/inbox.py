@@ -576,10 +576,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
                              "timed phase and print where its CPU goes")
     parser.add_argument("--whatif-pool", default=None, metavar="SIZE[,OVERFLOW]",
                         help="what-if: run the server with this SQLAlchemy pool")
-    parser.add_argument("--whatif-store", choices=("core", "batch"), default=None,
-                        help="what-if: store inbox rows with a Core INSERT, or group-committed")
-    parser.add_argument("--whatif-flushers", type=int, default=None, metavar="K",
-                        help="what-if with --whatif-store batch: K transactions in flight")
+    parser.add_argument("--whatif-store", choices=("core",), default=None,
+                        help="what-if: store each inbox row with its own Core INSERT and "
+                             "commit (fedi group-commits them)")
     parser.add_argument("--rate", default=None, metavar="R|half",
                         help="then run open loop at R requests/s ('half': half the capacity "
                              "just measured) and print its latency percentiles")
@@ -603,22 +602,20 @@ def parse_args(argv: list[str] | None = None) -> Options:
         cpu=None if args.cpu < 0 or args.server_workers > 1 else args.cpu, nice=args.nice,
         profile=args.profile, server_workers=args.server_workers,
         py_spy=args.py_spy,
-        whatif=whatif_args(args.whatif_pool, args.whatif_store, args.whatif_flushers),
+        whatif=whatif_args(args.whatif_pool, args.whatif_store),
         timeout=args.timeout, pg_url=args.pg_url,
         rate=None if args.rate is None else 0.0 if args.rate == "half" else float(args.rate),
         rate_seconds=args.rate_seconds,
     )
 
 
-def whatif_args(pool: str | None, store: str | None, flushers: int | None) -> list[str]:
+def whatif_args(pool: str | None, store: str | None) -> list[str]:
     result: list[str] = []
     if pool:
         size, _, overflow = pool.partition(",")
         result += ["--pool-size", str(int(size)), "--max-overflow", str(int(overflow or 0))]
     if store:
         result += ["--store", store]
-    if flushers:
-        result += ["--flushers", str(flushers)]
     return result
 
 
