@@ -321,7 +321,9 @@ class DeliveryWorker:
         # per-host rank), and hosts that are failing (failures recorded, no success since)
         # after all others and one row at a time, as a probe. However many rows wait for dead
         # hosts, a healthy host's new row is in the next claim.
-        failing = Delivery.host.in_(select(Host.host).where(Host.failures > 0))
+        # A join, not `host IN (SELECT …)`: PostgreSQL ran that as a scan of `hosts` per row
+        # (30 s a claim with 50,000 rows due).
+        failing = func.coalesce(Host.failures, 0) > 0
         ranked = (
             select(
                 Delivery.id,
@@ -331,6 +333,8 @@ class DeliveryWorker:
                 .label("rank"),
                 failing.label("failing"),
             )
+            .select_from(Delivery)
+            .outerjoin(Host, Host.host == Delivery.host)
             .where(*conditions)
             .subquery()
         )
@@ -343,6 +347,10 @@ class DeliveryWorker:
                 .where(ranked.c.rank <= case((ranked.c.failing, 1), else_=self._per_host))
                 .order_by(ranked.c.failing, ranked.c.rank, Delivery.next_attempt_at,
                           Delivery.id)
+                # Again on the row itself: PostgreSQL re-checks these on the row it locks, so a row
+                # another worker claimed and committed after our snapshot is passed over (the
+                # subquery's snapshot still saw it unclaimed).
+                .where(Delivery.state == "pending", Delivery.claimed_until < moment)
                 .limit(limit)
             )
             if self._postgres:
@@ -552,5 +560,8 @@ class DeliveryWorker:
                                       unreachable=any(o.host_unreachable for o in outcomes))
                 if pause:
                     record.down_until = moment + pause
+                    # From now on `hosts` keeps its rows out of claims: a list of 1,000 names
+                    # in the claim's NOT IN costs more than the whole scan (PostgreSQL).
+                    self._unreachable.pop(host, None)
                     log.warning("host %s failing; pausing deliveries for %.0fs", host, pause)
         return newly_gone
