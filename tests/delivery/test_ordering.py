@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from fedi.delivery.enqueue import object_key
+from fedi.delivery.worker import DeliveryWorker
 from tests.delivery.loopback import Fedi, LoopbackInbox, start_fedi
+from tests.support.databases import using_postgres
 
 NOTE = "http://fedi.test/posts/1"
 DELAY = 0.3
@@ -125,3 +127,28 @@ async def test_two_workers_keep_the_order(fedi: Fedi, inbox: LoopbackInbox) -> N
             break
     assert kinds(inbox) == ["Create", "Update", "Delete"]
     assert inbox.peak_in_flight == 1
+
+
+@pytest.mark.skipif(not using_postgres(), reason="SKIP LOCKED is a PostgreSQL feature")
+async def test_workers_claiming_side_by_side_never_take_the_same_row(fedi: Fedi) -> None:
+    """A row another worker claimed and committed after this claim's snapshot is passed over,
+    not claimed again: else a Create could go twice, the second time after its Update."""
+    import asyncio
+    from collections import Counter
+
+    for n in range(10):
+        await fedi.send(activity("Create", n, note=f"http://fedi.test/posts/{n}"),
+                        *(f"http://127.0.0.1:9/h{i}/inbox" for i in range(100)))
+    seen: Counter[int] = Counter()
+
+    async def claim_all(worker: DeliveryWorker) -> None:
+        while True:
+            rows, _ = await worker._claim(10)
+            if not rows:
+                return
+            seen.update(row.id for row in rows)
+
+    workers = [fedi.worker(per_host=64, per_host_start=64) for _ in range(4)]
+    await asyncio.gather(*(claim_all(w) for w in workers))
+    assert len(seen) == 1000
+    assert [row for row, times in seen.items() if times > 1] == []
