@@ -64,8 +64,6 @@ def patch_store_core() -> None:
         statement = vars(self).setdefault("_whatif_insert", _insert(self))
         async with self._sessionmaker.kw["bind"].begin() as conn:
             await conn.execute(statement, _row(activity, request))
-        if self._backlog is not None:
-            self._backlog.stored()
         if self._on_stored is not None:
             self._on_stored()
 

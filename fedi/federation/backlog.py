@@ -4,6 +4,8 @@ Counting rows on every request would cost more than storing one, so the figures 
 from the database at most once per `interval` and this process adds what it stored since.
 Several `fedi serve` processes share one database; each sees the others' rows at its next
 refresh, so the overshoot past the limit is bounded by what they accept in one interval.
+Within one process the limit is exact: rows being stored count too (`reserve`), so requests
+admitted together under a flood cannot all be stored past it.
 """
 
 from __future__ import annotations
@@ -39,22 +41,36 @@ class InboxBacklog:
         self._depth = 0
         self._oldest: float | None = None  # received_at of the oldest item not yet claimed
         self._stored_since = 0
+        self._storing = 0  # reserved: verified, being stored now
         self._read_at = float("-inf")
         self._reading = False
 
     async def refusal(self) -> Refusal | None:
         if not self._reading and self._monotonic() - self._read_at >= self._interval:
             await self._read()
+        return self._refusal()
+
+    def _refusal(self) -> Refusal | None:
         age = 0.0 if self._oldest is None else max(0.0, self._clock() - self._oldest)
         return queue_refusal(self.depth, age, self.limits)
 
     @property
     def depth(self) -> int:
-        return self._depth + self._stored_since
+        return self._depth + self._stored_since + self._storing
 
-    def stored(self) -> None:
-        """One more row of ours in the queue (counted until the next read sees it)."""
-        self._stored_since += 1
+    def reserve(self) -> Refusal | None:
+        """Right before a row is stored: the refusal if the queue, counting the rows being
+        stored now, is full; else this row is counted in until `release`."""
+        refused = self._refusal()
+        if refused is None:
+            self._storing += 1
+        return refused
+
+    def release(self, *, stored: bool) -> None:
+        """The reserved row was stored (counted until the next read sees it) or was not."""
+        self._storing -= 1
+        if stored:
+            self._stored_since += 1
 
     async def _read(self) -> None:
         self._reading = True

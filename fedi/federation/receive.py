@@ -180,10 +180,19 @@ class Receiver:
 
         if self._buckets is not None:
             self._buckets.take(signer_host)
+        # Checked again with the rows being stored now: a flood's requests, admitted together
+        # before any of them was stored, must not all go past the queue's limit.
+        if self._backlog is not None and (full := self._backlog.reserve()) is not None:
+            return InboxResult.refused(full)
+        stored = False
         try:
             await self._store(activity, request)
+            stored = True
         except StoreBusy as exc:  # nothing of it was stored: the sender must send it again
             return InboxResult(503, exc.reason, STORE_RETRY_AFTER)
+        finally:
+            if self._backlog is not None:
+                self._backlog.release(stored=stored)
         return InboxResult(202, "accepted")
 
     @staticmethod
@@ -213,8 +222,6 @@ class Receiver:
             "claimed_until": 0.0,
             "received_at": now(),
         })
-        if self._backlog is not None:
-            self._backlog.stored()
         if self._on_stored is not None:
             self._on_stored()
 

@@ -19,8 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from fedi.config import Settings
 from fedi.federation.admission import HostBuckets, QueueLimits, queue_refusal
+from fedi.federation.backlog import InboxBacklog
+from fedi.store.db import make_engine
+from fedi.store.migrate import migrate
 from tests.support.instance import FediInstance, eventually
 from tests.support.remote import FakeRemote
 
@@ -260,6 +265,26 @@ def test_host_buckets_stay_bounded_under_many_hosts() -> None:
     for index in range(1000):
         buckets.take(f"h{index}.example")
     assert len(buckets) == 50
+
+
+async def test_rows_being_stored_count_toward_the_queue_limit(database_url: str) -> None:
+    """Requests admitted together, before any of them was stored, cannot all go past the
+    limit: each reserves its place right before it is stored."""
+    settings = Settings(base_url="https://fedi.example", database_url=database_url)
+    engine = make_engine(settings)
+    try:
+        await migrate(engine)
+        backlog = InboxBacklog(async_sessionmaker(engine), QueueLimits(3, 600), interval=3600)
+        assert await backlog.refusal() is None  # reads the (empty) queue once
+        assert [backlog.reserve() for _ in range(3)] == [None, None, None]
+        full = backlog.reserve()
+        assert full is not None and full.status == 503 and full.retry_after > 0
+        backlog.release(stored=False)  # its transaction failed: the place is free again
+        assert backlog.reserve() is None
+        backlog.release(stored=True)  # stored: still counted until the next read
+        assert backlog.reserve() is not None and backlog.depth == 3
+    finally:
+        await engine.dispose()
 
 
 def test_queue_limits() -> None:
