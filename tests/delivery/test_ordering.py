@@ -112,6 +112,8 @@ async def test_an_update_waits_while_its_create_waits_for_a_retry(
     assert [state for _, state in await fedi.states()] == ["done"] * 4
 
 
+@pytest.mark.skipif(not using_postgres(),
+                    reason="workers share a queue on PostgreSQL (SKIP LOCKED); SQLite runs one")
 async def test_two_workers_keep_the_order(fedi: Fedi, inbox: LoopbackInbox) -> None:
     """Two worker instances (as two `fedi worker` processes) share the queue: the Update is
     not taken by the second while the first has the Create in flight."""
