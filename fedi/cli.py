@@ -83,6 +83,7 @@ environment:
   FEDI_INBOX_HOST_RATE          activities per second one remote host may send; more is
                                 answered 429 with Retry-After (default 30)
   FEDI_INBOX_HOST_BURST         bursts one host may send above its rate (default 300)
+  FEDI_INBOX_BATCH              inbox activities processed in one transaction (default 100)
   FEDI_HTTP_HEADER_TIMEOUT      seconds for a request's headers to arrive (default 10)
   FEDI_HTTP_BODY_TIMEOUT        seconds for a request's body to arrive (default 30)
   FEDI_HTTP_KEEPALIVE_TIMEOUT   seconds an idle kept-alive connection stays open (default 5)

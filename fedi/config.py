@@ -50,6 +50,8 @@ class Settings:
     # Each remote host may send this many activities per second, in bursts up to the burst.
     inbox_host_rate: int = 30
     inbox_host_burst: int = 300
+    # The inbox processor handles this many activities in one transaction (a savepoint each).
+    inbox_batch: int = 100
     # HTTP connections: request head and body must arrive within these, idle ones close.
     http_header_timeout: int = 10
     http_body_timeout: int = 30
@@ -267,6 +269,8 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
             env, "FEDI_INBOX_HOST_RATE", 30)),
         inbox_host_burst=get("FEDI_INBOX_HOST_BURST", lambda: _int(
             env, "FEDI_INBOX_HOST_BURST", 300)),
+        inbox_batch=get("FEDI_INBOX_BATCH", lambda: _int(
+            env, "FEDI_INBOX_BATCH", 100)),
         http_header_timeout=get("FEDI_HTTP_HEADER_TIMEOUT", lambda: _int(
             env, "FEDI_HTTP_HEADER_TIMEOUT", 10)),
         http_body_timeout=get("FEDI_HTTP_BODY_TIMEOUT", lambda: _int(

@@ -64,7 +64,7 @@ class Services:
     async def run_workers(self, stop: asyncio.Event) -> None:
         """The inbox processor and the delivery worker, until stop is set."""
         async def process_inbox() -> int:
-            handled = await self.processor.run_once()
+            handled = await self.processor.run_once(self.settings.inbox_batch)
             if handled:
                 self.delivery_wake.set()
             return handled

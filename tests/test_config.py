@@ -39,6 +39,7 @@ def test_values_are_normalised() -> None:
         ({"FEDI_ALLOW_PRIVATE_ADDRESSES": "maybe"}, "use 1 or 0"),
         ({"FEDI_DELIVERY_CONCURRENCY": "lots"}, "whole number"),
         ({"FEDI_DELIVERY_PER_HOST": "0"}, "at least 1"),
+        ({"FEDI_INBOX_BATCH": "0"}, "at least 1"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(env: dict[str, str], hint: str) -> None:

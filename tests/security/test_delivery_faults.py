@@ -286,7 +286,10 @@ async def test_sigkill_mid_inbox_processing_applies_each_activity_once(
                            "AND activity_uri LIKE '%/notes/%'")
         return int(found[0][0])
 
-    worker = a.spawn("worker", env=LEASE)
+    # Small batches (each one transaction): the kill lands after some have committed and,
+    # likely, inside another; one batch of 100 would commit all 60 at once.
+    small_batches = {**LEASE, "FEDI_INBOX_BATCH": "4"}
+    worker = a.spawn("worker", env=small_batches)
     await eventually(lambda: processed(), interval=0.02, what="processing has started")
     worker.send_signal(signal.SIGKILL)
     worker.wait()
@@ -294,7 +297,7 @@ async def test_sigkill_mid_inbox_processing_applies_each_activity_once(
     assert at_kill < total, "processing finished before the kill; nothing was tested"
     # What the processor's 120 s lease would do for its claimed items, without the wait.
     await execute(a, "UPDATE inbox_items SET claimed_until = 0 WHERE state = 'new'")
-    a.spawn("worker", env=LEASE)
+    a.spawn("worker", env=small_batches)
     await eventually(lambda: _equals(processed(), total), timeout=90, what="every item processed")
 
     failed = await rows(a, "SELECT activity_uri, error FROM inbox_items WHERE state = 'failed'")
