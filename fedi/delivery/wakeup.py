@@ -59,6 +59,9 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    # Savepoints send these events too (fedi.live.source says why only the outermost counts).
+    if session.in_nested_transaction():
+        return
     if session.new:
         session.flush()  # rows added since the last flush count too
     if not session.info.pop(_ADDED, False):
@@ -70,6 +73,8 @@ def _before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     if session.info.pop(_READY, False):
         waker = session.info.get(_WAKER)
         if callable(waker):
@@ -78,6 +83,8 @@ def _after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # waking the worker for rows a savepoint took back costs one empty claim
     session.info.pop(_ADDED, None)
     session.info.pop(_READY, None)
 

@@ -87,6 +87,12 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    # SQLAlchemy sends the commit and rollback events for savepoints too (the inbox
+    # processor runs each item in one): only the outermost transaction's end decides, or
+    # a post would be announced before it is committed, and one item's rollback would
+    # drop the events of the items before it.
+    if session.in_nested_transaction():
+        return
     if session.new or session.dirty:
         session.flush()  # commit flushes after this hook: its rows' events must be seen first
     if _NOTED not in session.info and _FLUSHED not in session.info:
@@ -104,6 +110,8 @@ def _before_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
     events: list[LiveEvent] = session.info.pop(_READY, [])
     hub = session.info.get(_HUB)
     if isinstance(hub, Hub):
@@ -113,6 +121,8 @@ def _after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint's own notes are dropped by whoever rolled it back
     session.info.pop(_NOTED, None)
     session.info.pop(_FLUSHED, None)
     session.info.pop(_READY, None)

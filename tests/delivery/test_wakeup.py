@@ -71,6 +71,24 @@ async def test_rollback_and_other_writes_wake_nobody(world: tuple[Services, Acto
     assert not services.delivery_wake.is_set()
 
 
+async def test_savepoints_wake_at_the_outer_commit_and_a_rolled_back_one_keeps_the_rest(
+    world: tuple[Services, Actor],
+) -> None:
+    # The inbox processor runs each item of a batch in a savepoint; SQLAlchemy sends commit
+    # and rollback events for those too.
+    services, group = world
+    services.delivery_wake.clear()
+    async with services.sessionmaker() as session, session.begin():
+        async with session.begin_nested():
+            await enqueue(session, group, {**ANNOUNCE, "actor": group.uri},
+                          ["http://a.example/inbox"])
+        with contextlib.suppress(RuntimeError):
+            async with session.begin_nested():
+                raise RuntimeError("the next item fails")
+        assert not services.delivery_wake.is_set()  # the rows are not committed yet
+    assert services.delivery_wake.is_set()
+
+
 @pytest.mark.skipif(not using_postgres(), reason="LISTEN/NOTIFY is PostgreSQL's")
 async def test_another_process_commit_wakes_a_listening_worker(database_url: str) -> None:
     # Two Services on one database stand for `fedi post` and a `fedi worker` process.
