@@ -134,14 +134,15 @@ async def main(args: argparse.Namespace) -> None:
             await migrate(services.engine)
         finally:
             await services.close()
-        app = create_app(settings, run_worker=False)
+        # The garbage collector tuned as `fedi serve` tunes it (--stock-gc: Python's defaults).
+        app = create_app(settings, run_worker=False, tune_gc=not args.stock_gc)
         async with app.router.lifespan_context(app):
             t0 = time.perf_counter()
             world = await seed(app, args.threads, args.replies, args.per_thread)
             print(f"seeded {args.threads:,} threads and a thread of {args.replies:,} replies "
                   f"on {db.kind} in {time.perf_counter() - t0:.1f} s")
             pages = [
-                ("thread of replies", world.big_thread, args.requests // 4),
+                ("thread of replies", world.big_thread, args.requests),
                 ("group, hot", "/groups/big", args.requests),
                 ("group, new", "/groups/big?sort=new", args.requests),
                 ("group, active", "/groups/big?sort=active", args.requests),
@@ -153,7 +154,7 @@ async def main(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
                 following = await more_replies(http, world.big_thread)
                 if following is not None:
-                    pages.insert(1, ("thread, more replies", following, args.requests // 4))
+                    pages.insert(1, ("thread, more replies", following, args.requests))
                 if args.only:
                     pages = [p for p in pages if any(o in p[0] for o in args.only)]
                 for label, path, n in pages:
@@ -197,6 +198,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=200, help="per page and reader")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--stock-loop", action="store_true")
+    parser.add_argument("--stock-gc", action="store_true",
+                        help="Python's garbage collector settings, not fedi serve's")
     parser.add_argument("--only", action="append", default=[], metavar="LABEL",
                         help="only the pages whose label contains this (repeatable): "
                              "'thread', 'hot', 'front' …")
