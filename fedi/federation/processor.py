@@ -34,8 +34,7 @@ from fedi.errors import FediError, ValidationError
 from fedi.federation.receive import HostPolicy, allow_all
 from fedi.federation.resolve import ActorResolver
 from fedi.handlers import Handler, HandlerContext, Ignored
-from fedi.store.memo import batch_memo, memo_of
-from fedi.store.models import Actor, Group, InboxItem
+from fedi.store.models import Actor, InboxItem
 from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
@@ -75,8 +74,8 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def _hold_actor(held: list[Actor | Group], loaded: object) -> None:
-    if isinstance(loaded, Actor | Group):
+def _hold_actor(held: list[Actor], loaded: object) -> None:
+    if isinstance(loaded, Actor):
         held.append(loaded)
 
 
@@ -90,7 +89,6 @@ class _Item:
     body: str
     attempts: int
     uri: str
-    actor: str
 
 
 @dataclass(frozen=True)
@@ -166,8 +164,7 @@ class InboxProcessor:
                 # a host marked gone or paused by the breaker gets its deliveries back.
                 await revive_hosts(session, {host_of(row.actor_uri) for row in rows} - {""},
                                    moment)
-        return [_Item(row.id, row.body, row.attempts + 1, row.activity_uri, row.actor_uri)
-                for row in rows]
+        return [_Item(row.id, row.body, row.attempts + 1, row.activity_uri) for row in rows]
 
     async def _process_batch(self, items: Sequence[_Item]) -> None:
         outcomes: dict[int, Outcome] = {}
@@ -180,18 +177,13 @@ class InboxProcessor:
                     await (await session.connection()).exec_driver_sql("BEGIN")
                 # The session holds loaded objects weakly: a handler's actors would be
                 # gone by the next item, and every session.get(Actor, id) a query again
-                # (bench.processing: six per Like); so was a group's settings for every
-                # Create. Both change only through the ORM, so held ones stay true for the
-                # batch.
-                held: list[Actor | Group] = []
+                # (bench.processing: six per Like). Actors change only through the ORM, so
+                # held ones stay true for the batch.
+                held: list[Actor] = []
                 event.listen(session.sync_session, "loaded_as_persistent",
                              lambda _s, loaded: _hold_actor(held, loaded))
-                # What items read again and again (a group's roster and members), read once
-                # per batch; a write drops what it changes (fedi.store.memo).
-                async with batch_memo(session):
-                    await self._resolver.preload(session, {item.actor for item in items})
-                    for item in items:
-                        outcomes[item.id] = await self._process(session, item)
+                for item in items:
+                    outcomes[item.id] = await self._process(session, item)
                 await self._record(session, outcomes)
                 await session.commit()
             return
@@ -265,10 +257,6 @@ class InboxProcessor:
             for key, value in list(info.items()):
                 if isinstance(value, list):
                     del value[noted.get(key, 0):]
-            # What the item read may be what it wrote and has now rolled back.
-            memo = memo_of(session)
-            if memo is not None:
-                memo.clear()
             # Objects the item changed are expired now; the next item loads what it needs
             # afresh instead of touching them outside the session's I/O.
             session.expunge_all()
