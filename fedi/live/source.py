@@ -122,7 +122,10 @@ def _after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     if session.in_nested_transaction():
-        return  # a savepoint's own notes are dropped by whoever rolled it back
+        # The inbox processor (the one user of savepoints) drops a rolled-back item's notes
+        # itself; a stray one would be harmless: every event's post is looked up and gated
+        # again before anything is sent.
+        return
     session.info.pop(_NOTED, None)
     session.info.pop(_FLUSHED, None)
     session.info.pop(_READY, None)
