@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,6 +85,7 @@ class Options:
     workers: int  # 0: the worker runs inside `fedi serve` (its default)
     cpu: int | None
     profile: bool
+    profile_out: str | None  # keep py-spy's raw samples (collapsed stacks) here
     timeout: float
     pg_url: str | None
     posts: int  # post mode: this many posts, one after another, each timed on its own
@@ -469,6 +471,8 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                       + " (CPU samples, whole run after joining)")
                 print(pyspy.summarize(sampling.path) if sampling.path.exists() else
                       sampling.log.read_text(errors="replace")[-2000:])
+                if options.profile_out and sampling.path.exists():
+                    shutil.copyfile(sampling.path, options.profile_out)
     finally:
         fleet.stop()
         inboxes.close()
@@ -493,6 +497,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="pin fedi serve to this CPU (fake servers: the other); -1: no")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the server (or the first worker) and print its summary")
+    parser.add_argument("--profile-out", default=None, metavar="PATH",
+                        help="with --profile: also keep py-spy's raw samples in PATH")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="give up waiting for arrivals after this many seconds")
     parser.add_argument("--pg-url", default=None)
@@ -506,7 +512,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     n = args.n or (2000 if args.mode == "post" else 1000)
     return Options(mode=args.mode, n=n, rtt_ms=args.rtt_ms, database=args.database,
                    workers=args.workers, cpu=None if args.cpu < 0 else args.cpu,
-                   profile=args.profile, timeout=args.timeout, pg_url=args.pg_url,
+                   profile=args.profile, profile_out=args.profile_out, timeout=args.timeout,
+                   pg_url=args.pg_url,
                    posts=max(1, args.posts), settings=dict(item.split("=", 1) for item in args.set))
 
 

@@ -74,6 +74,7 @@ async def enqueue(
         for inbox in dict.fromkeys(inboxes)
     ]
     if rows:
-        # One executemany, not an ORM object per row: a big group has thousands.
-        await session.execute(insert(Delivery), rows)
+        # One executemany on the table, not the ORM's bulk insert (which handles each row in
+        # Python again) nor an ORM object per row: a big group has thousands.
+        await session.execute(insert(Delivery.__table__), rows)  # type: ignore[arg-type]
     return record

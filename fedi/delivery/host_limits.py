@@ -48,6 +48,9 @@ class HostLimits:
     floor: int = 1
     max_hosts: int = MAX_HOSTS
     _hosts: OrderedDict[str, _Host] = field(default_factory=OrderedDict)
+    # Hosts that asked us to wait, until when: the worker asks before every claim, and going
+    # through every remembered host (thousands after a big fan-out) each time cost more.
+    _paused: dict[str, float] = field(default_factory=dict)
     peak: int = 0  # the highest limit any host reached (benchmarks print it)
 
     def __post_init__(self) -> None:
@@ -62,7 +65,8 @@ class HostLimits:
             self._hosts[host] = state
         self._hosts.move_to_end(host)
         while len(self._hosts) > self.max_hosts:
-            self._hosts.popitem(last=False)
+            forgotten, _ = self._hosts.popitem(last=False)
+            self._paused.pop(forgotten, None)
         return state
 
     def limit(self, host: str, now: float) -> int:
@@ -76,7 +80,9 @@ class HostLimits:
 
     def paused(self, now: float) -> list[str]:
         """Hosts that asked us to wait (Retry-After) and whose wait is not over."""
-        return [h for h, state in self._hosts.items() if state.paused_until > now]
+        for host in [h for h, until in self._paused.items() if until <= now]:
+            del self._paused[host]
+        return list(self._paused)
 
     def remembered(self) -> int:
         return len(self._hosts)
@@ -96,6 +102,7 @@ class HostLimits:
             rtt > SLOW_FACTOR * state.best_rtt
         if status in (429, 503) and retry_after is not None and retry_after > 0:
             state.paused_until = max(state.paused_until, now + min(retry_after, MAX_PAUSE))
+            self._paused[host] = state.paused_until
         if not ok or slow:
             if sent_at >= state.cut_at:  # sent after the last cut: news about the new limit
                 state.limit = max(float(self.floor), state.limit / 2)

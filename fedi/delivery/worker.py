@@ -32,7 +32,7 @@ import asyncio
 import logging
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -57,6 +57,7 @@ GONE_REASON = "not sent: the host is gone (its shared inbox answered 410 Gone)"
 SWEEP_SECONDS = 30.0  # how often rows for gone hosts are closed
 DEFER_SECONDS = 5.0  # how often due rows of paused hosts are moved to the end of the pause
 STOP_GRACE = 5.0  # on shutdown, in-flight requests get this long before they are released
+RECORD_SECONDS = 0.25  # results wait at most about this long to be recorded
 # Errors of the database or the connection to it: the worker waits and carries on.
 _DB_ERRORS = (SQLAlchemyError, OSError, ConnectionError, TimeoutError)
 
@@ -69,7 +70,6 @@ class _Claimed:
     attempts: int
     created_at: float
     activity_id: int
-    shared: bool
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,25 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._signers = Signers(monotonic)
         self._postgres = sessionmaker.kw["bind"].dialect.name == "postgresql"
-        # Refill when this many slots are free (or nothing runs): claims and records in
-        # groups, not one transaction per delivery.
+        # Rows are claimed ahead: up to `concurrency` more than the slots, so a freed slot is
+        # refilled from memory, and the queue is asked once per ~`concurrency` deliveries,
+        # not once per few (a claim walks every due row). Claimed again when fewer than
+        # `_refill_at` wait; results are recorded in groups of `_record_at`.
+        self._ahead = self._concurrency
         self._refill_at = max(1, self._concurrency // 8)
+        self._record_at = max(1, self._concurrency // 4)
         self._running: dict[int, _Claimed] = {}  # sending now
-        self._host_running: Counter[str] = Counter()
+        self._ready: deque[tuple[_Claimed, Bodies]] = deque()  # claimed, waiting for a slot
+        self._host_running: Counter[str] = Counter()  # rows in hand per host: running or ready
         self._finished: list[_Result] = []  # sent, not yet recorded
         self._tasks: set[asyncio.Task[None]] = set()
-        self._progress = asyncio.Event()
+        self._progress = asyncio.Event()  # a delivery finished, or new work was committed
+        # The last claim found less than it asked for: claim again only once enough finished
+        # (their hosts' slots and order keys free) or new work was committed, not at every
+        # result (an empty claim costs as much as a full one).
+        self._short = False
+        self._finished_since_claim = 0
+        self._new_work = False
         self._swept_at: float | None = None
         self._deferred_at: float | None = None
         # Hosts no connection could be opened to, until when (wall clock): their other rows are
@@ -140,20 +151,30 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Deliver every row that is due now, refilling slots as they free; return how many
         were attempted. Database errors propagate (tests and benchmarks want to see them)."""
-        return await self._pump(None, None, 0.5)
+        return await self._pump(None, 0.5)
 
     async def run(
         self, stop: asyncio.Event, wake: asyncio.Event | None = None, idle_seconds: float = 0.5
     ) -> None:
-        """Deliver until stop is set; a database outage is waited out, not fatal."""
-        await self._pump(stop, wake, idle_seconds)
+        """Deliver until stop is set; a database outage is waited out, not fatal. `wake` is set
+        when new deliveries are committed."""
+        forward = asyncio.create_task(self._forward(wake)) if wake is not None else None
+        try:
+            await self._pump(stop, idle_seconds)
+        finally:
+            if forward is not None:
+                forward.cancel()
 
-    async def _pump(
-        self, stop: asyncio.Event | None, wake: asyncio.Event | None, idle_seconds: float
-    ) -> int:
-        if wake is not None:
-            self._progress = wake  # one event: new work enqueued or a slot freed
+    async def _forward(self, wake: asyncio.Event) -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            self._new_work = True
+            self._progress.set()
+
+    async def _pump(self, stop: asyncio.Event | None, idle_seconds: float) -> int:
         attempted = 0
+        self._short = False
         pause = 0.0  # after a database error, growing
         flushed_at = self._monotonic()
         stop_by: float | None = None
@@ -164,16 +185,18 @@ class DeliveryWorker:
             claimed: int | None = None
             try:
                 await self._housekeeping()
-                room = self._concurrency - len(self._running)
+                wants = not stopping and self._wants_claim()
                 if self._finished and (
-                    room >= self._refill_at or not self._running or stopping
-                    or self._monotonic() - flushed_at > 1.0
+                    wants or len(self._finished) >= self._record_at or not self._running
+                    or stopping or self._monotonic() - flushed_at > RECORD_SECONDS
                 ):
                     await self._flush()
                     flushed_at = self._monotonic()
-                if not stopping and (room >= self._refill_at or not self._running):
-                    claimed = await self._start(room)
+                if wants:
+                    claimed = await self._claim_ahead()
                     attempted += claimed
+                if not stopping:
+                    await self._launch()
                 pause = 0.0
             except _DB_ERRORS as exc:
                 if stop is None:
@@ -181,7 +204,7 @@ class DeliveryWorker:
                 pause = min(5.0, max(0.25, pause * 2))
                 log.warning("delivery worker: database unavailable (%s); retrying in %.1fs",
                             brief(exc), pause)
-            idle = not self._running and not self._finished
+            idle = not self._running and not self._finished and not self._ready
             if stop is None and idle and claimed == 0:
                 return attempted
             if stopping and (idle or (stop_by is not None and self._monotonic() > stop_by)):
@@ -191,30 +214,52 @@ class DeliveryWorker:
                 await asyncio.sleep(pause)
                 continue
             self._progress.clear()
-            room = self._concurrency - len(self._running)
-            if self._finished and (room >= self._refill_at or not self._running):
-                continue  # results arrived while we claimed: record them and refill
+            if (self._finished and (len(self._finished) >= self._record_at
+                                    or not self._running)) or self._wants_claim():
+                continue  # results or work arrived while we claimed or recorded
             try:
                 await asyncio.wait_for(self._progress.wait(), timeout=idle_seconds)
             except TimeoutError:
-                pass
+                self._short = False  # polling: rows may have come due
 
-    async def _start(self, room: int) -> int:
-        if room <= 0:
-            return 0
+    def _wants_claim(self) -> bool:
+        held = len(self._running) + len(self._ready)
+        if not held:
+            return not self._short or self._new_work or self._finished_since_claim > 0
+        room = self._concurrency + self._ahead - held
+        if room < self._refill_at or len(self._ready) >= self._refill_at:
+            return False
+        if not self._short or self._new_work:
+            return True
+        return self._finished_since_claim >= max(1, min(self._refill_at,
+                                                         len(self._running) // 4))
+
+    async def _claim_ahead(self) -> int:
+        room = self._concurrency + self._ahead - len(self._running) - len(self._ready)
+        self._new_work = False
+        self._finished_since_claim = 0
         rows, bodies = await self._claim(room)
-        for start in range(0, len(rows), LAUNCH_WAVE):
-            for row in rows[start:start + LAUNCH_WAVE]:
-                self._running[row.id] = row
-                self._host_running[row.host] += 1
-                task = asyncio.create_task(self._deliver(row, bodies))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            # Signing is synchronous CPU work: started all at once, every request would be
-            # signed before the first one reached the network. In waves, the event loop gets
-            # to send the first requests while the next ones are signed.
-            await asyncio.sleep(0)
+        self._short = len(rows) < min(room, self._batch_size)
+        for row in rows:
+            self._ready.append((row, bodies))
+            self._host_running[row.host] += 1
         return len(rows)
+
+    async def _launch(self) -> None:
+        """Start claimed rows in the free slots."""
+        started = 0
+        while self._ready and len(self._running) < self._concurrency:
+            row, bodies = self._ready.popleft()
+            self._running[row.id] = row
+            task = asyncio.create_task(self._deliver(row, bodies))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+            if started % LAUNCH_WAVE == 0:
+                # Signing is synchronous CPU work: started all at once, every request would be
+                # signed before the first one reached the network. In waves, the event loop
+                # gets to send the first requests while the next ones are signed.
+                await asyncio.sleep(0)
 
     async def _deliver(self, row: _Claimed, bodies: Bodies) -> None:
         try:
@@ -229,13 +274,19 @@ class DeliveryWorker:
             result = _Result(row, outcome, None, f"internal error: {exc!r}"[:500], neutral=True)
         self._forget(row)
         self._finished.append(result)
+        self._finished_since_claim += 1
         self._progress.set()
 
     def _forget(self, row: _Claimed) -> None:
-        if self._running.pop(row.id, None) is not None:
-            self._host_running[row.host] -= 1
-            if self._host_running[row.host] <= 0:
-                del self._host_running[row.host]
+        self._running.pop(row.id, None)
+        self._host_running[row.host] -= 1
+        if self._host_running[row.host] <= 0:
+            del self._host_running[row.host]
+
+    def _held(self) -> list[int]:
+        """Ids of the rows this worker holds: running, claimed ahead, or not yet recorded."""
+        return [*self._running, *(row.id for row, _ in self._ready),
+                *(r.row.id for r in self._finished)]
 
     async def _flush(self) -> None:
         results, self._finished = self._finished, []
@@ -248,8 +299,9 @@ class DeliveryWorker:
     async def _housekeeping(self) -> None:
         """Renew the leases of rows in hand; close rows for gone hosts now and then."""
         mono = self._monotonic()
-        held = [*self._running, *(r.row.id for r in self._finished)]
-        if held and mono - self._renewed_at >= self._lease / 3:
+        holding = bool(self._running or self._ready or self._finished)
+        if holding and mono - self._renewed_at >= self._lease / 3:
+            held = self._held()
             async with self._sessionmaker() as session, session.begin():
                 await session.execute(
                     update(Delivery)
@@ -258,7 +310,7 @@ class DeliveryWorker:
                     .execution_options(synchronize_session=False)
                 )
             self._renewed_at = mono
-        elif not held:
+        elif not holding:
             self._renewed_at = mono
         if self._deferred_at is None or mono - self._deferred_at >= DEFER_SECONDS:
             await self._defer_paused_hosts()
@@ -268,8 +320,11 @@ class DeliveryWorker:
             self._swept_at = mono
 
     async def _release_all(self) -> None:
-        """Shutting down: cancel what still runs and hand its rows back to the queue."""
-        rows = list(self._running.values())
+        """Shutting down: cancel what still runs and hand its rows (and those claimed ahead)
+        back to the queue."""
+        rows = [*self._running.values(), *(row for row, _ in self._ready)]
+        while self._ready:
+            self._forget(self._ready.popleft()[0])
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -313,7 +368,7 @@ class DeliveryWorker:
         full += self._unreachable
         if full:
             conditions.append(Delivery.host.not_in(full))
-        held = [*self._running, *(r.row.id for r in self._finished)]
+        held = self._held()
         if held:
             # Our own rows, even when a jump of the wall clock made their lease look expired.
             conditions.append(Delivery.id.not_in(held))
@@ -342,7 +397,8 @@ class DeliveryWorker:
             # The LIMIT sits on the outer query so that rows other workers hold (SKIP LOCKED)
             # are passed over instead of using up the claim.
             query = (
-                select(Delivery.id, Delivery.host)
+                select(Delivery.id, Delivery.inbox_url, Delivery.host, Delivery.attempts,
+                       Delivery.created_at, Delivery.activity_id)
                 .join(ranked, ranked.c.id == Delivery.id)
                 .where(ranked.c.rank <= case((ranked.c.failing, 1), else_=self._per_host))
                 .order_by(ranked.c.failing, ranked.c.rank, Delivery.next_attempt_at,
@@ -356,28 +412,20 @@ class DeliveryWorker:
             if self._postgres:
                 query = query.with_for_update(skip_locked=True, of=Delivery)
             taken: Counter[str] = Counter()
-            ids: list[int] = []
-            for row_id, host in (await session.execute(query)).all():
-                if taken[host] < self._room(host):
-                    taken[host] += 1
-                    ids.append(row_id)
-            if not ids:
+            rows: list[_Claimed] = []
+            for found in (await session.execute(query)).all():
+                row = _Claimed(*found)
+                if taken[row.host] < self._room(row.host):
+                    taken[row.host] += 1
+                    rows.append(row)  # launched in claim order
+            if not rows:
                 return [], {}
             await session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(ids))
+                .where(Delivery.id.in_([row.id for row in rows]))
                 .values(claimed_until=moment + self._lease)
                 .execution_options(synchronize_session=False)
             )
-            shared = exists().where(Actor.shared_inbox == Delivery.inbox_url)
-            result = await session.execute(
-                select(
-                    Delivery.id, Delivery.inbox_url, Delivery.host, Delivery.attempts,
-                    Delivery.created_at, Delivery.activity_id, shared,
-                ).where(Delivery.id.in_(ids)).order_by(Delivery.next_attempt_at, Delivery.id)
-            )
-            order = {row_id: n for n, row_id in enumerate(ids)}  # launched in claim order
-            rows = sorted((_Claimed(*r) for r in result.all()), key=lambda r: order[r.id])
             bodies = await self._bodies(session, {row.activity_id for row in rows})
             await self._signers.learn(session, (row.host for row in rows))
         return rows, bodies
@@ -423,6 +471,11 @@ class DeliveryWorker:
             later = Outcome("pending", self._clock(), host_ok=False)
             return _Result(row, later, None, "not sent: the host is unreachable", neutral=True,
                            attempted=False)
+        if self.host_limits.limit(row.host, self._monotonic()) == 0:
+            # Claimed ahead before its host asked us to wait (Retry-After): not sent now.
+            wait = Outcome("pending", self._clock(), host_ok=True)
+            return _Result(row, wait, None, "not sent: the host asked us to wait", neutral=True,
+                           attempted=False)
         body, signer = bodies[row.activity_id]
         key = self._signers.key(row.host, signer)
         status: int | None = None
@@ -446,35 +499,62 @@ class DeliveryWorker:
                 self._unreachable[row.host] = self._clock() + breaker_pause(1, unreachable=True)
         self.host_limits.answered(row.host, sent_at=sent_at, now=self._monotonic(),
                                   status=status, retry_after=retry_after)
+        # Only a shared inbox's 410 says the whole host is gone: asked then, not in every claim.
+        try:
+            shared = status == 410 and await self._is_shared_inbox(row.inbox_url)
+        except _DB_ERRORS as exc:  # sent, but what its answer means is asked again later
+            retry = Outcome("pending", self._clock() + 5.0, host_ok=True)
+            return _Result(row, retry, status, f"{error} (database unavailable: {brief(exc)})",
+                           neutral=True)
         outcome = decide(
             status=status, attempts=row.attempts + 1, created_at=row.created_at,
-            now=self._clock(), retry_after=retry_after, shared_inbox=row.shared,
+            now=self._clock(), retry_after=retry_after, shared_inbox=shared,
             unreachable=unreachable, rng=self._rng,
         )
         return _Result(row, outcome, status, error)
 
+    async def _is_shared_inbox(self, inbox_url: str) -> bool:
+        async with self._sessionmaker() as session:
+            found = await session.execute(
+                select(Actor.id).where(Actor.shared_inbox == inbox_url).limit(1)
+            )
+            return found.first() is not None
+
     # -- recording --------------------------------------------------------------------------
     async def _record(self, results: list[_Result]) -> None:
         moment = self._clock()
-        updates = [
-            {
-                "id": r.row.id,
-                "state": r.outcome.state,
-                "attempts": r.row.attempts + (1 if r.attempted else 0),
-                "next_attempt_at": r.outcome.next_attempt_at,
-                "claimed_until": 0.0,
-                "last_status": r.status,
-                "last_error": r.error,
-                "done_at": moment if r.outcome.state != "pending" else None,
-            }
-            for r in results
-        ]
+        # Rows that end (done, failed, dropped) mostly share their new values: one
+        # UPDATE … WHERE id IN (…) per set of values, not a statement per row. Rows that wait
+        # for a retry each have their own instant.
+        ended: dict[tuple[str, int, int | None, str | None], list[int]] = {}
+        retries: list[dict[str, object]] = []
+        for r in results:
+            attempts = r.row.attempts + (1 if r.attempted else 0)
+            if r.outcome.state == "pending":
+                retries.append({
+                    "id": r.row.id, "state": "pending", "attempts": attempts,
+                    "next_attempt_at": r.outcome.next_attempt_at, "claimed_until": 0.0,
+                    "last_status": r.status, "last_error": r.error, "done_at": None,
+                })
+            else:
+                key = (r.outcome.state, attempts, r.status, r.error)
+                ended.setdefault(key, []).append(r.row.id)
         by_host: dict[str, list[Outcome]] = {}
         for r in results:
             if not r.neutral:
                 by_host.setdefault(r.row.host, []).append(r.outcome)
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(update(Delivery), updates)
+            for (state, attempts, status, error), ids in ended.items():
+                await session.execute(
+                    update(Delivery)
+                    .where(Delivery.id.in_(ids))
+                    .values(state=state, attempts=attempts, next_attempt_at=moment,
+                            claimed_until=0.0, last_status=status, last_error=error,
+                            done_at=moment)
+                    .execution_options(synchronize_session=False)
+                )
+            if retries:
+                await session.execute(update(Delivery), retries)
             gone = await self._update_hosts(session, by_host, moment)
         for r in results:  # counted once recorded: a failed commit is recorded again later
             if r.attempted:
@@ -485,7 +565,7 @@ class DeliveryWorker:
 
     async def _close_gone_hosts(self) -> None:
         """Close the pending rows of hosts marked gone: never claimed, they would wait forever."""
-        held = [*self._running, *(r.row.id for r in self._finished)]
+        held = self._held()
         statement = (
             update(Delivery)
             .where(
@@ -527,32 +607,41 @@ class DeliveryWorker:
         self, session: AsyncSession, by_host: dict[str, list[Outcome]], moment: float
     ) -> int:
         """Record host health; return how many hosts were just marked gone."""
-        if not by_host:
+        answered = [
+            host for host, outcomes in by_host.items()
+            if any(o.host_ok for o in outcomes) and not any(o.host_gone for o in outcomes)
+        ]
+        if answered:
+            # Every host that answered like a working server, in one statement. A healthy host
+            # needs no row (only failures are remembered), so hosts without one stay without.
+            for host in answered:
+                self._unreachable.pop(host, None)
+            await session.execute(
+                update(Host)
+                .where(Host.host.in_(answered))
+                .values(failures=0, down_until=0.0, last_success_at=moment)
+                .execution_options(synchronize_session=False)
+            )
+        fine = set(answered)
+        troubled = [host for host in by_host if host not in fine]
+        if not troubled:
             return 0
         known = {
             h.host: h
-            for h in (
-                await session.execute(select(Host).where(Host.host.in_(list(by_host))))
-            ).scalars()
+            for h in (await session.execute(select(Host).where(Host.host.in_(troubled))))
+            .scalars()
         }
         newly_gone = 0
-        for host, outcomes in by_host.items():
+        for host in troubled:
+            outcomes = by_host[host]
             record = known.get(host)
-            healthy = any(o.host_ok for o in outcomes) and not any(o.host_gone for o in outcomes)
             if record is None:
-                if healthy:
-                    continue  # a healthy host needs no row: only failures are remembered
                 record = Host(host=host, failures=0, down_until=0.0, gone=False)
                 session.add(record)
             if any(o.host_gone for o in outcomes):
                 newly_gone += 0 if record.gone else 1
                 record.gone = True
                 record.last_failure_at = moment
-            elif any(o.host_ok for o in outcomes):
-                self._unreachable.pop(host, None)
-                record.failures = 0
-                record.down_until = 0.0
-                record.last_success_at = moment
             else:
                 record.failures = (record.failures or 0) + 1
                 record.last_failure_at = moment

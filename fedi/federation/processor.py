@@ -34,7 +34,8 @@ from fedi.errors import FediError, ValidationError
 from fedi.federation.receive import HostPolicy, allow_all
 from fedi.federation.resolve import ActorResolver
 from fedi.handlers import Handler, HandlerContext, Ignored
-from fedi.store.models import Actor, InboxItem
+from fedi.store.memo import batch_memo, memo_of
+from fedi.store.models import Actor, Group, InboxItem
 from fedi.urls import Urls
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,8 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
-def _hold_actor(held: list[Actor], loaded: object) -> None:
-    if isinstance(loaded, Actor):
+def _hold_actor(held: list[Actor | Group], loaded: object) -> None:
+    if isinstance(loaded, Actor | Group):
         held.append(loaded)
 
 
@@ -89,6 +90,7 @@ class _Item:
     body: str
     attempts: int
     uri: str
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,8 @@ class InboxProcessor:
                 # a host marked gone or paused by the breaker gets its deliveries back.
                 await revive_hosts(session, {host_of(row.actor_uri) for row in rows} - {""},
                                    moment)
-        return [_Item(row.id, row.body, row.attempts + 1, row.activity_uri) for row in rows]
+        return [_Item(row.id, row.body, row.attempts + 1, row.activity_uri, row.actor_uri)
+                for row in rows]
 
     async def _process_batch(self, items: Sequence[_Item]) -> None:
         outcomes: dict[int, Outcome] = {}
@@ -177,13 +180,18 @@ class InboxProcessor:
                     await (await session.connection()).exec_driver_sql("BEGIN")
                 # The session holds loaded objects weakly: a handler's actors would be
                 # gone by the next item, and every session.get(Actor, id) a query again
-                # (bench.processing: six per Like). Actors change only through the ORM, so
-                # held ones stay true for the batch.
-                held: list[Actor] = []
+                # (bench.processing: six per Like); so was a group's settings for every
+                # Create. Both change only through the ORM, so held ones stay true for the
+                # batch.
+                held: list[Actor | Group] = []
                 event.listen(session.sync_session, "loaded_as_persistent",
                              lambda _s, loaded: _hold_actor(held, loaded))
-                for item in items:
-                    outcomes[item.id] = await self._process(session, item)
+                # What items read again and again (a group's roster and members), read once
+                # per batch; a write drops what it changes (fedi.store.memo).
+                async with batch_memo(session):
+                    await self._resolver.preload(session, {item.actor for item in items})
+                    for item in items:
+                        outcomes[item.id] = await self._process(session, item)
                 await self._record(session, outcomes)
                 await session.commit()
             return
@@ -257,6 +265,10 @@ class InboxProcessor:
             for key, value in list(info.items()):
                 if isinstance(value, list):
                     del value[noted.get(key, 0):]
+            # What the item read may be what it wrote and has now rolled back.
+            memo = memo_of(session)
+            if memo is not None:
+                memo.clear()
             # Objects the item changed are expired now; the next item loads what it needs
             # afresh instead of touching them outside the session's I/O.
             session.expunge_all()

@@ -29,6 +29,7 @@ from fedi.activitypub.keys import SigningKey, is_multikey, multikey_public_pem
 from fedi.activitypub.parse import RemoteActor, host_of, is_http_url, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
 from fedi.errors import FetchError, SignatureError, ValidationError
+from fedi.store.memo import memo_of
 from fedi.store.models import Actor, Host, now
 from fedi.urls import Urls
 
@@ -39,6 +40,9 @@ NODEINFO_REL = "http://nodeinfo.diaspora.software/ns/schema/2."
 
 # Domain policy for outbound fetches: None allows the host, a string is why it is refused.
 HostPolicy = Callable[[str], Awaitable[str | None]]
+
+
+_ACTORS = frozenset({"actors"})
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,11 @@ class ActorResolver:
     # -- actors -----------------------------------------------------------------------------
     async def actor(self, session: AsyncSession, uri: str, *, refresh: bool = False) -> Actor:
         """The actor with this id, fetched from its origin if we do not know it yet."""
-        found = (await session.execute(select(Actor).where(Actor.uri == uri))).scalar_one_or_none()
+        memo = memo_of(session)
+        kept = memo.get(("actor", uri)) if memo is not None else None
+        found = kept[0] if kept is not None else (
+            await session.execute(select(Actor).where(Actor.uri == uri))
+        ).scalar_one_or_none()
         if found is not None and (found.local or not refresh):
             return found
         if self._urls.is_local(uri):
@@ -184,6 +192,16 @@ class ActorResolver:
         except ValidationError as exc:
             raise FetchError(exc.reason) from None
         return await upsert_actor(session, remote)
+
+    async def preload(self, session: AsyncSession, uris: set[str]) -> None:
+        """The known actors among `uris`, read in one query and kept in the session's batch
+        memo (fedi.store.memo) for `actor`: the inbox processor's batch, whose items'
+        actors are known before it runs them. A write to actors drops them."""
+        memo = memo_of(session)
+        if memo is None or not uris:
+            return
+        for found in (await session.execute(select(Actor).where(Actor.uri.in_(uris)))).scalars():
+            memo.put(("actor", found.uri), found, _ACTORS)
 
     async def store(self, remote: RemoteActor) -> None:
         try:

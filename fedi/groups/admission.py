@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.groups.restrictions import domain_blocked
 from fedi.groups.roles import Standing, standing
-from fedi.groups.viewers import facts_for, viewer_for
+from fedi.groups.viewers import facts_for, viewer_within
 from fedi.privacy.access import PostFacts, Viewer, can_reply, needs_approval
 from fedi.store.models import Actor, Group, Post
 
@@ -88,7 +88,7 @@ async def judge(
     locked = False
     if parent is not None:
         parent_facts = await facts_for(session, parent)
-        viewer = await viewer_for(session, author.uri)
+        viewer = await viewer_within(session, parent_facts, group, author.uri)
         root = await session.get(Post, parent.thread_id) if parent.thread_id else parent
         locked = root is not None and root.locked_at is not None
     return admit(Proposal(

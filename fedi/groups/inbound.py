@@ -22,7 +22,7 @@ from fedi.groups.admission import Held, Refused, judge
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post, remote_document, store_post, title_for
-from fedi.groups.viewers import facts_for, viewer_for
+from fedi.groups.viewers import facts_for, viewer_within
 from fedi.handlers import HandlerContext, Ignored
 from fedi.privacy.access import can_view
 from fedi.privacy.visibility import (
@@ -31,6 +31,7 @@ from fedi.privacy.visibility import (
     clamp_to_parent,
     visibility_from_addressing,
 )
+from fedi.store.memo import remembered
 from fedi.store.models import Actor, Follow, Group, Post, PostAudience, Reaction, now
 from fedi.urls import (
     Urls,
@@ -47,11 +48,19 @@ WANT_THREADS = frozenset({"!threads", "!new"})
 async def _local_group(ctx: HandlerContext, uri: str) -> Actor | None:
     if not ctx.urls.is_local(uri):
         return None
-    return (
-        await ctx.session.execute(
-            select(Actor).where(Actor.uri == uri, Actor.local, Actor.type == "Group")
-        )
-    ).scalar_one_or_none()
+
+    async def load() -> Actor | None:
+        return (
+            await ctx.session.execute(
+                select(Actor).where(Actor.uri == uri, Actor.local, Actor.type == "Group")
+            )
+        ).scalar_one_or_none()
+
+    # An Actor held for the batch by the processor, or None until an actor is written.
+    return await remembered(ctx.session, ("local_group", uri), _ACTORS, load)
+
+
+_ACTORS = frozenset({"actors"})
 
 
 async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, Any]:
@@ -266,13 +275,9 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
     actor = await ctx.resolver.actor(ctx.session, activity.actor)
     if (await standing(ctx.session, group, actor)) is Standing.BANNED:
         raise Ignored("banned from the group")
-    if not can_view(await facts_for(ctx.session, post), await viewer_for(ctx.session, actor.uri)):
+    facts = await facts_for(ctx.session, post)
+    if not can_view(facts, await viewer_within(ctx.session, facts, group, actor.uri)):
         raise Ignored("reaction to a post the actor may not see")
-    exists = await ctx.session.execute(
-        select(Reaction.id).where(Reaction.activity_uri == activity.id)
-    )
-    if exists.first():
-        raise Ignored("reaction already counted")
     raw = activity.document.get("content")
     content = raw[:255] if isinstance(raw, str) else None
     # One vote per person: a new Like or Dislike replaces the last (Lemmy sends no Undo);
@@ -281,13 +286,18 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
         Reaction.type.in_(VOTES) if activity.type in VOTES
         else (Reaction.type == activity.type) & (Reaction.content == content)
     )
-    previous = (
+    # This very activity (counted already) and the vote it replaces, in one query.
+    found = (
         await ctx.session.execute(
-            select(Reaction).where(Reaction.post_id == post.id, Reaction.actor_id == actor.id,
-                                   same)
+            select(Reaction).where(
+                (Reaction.activity_uri == activity.id)
+                | ((Reaction.post_id == post.id) & (Reaction.actor_id == actor.id) & same)
+            )
         )
     ).scalars().all()
-    for old in previous:
+    if any(old.activity_uri == activity.id for old in found):
+        raise Ignored("reaction already counted")
+    for old in found:
         if old.type == "Like":
             post.like_count = max(0, post.like_count - 1)
         await ctx.session.delete(old)

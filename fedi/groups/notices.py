@@ -23,6 +23,7 @@ from fedi.groups.roles import moderators
 from fedi.groups.threads import find_post
 from fedi.groups.viewers import facts_for, viewer_for
 from fedi.privacy.access import can_view
+from fedi.store.memo import remembered
 from fedi.store.models import Actor, Follow, Notification, PersonRelation, Post, now
 
 REPLY: Final = "reply"
@@ -79,6 +80,18 @@ def _mentioned(post: Post) -> list[str]:
     return list(dict.fromkeys(h for h in hrefs if isinstance(h, str)))
 
 
+async def _notified(session: AsyncSession, author_id: int) -> tuple[int, ...]:
+    async def load() -> tuple[int, ...]:
+        return tuple((await session.execute(select(PersonRelation.actor_id).where(
+            PersonRelation.target_id == author_id, PersonRelation.kind == "notify"
+        ))).scalars())
+
+    return await remembered(session, ("notify", author_id), _RELATIONS, load)
+
+
+_RELATIONS = frozenset({"person_relations"})
+
+
 async def _reached(session: AsyncSession, post: Post) -> None:
     """Tell the parent's author of a reply, and the people a visible post mentions."""
     kinds: dict[int, str] = {}
@@ -95,9 +108,7 @@ async def _reached(session: AsyncSession, post: Post) -> None:
         for actor_id in named.scalars():
             kinds.setdefault(actor_id, MENTION)
     # People who asked to hear of the author's new posts (a follow with notify, from apps).
-    for actor_id in (await session.execute(select(PersonRelation.actor_id).where(
-            PersonRelation.target_id == post.author_id, PersonRelation.kind == "notify"
-    ))).scalars():
+    for actor_id in await _notified(session, post.author_id):
         kinds.setdefault(actor_id, STATUS)
     kinds.pop(post.author_id, None)  # nobody is told of their own post
     if not kinds:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -26,34 +26,43 @@ from fedi.activitypub.parse import is_http_url
 from fedi.activitypub.vocab import AS_CONTEXT
 from fedi.delivery.enqueue import enqueue
 from fedi.groups.kinds import is_threaded
+from fedi.groups.roles import ROSTER_TABLES, roster
 from fedi.groups.threads import thread_participants
 from fedi.groups.viewers import facts_for
-from fedi.privacy.access import PostFacts, Viewer, can_view
+from fedi.privacy.access import PostFacts, can_view
 from fedi.privacy.audience import Member, Recipient, relay_targets
 from fedi.privacy.visibility import Visibility, addressing
-from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Host, Post, now
+from fedi.store.memo import remembered
+from fedi.store.models import Actor, Follow, Host, Post, now
 from fedi.urls import Urls, new_id
 
 
 async def members(session: AsyncSession, group: Actor, thread_id: int | None) -> list[Member]:
-    # Columns, not Actor objects: every relayed activity reads all members (bench.processing).
-    rows = await session.execute(
-        select(Actor.id, Actor.uri, Actor.inbox, Actor.shared_inbox, Actor.local,
-               Follow.wants_all_replies, Host.software)
-        .join(Follow, Follow.follower_id == Actor.id)
-        .outerjoin(Host, Host.host == Actor.domain)
-        .where(Follow.target_id == group.id, Follow.state == "accepted")
-    )
+    """The group's members as the relay sees them; who took part in the thread `thread_id`
+    (None: nobody, for what is not a reply, where that does not count)."""
+    async def load() -> list[tuple[int, Recipient, bool, str | None]]:
+        # Columns, not Actor objects: every relayed activity reads all members.
+        rows = await session.execute(
+            select(Actor.id, Actor.uri, Actor.inbox, Actor.shared_inbox, Actor.local,
+                   Follow.wants_all_replies, Host.software)
+            .join(Follow, Follow.follower_id == Actor.id)
+            .outerjoin(Host, Host.host == Actor.domain)
+            .where(Follow.target_id == group.id, Follow.state == "accepted")
+        )
+        return [(actor_id, Recipient(uri, inbox, shared_inbox, local), wants_all, software)
+                for actor_id, uri, inbox, shared_inbox, local, wants_all, software in rows.all()]
+
+    found = await remembered(session, ("members", group.id), _MEMBER_TABLES, load)
     participants = await thread_participants(session, thread_id) if thread_id else set()
     return [
-        Member(
-            Recipient(uri, inbox, shared_inbox, local),
-            threaded=is_threaded(software),
-            participant=actor_id in participants,
-            wants_all=wants_all,
-        )
-        for actor_id, uri, inbox, shared_inbox, local, wants_all, software in rows.all()
+        Member(recipient, threaded=is_threaded(software), participant=actor_id in participants,
+               wants_all=wants_all)
+        for actor_id, recipient, wants_all, software in found
     ]
+
+
+_MEMBER_TABLES = frozenset({"follows", "actors", "hosts"})
+_AUDIENCE_TABLES = _MEMBER_TABLES | ROSTER_TABLES
 
 
 async def _named_people(session: AsyncSession, uris: Iterable[str]) -> list[Member]:
@@ -70,42 +79,6 @@ async def _named_people(session: AsyncSession, uris: Iterable[str]) -> list[Memb
     ]
 
 
-async def _uris(session: AsyncSession, query: Any) -> frozenset[str]:
-    return frozenset((await session.execute(query)).scalars())
-
-
-@dataclass(frozen=True)
-class _Standing:
-    """Who is what in one group: enough for the gate to judge any post of that group."""
-
-    group: str
-    members: frozenset[str]
-    moderators: frozenset[str]
-    banned: frozenset[str]
-
-    def viewer(self, uri: str) -> Viewer:
-        one = frozenset({self.group})
-        return Viewer(
-            actor=uri,
-            member_of=one if uri in self.members else frozenset(),
-            moderator_of=one if uri in self.moderators else frozenset(),
-            banned_from=one if uri in self.banned else frozenset(),
-        )
-
-
-async def _standing(session: AsyncSession, group: Actor) -> _Standing:
-    return _Standing(
-        group.uri,
-        members=await _uris(session, select(Actor.uri).join(Follow, Follow.follower_id == Actor.id)
-                            .where(Follow.target_id == group.id, Follow.state == "accepted")),
-        moderators=await _uris(session, select(Actor.uri)
-                               .join(GroupRole, GroupRole.actor_id == Actor.id)
-                               .where(GroupRole.group_id == group.id)),
-        banned=await _uris(session, select(Actor.uri).join(GroupBan, GroupBan.actor_id == Actor.id)
-                           .where(GroupBan.group_id == group.id)),
-    )
-
-
 def _addressing_for(group: Actor, facts: PostFacts) -> tuple[list[str], list[str]]:
     return addressing(
         facts.visibility, group=group.uri, followers=Urls.followers(group.uri),
@@ -117,25 +90,34 @@ async def _admitted(session: AsyncSession, group: Actor, facts: PostFacts) -> Po
     """The facts with the named audience cut to those the gate admits (for addressing)."""
     if not facts.visibility.has_named_audience:
         return facts
-    standing = await _standing(session, group)
+    standing = await roster(session, group)
     return replace(facts, audience=frozenset(
         uri for uri in facts.audience if can_view(facts, standing.viewer(uri))
     ))
 
 
 async def _audience(
-    session: AsyncSession, group: Actor, post: Post, facts: PostFacts
+    session: AsyncSession, group: Actor, post: Post, facts: PostFacts, *, is_reply: bool
 ) -> list[Member]:
     """Everyone who may receive this post: candidates filtered through the privacy gate,
     each judged by their real standing in the group (member, moderator, banned)."""
-    standing = await _standing(session, group)
-    if facts.visibility is Visibility.MODERATORS:
-        candidates = await _named_people(session, standing.moderators | facts.audience)
-    elif facts.visibility.has_named_audience:
-        candidates = await _named_people(session, facts.audience)
-    else:
-        candidates = await members(session, group, post.thread_id)
-    return [m for m in candidates if can_view(facts, standing.viewer(m.recipient.uri))]
+    # Who took part in the thread counts only for a reply (relay_targets).
+    thread = post.thread_id if is_reply else None
+
+    async def load() -> list[Member]:
+        standing = await roster(session, group)
+        if facts.visibility is Visibility.MODERATORS:
+            candidates = await _named_people(session, standing.moderators | facts.audience)
+        elif facts.visibility.has_named_audience:
+            candidates = await _named_people(session, facts.audience)
+        else:
+            candidates = await members(session, group, thread)
+        return [m for m in candidates if can_view(facts, standing.viewer(m.recipient.uri))]
+
+    if thread is not None:
+        return await load()  # the thread's participants change with every reply
+    # In a batch, every reaction to posts alike (the same facts) has the same audience.
+    return await remembered(session, ("audience", group.id, facts), _AUDIENCE_TABLES, load)
 
 
 async def relay_post(
@@ -146,8 +128,9 @@ async def relay_post(
     facts = await facts_for(session, post)
     if facts.held:
         return  # waits for a moderator; relayed on approval
-    audience = await _audience(session, group, post, facts)
-    targets = relay_targets(audience, is_reply=post.in_reply_to is not None, exclude=[author_uri])
+    is_reply = post.in_reply_to is not None
+    audience = await _audience(session, group, post, facts, is_reply=is_reply)
+    targets = relay_targets(audience, is_reply=is_reply, exclude=[author_uri])
     to, cc = _addressing_for(group, await _admitted(session, group, facts))
     published = now()
     announce = activities.announce(
@@ -221,7 +204,7 @@ async def relay_activity(
     facts = replace(await facts_for(session, post), deleted=False)
     if facts.held:
         return
-    audience = await _audience(session, group, post, facts)
+    audience = await _audience(session, group, post, facts, is_reply=False)
     targets = relay_targets(audience, is_reply=False, exclude=[author_uri])
     to, cc = _addressing_for(group, facts)
     announce = activities.announce(
@@ -250,7 +233,7 @@ async def withdraw_boost(
     if post.boost_uri is None:
         return
     targets = relay_targets(
-        await members(session, group, post.thread_id), is_reply=False, exclude=[author_uri]
+        await members(session, group, None), is_reply=False, exclude=[author_uri]
     )
     if not targets.object_inboxes:
         return

@@ -39,12 +39,10 @@ def title_for(obj: dict[str, Any]) -> str | None:
 
 async def find_post(session: AsyncSession, uri: str) -> Post | None:
     """A post by its id, or by the id of the group's copy of it (what microblogs reply to)."""
-    found = (await session.execute(select(Post).where(Post.uri == uri))).scalar_one_or_none()
-    if found is None:
-        found = (
-            await session.execute(select(Post).where(Post.copy_uri == uri))
-        ).scalars().first()
-    return found
+    found = (
+        await session.execute(select(Post).where((Post.uri == uri) | (Post.copy_uri == uri)))
+    ).scalars().all()
+    return next((post for post in found if post.uri == uri), found[0] if found else None)
 
 
 def context_uri(urls: Urls, thread_id: int) -> str:

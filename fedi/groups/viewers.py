@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.groups.roles import roster
 from fedi.privacy.access import PostFacts, Viewer
 from fedi.privacy.visibility import ReplyPolicy, Visibility
+from fedi.store.memo import memo_of, remembered
 from fedi.store.models import Actor, Follow, GroupBan, GroupRole, Post, PostAudience
 
 MAX_DEPTH = 64
@@ -25,6 +27,20 @@ async def viewer_for(
     if actor is None:
         return Viewer(actor=actor_uri, blocked=blocked)
     return (await viewers_for(session, [actor], blocked=blocked))[actor.id]
+
+
+async def viewer_within(
+    session: AsyncSession, facts: PostFacts, group: Actor, actor_uri: str
+) -> Viewer:
+    """viewer_for as far as the gate asks about a post of `group` (`facts`): the gate asks a
+    viewer only about the groups of the post and of what it answers. In an inbox batch,
+    when those are `group` alone, this comes from the group's roster, read once per batch."""
+    chain: PostFacts | None = facts
+    while chain is not None and chain.group in (group.uri, None):
+        chain = chain.parent
+    if chain is not None or memo_of(session) is None:
+        return await viewer_for(session, actor_uri)
+    return (await roster(session, group)).viewer(actor_uri)
 
 
 async def viewers_for(
@@ -62,20 +78,26 @@ async def viewers_for(
     }
 
 
+async def _named(session: AsyncSession, post_id: int) -> frozenset[str]:
+    async def load() -> frozenset[str]:
+        return frozenset((await session.execute(
+            select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
+            .where(PostAudience.post_id == post_id)
+        )).scalars())
+
+    return await remembered(session, ("named", post_id), _NAMED_TABLES, load)
+
+
+_NAMED_TABLES = frozenset({"post_audience", "actors"})
+
+
 async def facts_for(session: AsyncSession, post: Post, depth: int = 0) -> PostFacts:
     author = await session.get(Actor, post.author_id)
     group = await session.get(Actor, post.group_id) if post.group_id else None
     visibility = Visibility(post.visibility)
     # The named people: who may see a mentioned/circle post, and who may answer under the
     # `mentioned` reply rule whatever the visibility.
-    audience = frozenset(
-        (
-            await session.execute(
-                select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
-                .where(PostAudience.post_id == post.id)
-            )
-        ).scalars()
-    )
+    audience = await _named(session, post.id)
     parent: PostFacts | None = None
     if post.in_reply_to and depth < MAX_DEPTH:
         parent_post = (

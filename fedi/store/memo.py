@@ -1,0 +1,110 @@
+"""A read memo for one transaction of many items (the inbox processor's batch).
+
+What every item of a batch reads again (a group's roster, its members' addresses, a post's
+named people, an actor by id) is read once per batch. Each entry names the tables it was read
+from; an INSERT, UPDATE or DELETE of one of those tables on the batch's connection drops it.
+The writes are seen where the statements go out (ORM flushes, bulk statements and raw SQL
+alike), so a Follow, a ban or a role given by an earlier item is seen by the next one. The
+owner clears the memo when an item's savepoint rolls back: nothing read inside a rolled-back
+item outlives it.
+
+Only a session that installed a memo has one; everywhere else the same functions query as
+they always did. What another process commits during a batch is seen from the next batch on
+(on SQLite a transaction reads one snapshot anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager, suppress
+from itertools import chain
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
+
+_KEY = "fedi.batch_memo"
+_WRITE = re.compile(
+    r'\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE
+)
+
+
+class BatchMemo:
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[Any, frozenset[str]]] = {}
+
+    def get(self, key: Hashable) -> tuple[Any, frozenset[str]] | None:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, value: Any, tables: frozenset[str]) -> None:
+        self._entries[key] = (value, tables)
+
+    def saw(self, statement: str) -> None:
+        """A statement went out on the batch's connection: a write drops what it may change."""
+        if statement[:1].upper() == "S":  # SELECT, SAVEPOINT: the common case, at once
+            return
+        found = _WRITE.match(statement)
+        if found is None:
+            return
+        table = found.group(1).lower()
+        for key in [k for k, (_, tables) in self._entries.items() if table in tables]:
+            del self._entries[key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def memo_of(session: AsyncSession) -> BatchMemo | None:
+    found = session.sync_session.info.get(_KEY)
+    return found if isinstance(found, BatchMemo) else None
+
+
+@asynccontextmanager
+async def batch_memo(session: AsyncSession) -> AsyncIterator[BatchMemo]:
+    """A memo for the session's transaction, for as long as the block runs."""
+    memo = BatchMemo()
+    connection = (await session.connection()).sync_connection
+
+    def watch(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        memo.saw(statement)
+
+    event.listen(connection, "before_cursor_execute", watch)
+    session.sync_session.info[_KEY] = memo
+    try:
+        yield memo
+    finally:
+        session.sync_session.info.pop(_KEY, None)
+        with suppress(Exception):  # the connection may be gone with a lost batch
+            event.remove(connection, "before_cursor_execute", watch)
+
+
+def _pending(session: AsyncSession, tables: frozenset[str]) -> bool:
+    sync = session.sync_session
+    if not sync.autoflush:
+        return False
+    return any(getattr(type(obj), "__tablename__", None) in tables
+               for obj in chain(sync.new, sync.dirty, sync.deleted))
+
+
+async def remembered(
+    session: AsyncSession, key: Hashable, tables: frozenset[str],
+    load: Callable[[], Awaitable[T]],
+) -> T:
+    """`load()`'s answer, kept for the batch when the session has a memo (see the module)."""
+    memo = memo_of(session)
+    if memo is None:
+        return await load()
+    if _pending(session, tables):
+        # What the query would do first: a pending change to what it reads (a Follow just
+        # added) is written, and so drops the entries it changes.
+        await session.flush()
+    found = memo.get(key)
+    if found is not None:
+        value: T = found[0]
+        return value
+    value = await load()
+    memo.put(key, value, tables)
+    return value
