@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
 
 from bench.common import describe_machine, percentile, report, run, throwaway_database
 from fedi.accounts import sessions
@@ -157,6 +157,9 @@ async def main(args: argparse.Namespace) -> None:
                     pages.insert(1, ("thread, more replies", following, args.requests))
                 if args.only:
                     pages = [p for p in pages if any(o in p[0] for o in args.only)]
+                if args.sql:
+                    await _show_sql(app, http, pages, world.cookie)
+                    return
                 for label, path, n in pages:
                     rows = []
                     for reader, cookie in (("anonymous", None), ("signed in", world.cookie)):
@@ -177,6 +180,41 @@ async def main(args: argparse.Namespace) -> None:
                             f"CPU {cpu * 1e3:6.1f} ms   "
                             f"{n / wall:6.1f} req/s   {size / 1024:.0f} KiB   (n={n})")))
                     report(rows, f"{label}: {path}")
+
+
+async def _show_sql(app: Any, http: httpx.AsyncClient, pages: list[tuple[str, str, int]],
+                    cookie: str) -> None:
+    """Each page's SQL statements for one request per reader, slowest first, with their
+    database time (statement sent to rows fetched)."""
+    engine = app.state.services.engine.sync_engine
+    seen: list[tuple[float, str]] = []
+    started: list[float] = []
+
+    def before(*_args: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        seen.append((time.perf_counter() - started.pop(), " ".join(statement.split())))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    for label, path, _n in pages:
+        for reader, jar in (("anonymous", None), ("signed in", cookie)):
+            if path == "/home" and jar is None:
+                continue
+            cookies = {"fedi_session": jar} if jar else {}
+            await http.get(path, cookies=cookies)  # warm
+            seen.clear()
+            t0 = time.perf_counter()
+            await http.get(path, cookies=cookies)
+            wall = time.perf_counter() - t0
+            total = sum(t for t, _ in seen)
+            print(f"\n-- {label}, {reader}: {len(seen)} statements, {total * 1e3:.1f} ms in "
+                  f"the database of {wall * 1e3:.1f} ms")
+            for took, text in sorted(seen, reverse=True):
+                print(f"  {took * 1e3:6.2f} ms  {text[:160]}")
+    event.remove(engine, "before_cursor_execute", before)
+    event.remove(engine, "after_cursor_execute", after)
 
 
 def _top(profiler: cProfile.Profile, lines: int) -> str:
@@ -206,6 +244,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="LINES",
                         help="cProfile each page's timed requests (slower: read proportions "
                              "only) and print this many functions by own and total time")
+    parser.add_argument("--sql", action="store_true",
+                        help="print each page's SQL statements and their times, then stop")
     return parser.parse_args()
 
 
