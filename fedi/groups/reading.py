@@ -39,6 +39,10 @@ THREAD_LIMIT = 5_000  # posts of one thread read for one page
 REPLIES_PER_PAGE = 200
 TOP_PER_PAGE = 100
 HOT_GRAVITY_HOURS = 2.0
+# The "active" sort ranks the threads found among a group's newest posts: this many at
+# first, growing fourfold up to the most, past which the database ranks every thread.
+ACTIVITY_WINDOW = 256
+ACTIVITY_WINDOW_MAX = 4096
 
 # Silenced servers' posts stay out of listings for people who are not members.
 Silenced = Callable[[str], Awaitable[bool]]
@@ -302,11 +306,16 @@ def _names_people(post: PostRow) -> bool:
 
 
 async def actor_row(session: AsyncSession, viewer: Viewer) -> Actor | None:
+    """The viewer's own row, read once per session (a page asks for it in several places)."""
     if viewer.actor is None:
         return None
-    return (await session.execute(
-        select(Actor).where(Actor.uri == viewer.actor)
-    )).scalar_one_or_none()
+    key = ("fedi.reading.actor_row", viewer.actor)
+    if key not in session.info:
+        session.info[key] = (await session.execute(
+            select(Actor).where(Actor.uri == viewer.actor)
+        )).scalar_one_or_none()
+    found: Actor | None = session.info[key]
+    return found
 
 
 async def membership(session: AsyncSession, group: Actor, person: Actor | None) -> str:
@@ -351,23 +360,24 @@ async def directory(
         select(Follow.target_id.label("gid"), func.count().label("n"))
         .where(Follow.state == "accepted").group_by(Follow.target_id).subquery()
     )
+    # Per group, so each is one walk down the group's date index (not every post grouped).
     activity = (
-        select(Post.group_id.label("gid"), func.max(Post.published).label("at"))
-        .where(Post.deleted_at.is_(None), Post.held.is_(None), Post.visibility == "public")
-        .group_by(Post.group_id).subquery()
+        select(func.max(Post.published))
+        .where(Post.group_id == Actor.id, Post.deleted_at.is_(None), Post.held.is_(None),
+               Post.visibility == "public")
+        .correlate(Actor).scalar_subquery().label("last_activity")
     )
     count = func.coalesce(members.c.n, 0)
     query = (
-        select(Actor, count, activity.c.at)
+        select(Actor, count, activity)
         .join(Group, Group.actor_id == Actor.id)
         .outerjoin(members, members.c.gid == Actor.id)
-        .outerjoin(activity, activity.c.gid == Actor.id)
         .where(Actor.local, Actor.type == "Group", Group.privacy != "hidden")
     )
     if q.strip():
         query = query.where(_search(q.strip()[:100]))
     order: list[Any] = (
-        [activity.c.at.is_(None), activity.c.at.desc()] if sort is GroupSort.ACTIVITY
+        [activity.desc().nulls_last()] if sort is GroupSort.ACTIVITY
         else [Group.created_at.desc()] if sort is GroupSort.NEWEST else [count.desc()]
     )
     rows = (await session.execute(
@@ -381,13 +391,61 @@ async def directory(
 # -- thread listings ------------------------------------------------------------------------
 
 
+def _counts_as_activity() -> ColumnElement[bool]:
+    """A thread's activity is its newest post that is neither removed nor waiting for a
+    moderator, or its first post (a held thread, which only moderators list, is as active as
+    its own date)."""
+    return and_(Post.deleted_at.is_(None), or_(Post.held.is_(None), Post.id == Post.thread_id))
+
+
 def _last_activity() -> Any:
-    """Per thread: its newest post that is neither removed nor waiting for a moderator."""
+    """Per thread: when it was last active (see `_counts_as_activity`)."""
     return (
         select(Post.thread_id.label("tid"), func.max(Post.published).label("at"))
-        .where(Post.deleted_at.is_(None), Post.held.is_(None))
+        .where(_counts_as_activity())
         .group_by(Post.thread_id)
     )
+
+
+async def _active_ids(
+    session: AsyncSession, groups: Sequence[int], roots: ColumnElement[bool], start: int,
+    count: int, *, window: int = ACTIVITY_WINDOW,
+) -> list[int]:
+    """Ids of the threads in `groups` whose first post meets `roots`, most recently active
+    first, `count` of them from `start`.
+
+    The active threads are among the groups' newest posts, so the walk reads the newest
+    `window` posts (by the group's date index) and ranks the threads found there: a thread
+    whose newest post is in the window has its activity exact, and every thread not in it
+    was last active before the window's oldest post. When that does not give enough
+    threads the window grows; for deep pages the database ranks every thread instead."""
+    wanted = start + count
+    size = max(window, 4 * wanted) if window else 0
+    while 0 < size <= ACTIVITY_WINDOW_MAX:
+        recent = (await session.execute(
+            select(Post.thread_id, Post.published)
+            .where(Post.group_id.in_(groups), _counts_as_activity())
+            .order_by(Post.published.desc()).limit(size)
+        )).all()
+        complete = len(recent) < size
+        cutoff = None if complete else recent[-1][1]
+        last: dict[int, float] = {}
+        for tid, at in recent:
+            if tid is not None and tid not in last and (cutoff is None or at > cutoff):
+                last[tid] = at  # newest first: the first seen is the thread's newest
+        found = set((await session.execute(
+            select(Post.id).where(Post.id.in_(list(last)), Post.thread_id == Post.id, roots)
+        )).scalars()) if last else set()
+        if complete or len(found) >= wanted:
+            return sorted(found, key=lambda t: (-last[t], -t))[start:wanted]
+        size *= 4
+    activity = _last_activity().where(Post.group_id.in_(groups)).subquery()
+    return list((await session.execute(
+        select(Post.id).where(Post.group_id.in_(groups), Post.thread_id == Post.id, roots)
+        .outerjoin(activity, activity.c.tid == Post.id)
+        .order_by(func.coalesce(activity.c.at, Post.published).desc(), Post.id.desc())
+        .offset(start).limit(count)
+    )).scalars())
 
 
 def _candidates(viewer: Viewer, person: Actor | None, group: Actor | None) -> ColumnElement[bool]:
@@ -515,9 +573,16 @@ def _threads_of(condition: ColumnElement[bool]) -> Select[int]:
 async def _page(
     session: AsyncSession, query: Select[int], page: int
 ) -> tuple[list[tuple[Post, Actor]], bool]:
-    ids = list((await session.execute(
+    return await _load(session, list((await session.execute(
         query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
-    )).scalars())
+    )).scalars()))
+
+
+async def _load(
+    session: AsyncSession, ids: list[int]
+) -> tuple[list[tuple[Post, Actor]], bool]:
+    """The posts and authors of a page's ids (PAGE_SIZE + 1 asked: one more means a next
+    page)."""
     shown = ids[:PAGE_SIZE]
     if not shown:
         return [], len(ids) > PAGE_SIZE
@@ -534,20 +599,18 @@ async def group_threads(
 ) -> Listing[Entry]:
     """A group's threads, pinned first, then by `sort`."""
     person = await actor_row(session, viewer)
-    query = _threads_of(and_(Post.group_id == group.id, _candidates(viewer, person, group)))
-    order: list[Any] = [Post.pinned_at.is_(None)]
-    if sort is ThreadSort.NEW:
-        order.append(Post.published.desc())
-    elif sort is ThreadSort.ACTIVE:
-        last = _last_activity().where(Post.group_id == group.id).subquery()
-        query = query.outerjoin(last, last.c.tid == Post.id)
-        order.append(func.coalesce(last.c.at, Post.published).desc())
-    else:
+    candidates = _candidates(viewer, person, group)
+    if sort is ThreadSort.HOT:
         # Lemmy-like: score over age squared (plain arithmetic, the same on both databases).
         hours = (clock() - Post.published) / 3600.0 + HOT_GRAVITY_HOURS
         score = Post.like_count + Post.reply_count + 1
-        order.append((score / (hours * hours)).desc())
-    rows, more = await _page(session, query.order_by(*order, Post.id.desc()), page)
+        rows, more = await _page(session, _threads_of(
+            and_(Post.group_id == group.id, candidates)
+        ).order_by(Post.pinned_at.is_(None), (score / (hours * hours)).desc(), Post.id.desc()),
+            page)
+    else:
+        rows, more = await _load(session, await _pinned_first(
+            session, group, candidates, sort, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
     return Listing(await _entries(session, viewer, rows, listing=True, silenced=silenced),
                    page, more)
 
@@ -559,17 +622,49 @@ async def home_feed(session: AsyncSession, viewer: Viewer, *, page: int = 1) -> 
         return Listing([], page, False)
     ids = list((await session.execute(select(Actor.id).where(Actor.uri.in_(uris)))).scalars())
     person = await actor_row(session, viewer)
-    last = _last_activity().where(Post.group_id.in_(ids)).subquery()
     # Moderators see held threads too: the gate sorts them out per group.
     candidates = Post.deleted_at.is_(None) if viewer.moderator_of else _candidates(
         viewer, person, None)
-    query = (
-        _threads_of(and_(Post.group_id.in_(ids), candidates))
-        .outerjoin(last, last.c.tid == Post.id)
-        .order_by(func.coalesce(last.c.at, Post.published).desc(), Post.id.desc())
-    )
-    rows, more = await _page(session, query, page)
+    rows, more = await _load(session, await _active_ids(
+        session, ids, candidates, (page - 1) * PAGE_SIZE, PAGE_SIZE + 1))
     return Listing(await _entries(session, viewer, rows, listing=True), page, more)
+
+
+async def _pinned_first(
+    session: AsyncSession, group: Actor, candidates: ColumnElement[bool], sort: ThreadSort,
+    start: int, count: int,
+) -> list[int]:
+    """A group's threads for the "new" and "active" sorts: the pinned ones first, then the
+    rest, each part in the sort's order (both parts read by index, not by sorting every
+    thread of the group)."""
+    pinned_rows = (await session.execute(
+        select(Post.id, Post.published).where(
+            Post.group_id == group.id, Post.pinned_at.is_not(None), Post.thread_id == Post.id,
+            candidates)
+    )).all()
+    when = dict(pinned_rows)
+    if sort is ThreadSort.ACTIVE and when:
+        for tid, at in (await session.execute(
+            select(Post.thread_id, func.max(Post.published))
+            .where(Post.thread_id.in_(list(when)), _counts_as_activity())
+            .group_by(Post.thread_id)
+        )).all():
+            if tid is not None:
+                when[tid] = at
+    pinned = sorted(when, key=lambda t: (-when[t], -t))
+    shown = pinned[start:start + count]
+    if len(shown) < count:
+        rest_start, rest_count = max(0, start - len(pinned)), count - len(shown)
+        unpinned = and_(candidates, Post.pinned_at.is_(None))
+        if sort is ThreadSort.ACTIVE:
+            shown += await _active_ids(session, [group.id], unpinned, rest_start, rest_count)
+        else:
+            shown += (await session.execute(
+                _threads_of(and_(Post.group_id == group.id, unpinned))
+                .order_by(Post.published.desc(), Post.id.desc())
+                .offset(rest_start).limit(rest_count)
+            )).scalars()
+    return shown
 
 
 async def person_posts(

@@ -198,9 +198,14 @@ class Post(Base):
     document: Mapped[str] = mapped_column(Text)  # the AS object as served / received
     # The Create it came in (or went out) with: what the group relays, unchanged.
     activity: Mapped[str | None] = mapped_column(Text, default=None)
-    # A group's pages list its threads newest first; a thread page reads one thread in order.
+    # A group's pages list its threads newest first (its pinned ones before); a thread page
+    # reads one thread in order.
     __table_args__ = (
         Index("ix_posts_group_published", "group_id", "published"),
+        Index("ix_posts_group_pinned", "group_id", "pinned_at"),
+        # Threads only (a thread's first post): a deep page of a big group, newest first.
+        Index("ix_posts_group_threads", "group_id", "published",
+              postgresql_where=text("thread_id = id"), sqlite_where=text("thread_id = id")),
         Index("ix_posts_thread_published", "thread_id", "published"),
     )
 
