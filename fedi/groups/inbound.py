@@ -19,6 +19,7 @@ from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
 from fedi.groups import notices
 from fedi.groups.admission import Held, Refused, judge
+from fedi.groups.likes import add_likes
 from fedi.groups.relay import relay_activity, relay_post, withdraw_boost
 from fedi.groups.roles import Standing, standing
 from fedi.groups.threads import find_post, remote_document, store_post, title_for
@@ -299,14 +300,14 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
         raise Ignored("reaction already counted")
     for old in found:
         if old.type == "Like":
-            post.like_count = max(0, post.like_count - 1)
+            await add_likes(ctx.session, post, -1)
         await ctx.session.delete(old)
     ctx.session.add(Reaction(
         post_id=post.id, actor_id=actor.id, type=activity.type, content=content,
         activity_uri=activity.id,
     ))
     if activity.type == "Like":
-        post.like_count += 1
+        await add_likes(ctx.session, post, 1)
         await notices.liked(ctx.session, post, actor)
     await relay_activity(ctx.session, ctx.urls, group, activity.document,
                          author_uri=activity.actor, post=post)
@@ -325,7 +326,7 @@ async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None
     post = await ctx.session.get(Post, reaction.post_id)
     await ctx.session.delete(reaction)
     if post is not None and reaction.type == "Like":
-        post.like_count = max(0, post.like_count - 1)
+        await add_likes(ctx.session, post, -1)
     if post is not None and post.group_id is not None:
         group = await ctx.session.get(Actor, post.group_id)
         if group is not None:

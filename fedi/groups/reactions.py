@@ -20,6 +20,7 @@ from fedi.activitypub.vocab import PUBLIC
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import ValidationError
 from fedi.groups import notices
+from fedi.groups.likes import add_likes
 from fedi.groups.relay import relay_activity
 from fedi.groups.roles import Standing, standing
 from fedi.groups.viewers import facts_for, viewer_for
@@ -90,7 +91,7 @@ async def vote(
     undoing = any(old.type == kind for old in previous)
     for old in previous:
         if old.type == "Like":
-            post.like_count = max(0, post.like_count - 1)
+            await add_likes(session, post, -1)
         await session.delete(old)
         undo = activities.undo(urls.activity(new_id()), person.uri,
                                _vote_document(old, person, post, group, author))
@@ -102,7 +103,7 @@ async def vote(
                         activity_uri=urls.activity(new_id()))
     session.add(reaction)
     if kind == "Like":
-        post.like_count += 1
+        await add_likes(session, post, 1)
         await notices.liked(session, post, person)
     await session.flush()
     await _send(session, urls, person, group, post,
