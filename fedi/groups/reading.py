@@ -505,11 +505,16 @@ def _open_to_all() -> ColumnElement[bool]:
                 Post.visibility.in_([v.value for v in Visibility if v.open_to_anyone]))
 
 
+# Built once: an alias is new Columns each time (reference cycles, freed only by the
+# collector, after every page).
+_PARENT = aliased(Post)
+
+
 async def _plain_counts(session: AsyncSession, thread_ids: list[int]) -> dict[int, int]:
     """Reply counts of the threads whose every post is open to all and answers a post of its
     own thread (or one not held here): there the gate sees every reply, for any viewer it
     lets in, so the count is a COUNT. Threads left out go through the gate post by post."""
-    parent = aliased(Post)
+    parent = _PARENT
     elsewhere = select(parent.id).where(
         parent.uri == Post.in_reply_to,
         or_(parent.thread_id.is_(None), parent.thread_id != Post.thread_id),

@@ -43,6 +43,11 @@ async def viewer_within(
     return (await roster(session, group)).viewer(actor_uri)
 
 
+# Built once: an alias is a new Table of new Columns (reference cycles the collector would
+# free after every request).
+_GROUPS = Actor.__table__.alias("g")
+
+
 async def viewers_for(
     session: AsyncSession, actors: Sequence[Actor], *, blocked: bool = False
 ) -> dict[int, Viewer]:
@@ -51,7 +56,7 @@ async def viewers_for(
     ids = list({a.id for a in actors})
     found: dict[str, dict[int, set[str]]] = {"member": {}, "moderator": {}, "banned": {}}
     if ids:
-        groups = Actor.__table__.alias("g")
+        groups = _GROUPS
         queries = {
             "member": select(Follow.follower_id, groups.c.uri).select_from(groups)
             .join(Follow, Follow.target_id == groups.c.id)
