@@ -15,6 +15,7 @@ from fedi.groups import reading
 from fedi.groups.reading import ThreadSort
 from fedi.store.models import Actor, Post
 from tests.accounts.support import app
+from tests.support.app import InProcess
 
 VISIBLE = Post.deleted_at.is_(None)  # what a moderator's listing starts from
 
@@ -62,22 +63,27 @@ def _expected(rows: list[dict[str, Any]], groups: set[int], pinned_first: bool) 
         pinned_first and r["pinned_at"] is None, -activity[r["id"]], -r["id"]))]
 
 
+async def _seeded(fedi: InProcess, names: list[str], seed: int, spread: int
+                  ) -> tuple[list[int], list[dict[str, Any]]]:
+    """Groups of these names owned by olga, and a random world of her threads in them."""
+    urls = fedi.services.urls
+    async with fedi.services.sessionmaker() as session, session.begin():
+        author = await create_user(session, urls, "olga")
+        groups = [await create_group(session, urls, name, owner="olga") for name in names]
+        await session.flush()
+        author_id, ids = author.id, [g.id for g in groups]
+    rows = _world(random.Random(seed), ids, author_id, 1000, spread)
+    async with fedi.services.sessionmaker() as session, session.begin():
+        await session.execute(insert(Post), rows)
+    return ids, rows
+
+
 @pytest.mark.parametrize("spread", [3, 40])
 async def test_the_windowed_active_order_is_the_full_ranking_on_every_page(
     database_url: str, spread: int,
 ) -> None:
     async with app(database_url) as fedi:
-        urls = fedi.services.urls
-        async with fedi.services.sessionmaker() as session, session.begin():
-            author = await create_user(session, urls, "olga")
-            cats = await create_group(session, urls, "cats", owner="olga")
-            dogs = await create_group(session, urls, "dogs", owner="olga")
-            await session.flush()
-            ids = (author.id, cats.id, dogs.id)
-        author_id, cats_id, dogs_id = ids
-        rows = _world(random.Random(13), [cats_id, dogs_id], author_id, 1000, spread)
-        async with fedi.services.sessionmaker() as session, session.begin():
-            await session.execute(insert(Post), rows)
+        (cats_id, dogs_id), rows = await _seeded(fedi, ["cats", "dogs"], 13, spread)
 
         for groups in ([cats_id], [cats_id, dogs_id]):
             expected = _expected(rows, set(groups), pinned_first=False)
@@ -97,16 +103,8 @@ async def test_pinned_threads_come_first_in_new_and_active_on_every_page(
     database_url: str, spread: int,
 ) -> None:
     async with app(database_url) as fedi:
-        urls = fedi.services.urls
-        async with fedi.services.sessionmaker() as session, session.begin():
-            author = await create_user(session, urls, "olga")
-            cats = await create_group(session, urls, "cats", owner="olga")
-            await session.flush()
-            author_id, cats_id = author.id, cats.id
-        rows = _world(random.Random(5), [cats_id], author_id, 1000, spread)
+        (cats_id,), rows = await _seeded(fedi, ["cats"], 5, spread)
         assert any(r["pinned_at"] for r in rows)
-        async with fedi.services.sessionmaker() as session, session.begin():
-            await session.execute(insert(Post), rows)
         active = _expected(rows, {cats_id}, pinned_first=True)
         roots = [r for r in rows if r["id"] == r["thread_id"] and r["deleted_at"] is None]
         new = [r["id"] for r in sorted(roots, key=lambda r: (
