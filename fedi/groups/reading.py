@@ -649,13 +649,9 @@ async def _pinned_first(
     )).all()
     when = dict(pinned_rows)
     if sort is ThreadSort.ACTIVE and when:
-        for tid, at in (await session.execute(
-            select(Post.thread_id, func.max(Post.published))
-            .where(Post.thread_id.in_(list(when)), _counts_as_activity())
-            .group_by(Post.thread_id)
-        )).all():
-            if tid is not None:
-                when[tid] = at
+        when.update((await session.execute(
+            _last_activity().where(Post.thread_id.in_(list(when)))
+        )).all())
     pinned = sorted(when, key=lambda t: (-when[t], -t))
     shown = pinned[start:start + count]
     if len(shown) < count:
