@@ -177,7 +177,10 @@ class InboxProcessor:
                     # pysqlite begins a transaction only before a write, so the first
                     # SAVEPOINT would be the outermost and its RELEASE would commit that
                     # item alone, before its `done` mark: one transaction, begun here.
-                    await (await session.connection()).exec_driver_sql("BEGIN")
+                    # IMMEDIATE: begun as a reader, the batch could not write once the inbox
+                    # had committed a row after its first read ("database is locked" at
+                    # once, not after the busy timeout), and the whole batch was lost.
+                    await (await session.connection()).exec_driver_sql("BEGIN IMMEDIATE")
                 # The session holds loaded objects weakly: a handler's actors would be
                 # gone by the next item, and every session.get(Actor, id) a query again
                 # (bench.processing: six per Like); so was a group's settings for every

@@ -8,6 +8,8 @@ every item of the batch as `new`; items run in the order of their ids.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -202,3 +204,35 @@ async def test_items_run_in_the_order_of_their_ids(services: Services) -> None:
     found = await items(services)
     assert found[uris[1]][:2] == ("done", None)
     assert found[uris[2]][:2] == ("done", "a like of something unknown")
+
+
+async def test_a_write_committed_by_the_inbox_meanwhile_does_not_break_the_batch(
+    services: Services,
+) -> None:
+    """The inbox stores rows while a batch runs. On SQLite a transaction begun as a reader
+    cannot write once another connection has committed after its first read ("database is
+    locked" at once, whatever the busy timeout): the batch takes the write lock when it
+    begins, and the inbox's store waits for it instead."""
+    [uri] = await store(services, ("Like", "a"))
+    started, written = asyncio.Event(), asyncio.Event()
+
+    async def like(context: HandlerContext, activity: IncomingActivity) -> None:
+        await context.session.execute(select(Actor.id).limit(1))  # the batch has read
+        started.set()
+        with contextlib.suppress(TimeoutError):  # SQLite: the store waits for our commit
+            await asyncio.wait_for(written.wait(), timeout=0.5)
+        await mark(context, activity)
+
+    async def inbox_stores_meanwhile() -> None:
+        await started.wait()
+        await store(services, ("Like", "meanwhile"))
+        written.set()
+
+    processor = InboxProcessor(services.sessionmaker, services.resolver, services.urls,
+                               {"Like": like})
+    claimed, _ = await asyncio.gather(processor.run_once(), inbox_stores_meanwhile())
+    assert claimed == 1
+    found = await items(services)
+    assert found[uri][:2] == ("done", None), found[uri]
+    assert "a.example" in await hosts(services)
+    assert f"{REMOTE}/activities/meanwhile" in found
