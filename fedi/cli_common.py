@@ -18,10 +18,10 @@ from typing import Any
 
 from fedi import runtime
 from fedi.config import Settings
-from fedi.doctor import missing_sqlite_file
 from fedi.errors import ConfigError, FediError
 from fedi.logs import redact
 from fedi.services import Services, build_services
+from fedi.store.db import missing_sqlite_file
 from fedi.store.identity import check_connection, check_identity, summary
 from fedi.store.migrate import migrate
 from fedi.store.schema import schema_state

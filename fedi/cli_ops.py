@@ -17,11 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fedi.cli_common import with_services
 from fedi.config import Settings
-from fedi.doctor import FAIL, missing_sqlite_file, run_checks
 from fedi.errors import ConfigError
 from fedi.services import Services
 from fedi.store import backup, keyfile
-from fedi.store.db import make_engine, make_sessionmaker
+from fedi.store.db import make_engine, make_sessionmaker, missing_sqlite_file
 from fedi.store.identity import check_connection, check_identity
 from fedi.store.schema import schema_state
 
@@ -184,6 +183,10 @@ def cmd_migrate_check(settings: Settings) -> int:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here: its HTTP client (httpx, which pulls in click and pygments) would add
+    # about 6 MB to every `fedi serve` and `fedi worker` process.
+    from fedi.doctor import FAIL, run_checks
+
     checks = asyncio.run(run_checks(settings))
     for check in checks:
         print(check.line(), flush=True)

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +22,6 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fedi.activitypub.integrity import public_multibase
@@ -34,7 +32,7 @@ from fedi.delivery.queue import QueueHealth, queue_health
 from fedi.errors import FediError
 from fedi.federation.backlog import inbox_figures
 from fedi.store import heartbeats
-from fedi.store.db import make_engine, make_sessionmaker
+from fedi.store.db import make_engine, make_sessionmaker, missing_sqlite_file
 from fedi.store.identity import check_connection, check_identity, summary
 from fedi.store.models import Delivery, Host, InboxItem
 from fedi.store.schema import schema_state
@@ -100,15 +98,6 @@ def check_config(settings: Settings) -> Check:
 
 
 # -- database -------------------------------------------------------------------------------
-
-def missing_sqlite_file(settings: Settings) -> Path | None:
-    """The SQLite file FEDI_DATABASE_URL names when it does not exist (opening would create
-    an empty one, which is never what a check should do)."""
-    if not settings.is_sqlite:
-        return None
-    path = make_url(settings.database_url).database or ""  # as the engine will read it
-    return None if path in ("", ":memory:") or Path(path).is_file() else Path(path)
-
 
 async def _database_checks(settings: Settings) -> list[Check]:
     missing = missing_sqlite_file(settings)

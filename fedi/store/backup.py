@@ -35,15 +35,13 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from urllib.request import pathname2url
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fedi.errors import ConfigError, FediError
 from fedi.store.identity import check_identity
-from fedi.store.migrate import alembic_config
+from fedi.store.revisions import revisions
 
 FORMAT = "fedi-backup"
 FORMAT_VERSION = 1
@@ -392,13 +390,7 @@ def check_restorable(manifest: Manifest, base_url: str, dialect: str) -> None:
             "(moving between SQLite and PostgreSQL is not supported)"
         )
     if manifest.schema_revision is not None:
-        try:
-            known = ScriptDirectory.from_config(alembic_config()).get_revision(
-                manifest.schema_revision
-            )
-        except CommandError:
-            known = None
-        if known is None:
+        if manifest.schema_revision not in revisions().known:
             raise BackupError(
                 f"this backup has schema revision {manifest.schema_revision}, which this fedi "
                 f"does not know (it was made by fedi {manifest.fedi_version}); restore it "

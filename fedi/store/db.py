@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -44,6 +45,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def missing_sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file FEDI_DATABASE_URL names when it does not exist (opening would create
+    an empty one, which is never what a check should do)."""
+    if not settings.is_sqlite:
+        return None
+    path = make_url(settings.database_url).database or ""  # as the engine will read it
+    return None if path in ("", ":memory:") or Path(path).is_file() else Path(path)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:

@@ -1,38 +1,56 @@
-"""Run Alembic migrations to head on an async engine (used by `fedi migrate` and `fedi serve`)."""
+"""Run Alembic migrations to head on an async engine (`fedi migrate`, `fedi init`, and `fedi
+serve` as it starts).
+
+Alembic is imported only when a migration has to run: a database already at this code's
+head is recognised from fedi.store.revisions (Alembic, Mako and Pygments would cost each
+long-running process about 7 MB of memory for that question).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fedi.store.revisions import revisions
+from fedi.store.schema import stamped_revision
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 
 
 def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
     """Upgrade to head; return (revision before, revision after)."""
     async with engine.begin() as conn:
+        stamped = await conn.run_sync(stamped_revision)
+        if stamped is not None and stamped == revisions().head:
+            return stamped, stamped  # at head already: every start of `fedi serve`
         before = await conn.run_sync(_current)
         await conn.run_sync(_upgrade)
         after = await conn.run_sync(_current)
@@ -40,4 +58,4 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return revisions().head

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fedi.store.migrate import alembic_config
+from fedi.store.revisions import revisions
 
 
 @dataclass(frozen=True)
@@ -34,18 +32,16 @@ class SchemaState:
         return f"the database is {was} and this fedi needs {self.head}: run `fedi migrate`"
 
 
+def stamped_revision(connection: Connection) -> str | None:
+    """The revision the database says it is at (None: no schema yet), read without Alembic."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    found = connection.execute(text("SELECT version_num FROM alembic_version"))
+    return found.scalar_one_or_none()
+
+
 async def schema_state(engine: AsyncEngine) -> SchemaState:
     async with engine.connect() as conn:
-        has_table = await conn.run_sync(lambda c: inspect(c).has_table("alembic_version"))
-        current = (
-            (await conn.execute(text("SELECT version_num FROM alembic_version")))
-            .scalar_one_or_none() if has_table else None
-        )
-    scripts = ScriptDirectory.from_config(alembic_config())
-    known = True
-    if current is not None:
-        try:
-            known = scripts.get_revision(current) is not None
-        except CommandError:
-            known = False
-    return SchemaState(current, scripts.get_current_head(), known)
+        current = await conn.run_sync(stamped_revision)
+    code = revisions()
+    return SchemaState(current, code.head, current is None or current in code.known)
