@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
@@ -95,6 +94,8 @@ APPLICATION_NAME = "fedi delivery wake-ups"  # as pg_stat_activity shows it
 async def listen(database_url: str, waker: Callable[[], None], stop: asyncio.Event) -> None:
     """PostgreSQL: call `waker` on every notification of CHANNEL until stop is set; the
     connection is made again (with backoff) when lost. Never raises."""
+    import asyncpg  # PostgreSQL only: on SQLite the driver would be 3 MB for nothing
+
     dsn = asyncpg_dsn(database_url)
     delay = FIRST_DELAY
     while not stop.is_set():

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from fedi.live.events import CHANNEL, LiveEvent, decode
@@ -61,6 +60,8 @@ class PgListener:
             self._delay = min(self._delay * 2, MAX_DELAY)
 
     async def _listen(self, stop: asyncio.Event) -> None:
+        import asyncpg  # PostgreSQL only: on SQLite the driver would be 3 MB for nothing
+
         conn = await asyncpg.connect(self._dsn, timeout=10,
                                      server_settings={"application_name": APPLICATION_NAME})
         lost = asyncio.Event()
