@@ -7,6 +7,10 @@ Each row carries an order key, a digest of (the object the activity is about, th
 worker sends a row only when no earlier row with its key is pending, so a Create reaches an
 inbox before its Update and Delete, and an Undo after what it undoes, across retries and
 worker processes. Unrelated activities have different keys and go in parallel.
+
+A row for a host the breaker has paused is born due at the end of the pause, not now: with
+1,000 dead member servers every relay adds 1,000 rows the worker cannot send, and each claim
+walks every due row (issue 13 item 9: a healthy server must not wait behind them).
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub.parse import host_of
-from fedi.store.models import Actor, Delivery, OutboundActivity, now
+from fedi.store.memo import remembered
+from fedi.store.models import Actor, Delivery, Host, OutboundActivity, now
 
 _ABOUT_THEIR_OBJECT = frozenset({"Create", "Update", "Delete"})
 _WRAPPERS = frozenset({"Announce", "Undo"})
@@ -55,6 +60,17 @@ def order_key(about: str | None, inbox: str) -> str | None:
     return hashlib.blake2b(f"{about} {inbox}".encode(), digest_size=16).hexdigest()
 
 
+async def paused_hosts(session: AsyncSession) -> dict[str, float]:
+    """Hosts the breaker has paused (or ever paused), and until when. `hosts` holds only hosts
+    that failed, so this is small; read once per inbox batch."""
+    async def load() -> dict[str, float]:
+        found = await session.execute(
+            select(Host.host, Host.down_until).where(Host.down_until > 0))
+        return {host: until for host, until in found.all()}
+
+    return await remembered(session, "paused hosts", frozenset({"hosts"}), load)
+
+
 async def enqueue(
     session: AsyncSession, signer: Actor, activity: dict[str, Any], inboxes: Iterable[str]
 ) -> OutboundActivity:
@@ -67,12 +83,16 @@ async def enqueue(
     # Due at once (0, not "now"): a worker whose wall clock is behind this one's (a clock
     # jump, another machine) still sends new rows straight away.
     about = object_key(activity)
-    rows = [
-        {"activity_id": record.id, "inbox_url": inbox, "host": host_of(inbox),
-         "state": "pending", "attempts": 0, "next_attempt_at": 0.0, "claimed_until": 0.0,
-         "created_at": created, "order_key": order_key(about, inbox)}
-        for inbox in dict.fromkeys(inboxes)
-    ]
+    paused = await paused_hosts(session)
+    rows = []
+    for inbox in dict.fromkeys(inboxes):
+        host = host_of(inbox)
+        until = paused.get(host, 0.0)
+        rows.append({
+            "activity_id": record.id, "inbox_url": inbox, "host": host, "state": "pending",
+            "attempts": 0, "next_attempt_at": until if until > created else 0.0,
+            "claimed_until": 0.0, "created_at": created, "order_key": order_key(about, inbox),
+        })
     if rows:
         # One executemany on the table, not the ORM's bulk insert (which handles each row in
         # Python again) nor an ORM object per row: a big group has thousands.

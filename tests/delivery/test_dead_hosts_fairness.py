@@ -7,9 +7,10 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
 from fedi.activitypub.client import PostResult
 from fedi.activitypub.keys import SigningKey
@@ -130,3 +131,69 @@ def test_only_an_unreachable_host_is_paused_from_its_first_failure() -> None:
     assert breaker_pause(1, unreachable=True) == UNREACHABLE_PAUSE
     assert breaker_pause(2, unreachable=True) == 2 * UNREACHABLE_PAUSE
     assert breaker_pause(1) == 0.0 and breaker_pause(BREAKER_THRESHOLD) > 0
+
+
+async def test_a_new_row_for_a_paused_host_is_born_at_the_end_of_the_pause(
+    world: World, dead_hosts: list[str], remote: FakeRemote
+) -> None:
+    """A relay to 1,000 dead servers adds 1,000 rows no claim can send: they are enqueued
+    already deferred, so claims never walk them (issue 13 item 9)."""
+    dead = dead_hosts[0]
+    await world.send(dead, activity_id="first")
+    await world.worker().run_once()  # refused: the host is paused
+    async with world.services.sessionmaker() as session:
+        paused = await session.get(Host, dead.removeprefix("http://").removesuffix("/inbox"))
+    assert paused is not None and paused.down_until > 0
+
+    await world.send(dead, remote.shared_inbox, activity_id="later")
+
+    rows = {row.inbox_url: row for row in await world.deliveries() if row.attempts == 0}
+    assert rows[dead].next_attempt_at == paused.down_until
+    assert rows[remote.shared_inbox].next_attempt_at == 0.0  # a healthy host's: due at once
+
+
+async def test_the_claim_is_planned_without_nested_loops_whatever_the_statistics(
+    world: World, dead_hosts: list[str]
+) -> None:
+    """PostgreSQL: statistics taken when the queue was small made the claim a nested loop
+    that ranked every due row again for each due row (11 s for a claim in bench.dead_hosts).
+    The claim's own transaction, replayed, must plan it with hash joins."""
+    engine = world.services.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner question")
+    # Statistics from a small, finished queue; then 2,000 rows arrive before autovacuum runs.
+    for n in range(20):
+        await world.send(dead_hosts[n % len(dead_hosts)], activity_id=f"old{n}")
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE deliveries SET state = 'done'"))
+        await conn.execute(text("ANALYZE deliveries"))
+    for n in range(100):
+        await world.send(*dead_hosts[:20], activity_id=f"new{n}")
+
+    transactions: list[list[tuple[str, Any]]] = []
+
+    def began(_conn: Any) -> None:
+        transactions.append([])
+
+    def executed(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if transactions:
+            transactions[-1].append((statement, parameters))
+
+    event.listen(engine.sync_engine, "begin", began)
+    event.listen(engine.sync_engine, "before_cursor_execute", executed)
+    try:
+        await world.worker().run_once()
+    finally:
+        event.remove(engine.sync_engine, "begin", began)
+        event.remove(engine.sync_engine, "before_cursor_execute", executed)
+
+    [claim] = [t for t in transactions if any("SKIP LOCKED" in s for s, _ in t)][:1]
+    async with engine.connect() as conn, conn.begin():
+        plan: list[str] = []
+        for statement, parameters in claim:
+            if "SKIP LOCKED" in statement:
+                found = await conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                plan = [line for (line,) in found.all()]
+                break
+            await conn.exec_driver_sql(statement, parameters)
+    assert plan and not [line for line in plan if "Nested Loop" in line], "\n".join(plan)
