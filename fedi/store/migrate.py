@@ -39,21 +39,14 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-def _current(connection: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
-
-
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str | None]:
     """Upgrade to head; return (revision before, revision after)."""
     async with engine.begin() as conn:
-        stamped = await conn.run_sync(stamped_revision)
-        if stamped is not None and stamped == revisions().head:
-            return stamped, stamped  # at head already: every start of `fedi serve`
-        before = await conn.run_sync(_current)
+        before = await conn.run_sync(stamped_revision)
+        if before is not None and before == revisions().head:
+            return before, before  # at head already: every start of `fedi serve`
         await conn.run_sync(_upgrade)
-        after = await conn.run_sync(_current)
+        after = await conn.run_sync(stamped_revision)
     return before, after
 
 

@@ -2,8 +2,9 @@
 
 `fedi serve` and `fedi worker` only ask whether the database is at this code's head; Alembic
 (with Mako and Pygments) costs each process about 7 MB of memory for that question, so the
-answer comes from the files' `revision`/`down_revision` lines. Only `fedi migrate` loads
-Alembic. tests/store/test_revisions.py checks the answers against Alembic's own.
+answer comes from the files' `revision`/`down_revision` lines. Alembic is loaded only when
+a migration has to run (fedi.store.migrate). tests/ops/test_revisions.py checks the answers
+against Alembic's own.
 """
 
 from __future__ import annotations
