@@ -169,7 +169,7 @@ class Fleet:
 
     def log(self, label: str) -> str:
         path = self.db.directory / f"{label}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-8000:] if path.exists() else ""
 
 
 class Inboxes:
@@ -426,7 +426,10 @@ async def bench(options: Options, db: BenchDatabase) -> None:
         await fleet.wait_ready()
         connector = aiohttp.TCPConnector(limit=64)
         async with aiohttp.ClientSession(connector=connector) as session:
-            joined = await join(session, fleet, inboxes, group_uri, private_pem)
+            try:
+                joined = await join(session, fleet, inboxes, group_uri, private_pem)
+            except aiohttp.ClientError as exc:
+                raise RuntimeError(f"joining failed ({exc}):\n{fleet.log('serve')}") from exc
             report([
                 ("machine", describe_machine()),
                 ("database", db.kind),

@@ -31,6 +31,7 @@ from fedi.activitypub.parse import IncomingActivity, host_of, parse_activity_bod
 from fedi.delivery.queue import revive_hosts
 from fedi.delivery.worker import brief
 from fedi.errors import FediError, ValidationError
+from fedi.federation.fetch_later import FetchLater, fetching_between_transactions
 from fedi.federation.receive import HostPolicy, allow_all
 from fedi.federation.resolve import ActorResolver
 from fedi.handlers import Handler, HandlerContext, Ignored
@@ -170,8 +171,41 @@ class InboxProcessor:
                 for row in rows]
 
     async def _process_batch(self, items: Sequence[_Item]) -> None:
+        rest, one_by_one = list(items), False
+        # Fetches between transactions take time: once half the lease is gone, what is left
+        # goes back to the queue rather than wait for another fetch (the batch's first fetch
+        # is always made, so every batch gets further).
+        give_back_at = self._clock() + self._lease / 2
+        with fetching_between_transactions() as fetched:
+            while rest:
+                chunk = rest[:1] if one_by_one else rest
+                taken, later = await self._transaction(chunk)
+                if taken == 0 and later is None:
+                    one_by_one = True  # the batch broke: again, one item per transaction
+                    continue
+                rest = rest[taken:]
+                if later is not None:
+                    if fetched.made and self._clock() > give_back_at:
+                        await self._give_back(rest)
+                        return
+                    # With no transaction open (fedi.federation.fetch_later); the item that
+                    # needed it runs again next, in a new transaction.
+                    await fetched.make(later)
+
+    async def _transaction(self, items: Sequence[_Item]) -> tuple[int, FetchLater | None]:
+        """Run `items` in one transaction, in order, until one needs a remote fetch.
+
+        Returns how many items it settled (recorded, or released after a failure) and the
+        fetch the next one needs; (0, None) when the batch broke and none of it committed."""
         outcomes: dict[int, Outcome] = {}
+        later: FetchLater | None = None
         try:
+            # Asked before the transaction: the policy reads with a connection of its own
+            # (every second), and on SQLite one taken while the batch held the write lock
+            # waited for a pool full of requests waiting for that lock: all stuck for the
+            # busy timeout (30 s; bench.serve_fanout's join, 16 Follows at a time).
+            refusals = {host: await self._host_policy(host)
+                        for host in {host_of(item.actor) for item in items}}
             async with self._sessionmaker() as session:
                 if self._sqlite:
                     # pysqlite begins a transaction only before a write, so the first
@@ -194,10 +228,14 @@ class InboxProcessor:
                 async with batch_memo(session):
                     await self._resolver.preload(session, {item.actor for item in items})
                     for item in items:
-                        outcomes[item.id] = await self._process(session, item)
+                        try:
+                            outcomes[item.id] = await self._process(session, item, refusals)
+                        except FetchLater as needed:
+                            later = needed
+                            break
                 await self._record(session, outcomes)
                 await session.commit()
-            return
+            return len(outcomes), later
         except Exception as exc:
             lost = connection_lost(exc)
             if len(items) == 1 or lost:
@@ -205,14 +243,16 @@ class InboxProcessor:
                 log.warning("inbox batch of %d lost (%s); its items will be processed again",
                             len(items), brief(exc))
                 await self._release(items)
-                return
+                return len(items), None
             log.warning("inbox batch of %d broke (%s); processing its items one by one",
                         len(items), brief(exc))
-        for item in items:
-            await self._process_batch([item])
+            return 0, None
 
-    async def _process(self, session: AsyncSession, item: _Item) -> Outcome:
-        """Run one item in its own savepoint; its outcome."""
+    async def _process(
+        self, session: AsyncSession, item: _Item, refusals: dict[str, str | None]
+    ) -> Outcome:
+        """Run one item in its own savepoint; its outcome. `refusals`: the host policy's
+        answer for the items' actors' hosts."""
         try:
             # The inbox's own parser: a body it refused would not be here, and one it
             # accepted reads the same way now (SECURITY 21).
@@ -220,7 +260,9 @@ class InboxProcessor:
         except ValidationError as exc:
             return Outcome("failed", exc.reason)  # retrying cannot help
         try:
-            refusal = await self._host_policy(host_of(activity.actor))
+            host = host_of(activity.actor)
+            # The inbox stored the body's actor as the item's: asked already.
+            refusal = refusals[host] if host in refusals else await self._host_policy(host)
             if refusal is not None:
                 raise Ignored(f"refused: {refusal}")
             handler = self._handlers.get(activity.type)
@@ -229,7 +271,7 @@ class InboxProcessor:
             context = HandlerContext(session, self._urls, self._resolver)
             await self._in_savepoint(session, handler, context, activity)
             return Outcome("done", context.outcome)
-        except BatchLost:
+        except (BatchLost, FetchLater):
             raise
         except Ignored as exc:
             return Outcome("done", exc.reason)
@@ -298,6 +340,15 @@ class InboxProcessor:
              "retry_at": o.retry_at}
             for item_id, o in outcomes.items()
         ])
+
+    async def _give_back(self, items: Sequence[_Item]) -> None:
+        """Items not yet run, due again at once; this claim was not an attempt."""
+        async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                update(InboxItem)
+                .where(InboxItem.id.in_([item.id for item in items]))
+                .values(claimed_until=self._clock(), attempts=InboxItem.attempts - 1)
+            )
 
     async def _release(self, items: Sequence[_Item]) -> None:
         """Every item of a batch that did not commit, released for an early retry."""

@@ -29,6 +29,7 @@ from fedi.activitypub.keys import SigningKey, is_multikey, multikey_public_pem
 from fedi.activitypub.parse import RemoteActor, host_of, is_http_url, parse_actor
 from fedi.activitypub.vocab import ACTOR_TYPES, first_type, id_of
 from fedi.errors import FetchError, SignatureError, ValidationError
+from fedi.federation.fetch_later import network
 from fedi.store.memo import memo_of
 from fedi.store.models import Actor, Host, now
 from fedi.urls import Urls
@@ -185,13 +186,16 @@ class ActorResolver:
             return found
         if self._urls.is_local(uri):
             raise FetchError(f"there is no local actor {uri}")
+        remote: RemoteActor = await network(("actor", uri), lambda: self._fetch_actor(uri))
+        return await upsert_actor(session, remote)
+
+    async def _fetch_actor(self, uri: str) -> RemoteActor:
         await self._check_host(uri)
         doc = await self._client.fetch_object(uri, sign_as=self._instance_key())
         try:
-            remote = parse_actor(doc)
+            return parse_actor(doc)
         except ValidationError as exc:
             raise FetchError(exc.reason) from None
-        return await upsert_actor(session, remote)
 
     async def preload(self, session: AsyncSession, uris: set[str]) -> None:
         """The known actors among `uris`, read in one query and kept in the session's batch
@@ -213,8 +217,12 @@ class ActorResolver:
                 await upsert_actor(session, remote)
 
     async def fetch(self, url: str) -> dict[str, Any]:
-        await self._check_host(url)
-        return await self._client.fetch_object(url, sign_as=self._instance_key())
+        async def fetch() -> dict[str, Any]:
+            await self._check_host(url)
+            return await self._client.fetch_object(url, sign_as=self._instance_key())
+
+        found: dict[str, Any] = await network(("object", url), fetch)
+        return found
 
     async def software(self, session: AsyncSession, host: str) -> str | None:
         """The NodeInfo software name of a host, looked up at most once a day."""
@@ -222,11 +230,13 @@ class ActorResolver:
         moment = self._clock()
         if record is not None and moment - record.software_checked_at < SOFTWARE_TTL:
             return record.software or None
+        software: str | None = await network(("software", host),
+                                             lambda: self._nodeinfo_software(host))
         if record is None:
             record = Host(host=host, failures=0, down_until=0.0, gone=False)
             session.add(record)
         record.software_checked_at = moment
-        record.software = await self._nodeinfo_software(host) or ""
+        record.software = software or ""
         return record.software or None
 
     async def _nodeinfo_software(self, host: str) -> str | None:
