@@ -7,9 +7,19 @@ stored or relayed; refusals answer the author's server with a Reject.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from fedi.activitypub import activities
 from fedi.activitypub.parse import IncomingActivity, host_of, is_http_url, scrub_links
@@ -62,6 +72,7 @@ async def _local_group(ctx: HandlerContext, uri: str) -> Actor | None:
 
 
 _ACTORS = frozenset({"actors"})
+_REACTIONS = cast(Table, Reaction.__table__)
 
 
 async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, Any]:
@@ -283,34 +294,46 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
     content = raw[:255] if isinstance(raw, str) else None
     # One vote per person: a new Like or Dislike replaces the last (Lemmy sends no Undo);
     # emoji reactions count once per person and emoji.
-    same = (
-        Reaction.type.in_(VOTES) if activity.type in VOTES
-        else (Reaction.type == activity.type) & (Reaction.content == content)
-    )
     # This very activity (counted already) and the vote it replaces, in one query.
-    found = (
-        await ctx.session.execute(
-            select(Reaction).where(
-                (Reaction.activity_uri == activity.id)
-                | ((Reaction.post_id == post.id) & (Reaction.actor_id == actor.id) & same)
-            )
-        )
-    ).scalars().all()
+    found = (await ctx.session.execute(
+        _SAME_VOTE if activity.type in VOTES else _SAME_EMOJI,
+        {"uri": activity.id, "post_id": post.id, "actor_id": actor.id,
+         "type": activity.type, "content": content},
+    )).scalars().all()
     if any(old.activity_uri == activity.id for old in found):
         raise Ignored("reaction already counted")
     for old in found:
         if old.type == "Like":
             await add_likes(ctx.session, post, -1)
         await ctx.session.delete(old)
-    ctx.session.add(Reaction(
-        post_id=post.id, actor_id=actor.id, type=activity.type, content=content,
-        activity_uri=activity.id,
-    ))
+    if found:
+        await ctx.session.flush()
+    # A Core INSERT built once: an ORM object and its flush were a quarter of a Like's CPU.
+    await ctx.session.execute(_STORE_REACTION, {
+        "post_id": post.id, "actor_id": actor.id, "type": activity.type, "content": content,
+        "activity_uri": activity.id, "created_at": now(),
+    })
     if activity.type == "Like":
         await add_likes(ctx.session, post, 1)
         await notices.liked(ctx.session, post, actor)
     await relay_activity(ctx.session, ctx.urls, group, activity.document,
                          author_uri=activity.actor, post=post)
+
+
+def _earlier_reactions(same: ColumnElement[bool]) -> Select[Reaction]:
+    return select(Reaction).where(
+        (Reaction.activity_uri == bindparam("uri"))
+        | ((Reaction.post_id == bindparam("post_id"))
+           & (Reaction.actor_id == bindparam("actor_id")) & same)
+    )
+
+
+# Statements of every processed reaction, built once (bench.processing).
+_SAME_VOTE = _earlier_reactions(Reaction.type.in_(VOTES))
+_SAME_EMOJI = _earlier_reactions(
+    (Reaction.type == bindparam("type"))
+    & Reaction.content.is_not_distinct_from(bindparam("content", type_=String)))  # or NULL
+_STORE_REACTION = insert(_REACTIONS)
 
 
 async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:

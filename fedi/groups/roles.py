@@ -53,16 +53,24 @@ class Roster:
     def banned_uris(self) -> frozenset[str]:
         return frozenset(self.banned.values())
 
+    @cached_property
+    def _viewers(self) -> dict[str, Viewer]:
+        return {}
+
     def viewer(self, uri: str) -> Viewer:
         """`uri` as the privacy gate sees them, as far as this group goes: all the gate asks
-        of a viewer about a post of this group."""
-        one = frozenset({self.group})
-        return Viewer(
-            actor=uri,
-            member_of=one if uri in self.members else frozenset(),
-            moderator_of=one if uri in self.moderators else frozenset(),
-            banned_from=one if uri in self.banned_uris else frozenset(),
-        )
+        of a viewer about a post of this group. Made once per person: a batch's relays ask
+        it of every member for every post."""
+        made = self._viewers.get(uri)
+        if made is None:
+            one = frozenset({self.group})
+            made = self._viewers[uri] = Viewer(
+                actor=uri,
+                member_of=one if uri in self.members else frozenset(),
+                moderator_of=one if uri in self.moderators else frozenset(),
+                banned_from=one if uri in self.banned_uris else frozenset(),
+            )
+        return made
 
     def standing(self, actor_id: int) -> Standing:
         role = self.roles.get(actor_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.activitypub.parse import is_http_url, scrub_links
@@ -37,11 +37,15 @@ def title_for(obj: dict[str, Any]) -> str | None:
     return None
 
 
+# Built once: building a statement per call (operators, coercions) cost more than running it
+# (bench.processing, every Like and Create looks a post up).
+_FIND_POST = select(Post).where(
+    (Post.uri == bindparam("uri")) | (Post.copy_uri == bindparam("uri")))
+
+
 async def find_post(session: AsyncSession, uri: str) -> Post | None:
     """A post by its id, or by the id of the group's copy of it (what microblogs reply to)."""
-    found = (
-        await session.execute(select(Post).where((Post.uri == uri) | (Post.copy_uri == uri)))
-    ).scalars().all()
+    found = (await session.execute(_FIND_POST, {"uri": uri})).scalars().all()
     return next((post for post in found if post.uri == uri), found[0] if found else None)
 
 

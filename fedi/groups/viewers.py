@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fedi.groups.roles import roster
@@ -85,15 +85,16 @@ async def viewers_for(
 
 async def _named(session: AsyncSession, post_id: int) -> frozenset[str]:
     async def load() -> frozenset[str]:
-        return frozenset((await session.execute(
-            select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
-            .where(PostAudience.post_id == post_id)
-        )).scalars())
+        return frozenset((await session.execute(_NAMED, {"post_id": post_id})).scalars())
 
     return await remembered(session, ("named", post_id), _NAMED_TABLES, load)
 
 
 _NAMED_TABLES = frozenset({"post_audience", "actors"})
+# Built once, as the parent lookup below: every relayed post and reaction asks them.
+_NAMED = (select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)
+          .where(PostAudience.post_id == bindparam("post_id")))
+_POST_BY_URI = select(Post).where(Post.uri == bindparam("uri"))
 
 
 async def facts_for(session: AsyncSession, post: Post, depth: int = 0) -> PostFacts:
@@ -106,7 +107,7 @@ async def facts_for(session: AsyncSession, post: Post, depth: int = 0) -> PostFa
     parent: PostFacts | None = None
     if post.in_reply_to and depth < MAX_DEPTH:
         parent_post = (
-            await session.execute(select(Post).where(Post.uri == post.in_reply_to))
+            await session.execute(_POST_BY_URI, {"uri": post.in_reply_to})
         ).scalar_one_or_none()
         if parent_post is not None:
             parent = await facts_for(session, parent_post, depth + 1)

@@ -942,6 +942,25 @@ async def test_lemmy_vote_changed_back_counts_once(world: World) -> None:
     assert post is not None and post.like_count == 1
 
 
+@pytest.mark.parametrize("shape_name", ["pleroma"])
+async def test_the_same_emoji_twice_counts_once_with_or_without_content(world: World) -> None:
+    """One reaction per person and emoji; an EmojiReact without content is one emoji too
+    (NULL content must match NULL, not nothing)."""
+    thread = world.shape.thread(world.alice, THREAD_TEXT, title="React twice")
+    await world.deliver(thread)
+    sent = []
+    for content in ("🔥", "🔥", None, None, "🍮"):
+        react = world.shape.react(world.bob, thread["object"])
+        if content is None:
+            del react["content"]
+        else:
+            react["content"] = content
+        await world.deliver(react, by=world.bob)
+        sent.append(react["id"])
+    kept = sorted((r.content or "", r.activity_uri) for r in await world.reactions())
+    assert kept == sorted([("🔥", sent[1]), ("", sent[3]), ("🍮", sent[4])])
+
+
 # -- 5. refusals --------------------------------------------------------------------------------
 @ALL_SHAPES
 async def test_refused_post_is_not_stored_not_relayed_and_rejected(world: World) -> None:
