@@ -12,6 +12,10 @@ connection was lost mid-batch: every item of the batch, since none of it committ
 answered 202: it must not be lost to an outage); `failed` only when the body cannot be read or
 a handler has a bug. A batch that breaks for any other reason is processed again one item per
 transaction, so a poison item cannot hold the others back.
+
+No item waits on a remote server inside the transaction: an item that needs a fetch has its
+savepoint rolled back, the items before it commit, the fetch is made with nothing open, and
+the item runs again in the next transaction (fedi.federation.fetch_later).
 """
 
 from __future__ import annotations
