@@ -17,8 +17,12 @@ def make_engine(settings: Settings) -> AsyncEngine:
     # SQL parameters never reach an error message or log: rows carry private keys.
     kwargs: dict[str, Any] = {"hide_parameters": True}
     if settings.is_sqlite:
+        from fedi.store import sqlite_driver  # aiosqlite: loaded on SQLite only
+
         # One writer at a time: wait for the lock rather than fail with "database is locked".
         kwargs["connect_args"] = {"timeout": 30}
+        # One call on aiosqlite's thread per statement, not four (fedi.store.sqlite_driver).
+        kwargs["module"] = sqlite_driver.dbapi()
     else:
         # Overflow connections are closed on return and reopened: bench/inbox measured that
         # churn as most of PostgreSQL's CPU, so the pool is sized and overflow kept small.
