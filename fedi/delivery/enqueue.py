@@ -29,7 +29,7 @@ from fedi.store.models import Actor, Delivery, Host, OutboundActivity, now
 
 _OUTBOX = cast(Table, OutboundActivity.__table__)
 _STORE_ACTIVITY = insert(_OUTBOX).returning(_OUTBOX.c.id)
-_STORE_DELIVERIES = insert(Delivery.__table__)  # type: ignore[arg-type]
+_STORE_DELIVERIES = insert(cast(Table, Delivery.__table__))
 _ABOUT_THEIR_OBJECT = frozenset({"Create", "Update", "Delete"})
 _WRAPPERS = frozenset({"Announce", "Undo"})
 

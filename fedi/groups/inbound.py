@@ -72,7 +72,6 @@ async def _local_group(ctx: HandlerContext, uri: str) -> Actor | None:
 
 
 _ACTORS = frozenset({"actors"})
-_REACTIONS = cast(Table, Reaction.__table__)
 
 
 async def _object(ctx: HandlerContext, activity: IncomingActivity) -> dict[str, Any]:
@@ -333,7 +332,7 @@ _SAME_VOTE = _earlier_reactions(Reaction.type.in_(VOTES))
 _SAME_EMOJI = _earlier_reactions(
     (Reaction.type == bindparam("type"))
     & Reaction.content.is_not_distinct_from(bindparam("content", type_=String)))  # or NULL
-_STORE_REACTION = insert(_REACTIONS)
+_STORE_REACTION = insert(cast(Table, Reaction.__table__))
 
 
 async def undo_reaction(ctx: HandlerContext, activity: IncomingActivity) -> None:
