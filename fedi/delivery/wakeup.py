@@ -42,9 +42,15 @@ def attach(sessionmaker: async_sessionmaker[Any], waker: Callable[[], None]) -> 
     sessionmaker.configure(info=info)
 
 
+def added(session: Session) -> None:
+    """This transaction added delivery rows with a statement the hooks cannot see (enqueue's
+    `INSERT … SELECT` in SQL text): wake the worker when it commits."""
+    session.info[_ADDED] = True
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _on_execute(state: ORMExecuteState) -> None:
-    # enqueue() adds rows with one executemany INSERT, not ORM objects.
+    # Core inserts into the table (tests, tools); ORM objects are seen at the flush.
     table = getattr(state.statement, "table", None)
     if state.is_insert and getattr(table, "name", None) == Delivery.__tablename__:
         state.session.info[_ADDED] = True

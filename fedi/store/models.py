@@ -257,7 +257,8 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    activity_id: Mapped[int] = mapped_column(ForeignKey("outbound_activities.id"), index=True)
+    # No index of its own: the unique (activity_id, inbox_url) serves lookups by activity.
+    activity_id: Mapped[int] = mapped_column(ForeignKey("outbound_activities.id"))
     inbox_url: Mapped[str] = mapped_column(URI)
     host: Mapped[str] = mapped_column(String(255), index=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed|dropped

@@ -247,3 +247,64 @@ def test_migrations_only_expand_so_the_previous_release_keeps_working(revision: 
         return
     found = _contracting(source)
     assert not found, f"migration {revision} contracts the schema ({', '.join(found)})"
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
+def _keys(connection: Connection) -> dict[int, str | None]:
+    found = connection.execute(text("SELECT id, order_key FROM deliveries"))
+    return {row_id: key for row_id, key in found}
+
+
+def _indexes(connection: Connection) -> set[str]:
+    return {index["name"] for index in inspect(connection).get_indexes("deliveries")}
+
+
+async def test_0010_rekeys_what_is_queued_so_it_keeps_its_order(database_url: str) -> None:
+    """Pending deliveries keyed the 0008 way (one digest of object and inbox) get the key
+    enqueue now gives them (the object's digest, then the inbox's), so an Update queued after
+    the upgrade still waits for a Create queued before it; sent rows are left alone; and the
+    downgrade gives the old keys back."""
+    from hashlib import blake2b
+
+    from fedi.delivery.enqueue import order_key
+
+    def old_key(about: str, inbox: str) -> str:
+        return blake2b(f"{about} {inbox}".encode(), digest_size=16).hexdigest()
+
+    rows = seed_rows()
+    inbox, other, sent = (f"{REMOTE}/inbox", f"{REMOTE}/users/carol/inbox",
+                          f"{REMOTE}/users/dan/inbox")
+    rows["deliveries"] = [
+        {"id": n, "activity_id": 1, "inbox_url": url, "host": "remote.example",
+         "state": state, "attempts": 0, "next_attempt_at": 0.0, "claimed_until": 0.0,
+         "created_at": NOW, "order_key": old_key(POST, url)}
+        for n, url, state in ((1, inbox, "pending"), (2, other, "pending"), (3, sent, "done"))
+    ]
+    sent_key = old_key(POST, sent)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, "0009")
+            await conn.run_sync(_insert, rows)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, "0010")
+        async with engine.connect() as conn:
+            upgraded = await conn.run_sync(_keys)
+            upgraded_indexes = await conn.run_sync(_indexes)
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, "0009")
+        async with engine.connect() as conn:
+            downgraded = await conn.run_sync(_keys)
+            downgraded_indexes = await conn.run_sync(_indexes)
+    finally:
+        await engine.dispose()
+    assert upgraded == {1: order_key(POST, inbox), 2: order_key(POST, other), 3: sent_key}
+    assert upgraded[1] != upgraded[2] and upgraded[1][:16] == upgraded[2][:16]
+    assert "ix_deliveries_activity_id" not in upgraded_indexes
+    assert downgraded == {1: old_key(POST, inbox), 2: old_key(POST, other), 3: sent_key}
+    assert "ix_deliveries_activity_id" in downgraded_indexes
