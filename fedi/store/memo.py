@@ -34,13 +34,18 @@ _WRITE = re.compile(
 
 class BatchMemo:
     def __init__(self) -> None:
-        self._entries: dict[Hashable, tuple[Any, frozenset[str]]] = {}
+        self._entries: dict[Hashable, Any] = {}
+        # Table → the keys read from it: a write finds what it drops without walking every
+        # entry (a batch of 100 posts keeps hundreds, and every item writes several times).
+        self._by_table: dict[str, set[Hashable]] = {}
 
-    def get(self, key: Hashable) -> tuple[Any, frozenset[str]] | None:
-        return self._entries.get(key)
+    def get(self, key: Hashable) -> tuple[Any] | None:
+        return (self._entries[key],) if key in self._entries else None
 
     def put(self, key: Hashable, value: Any, tables: frozenset[str]) -> None:
-        self._entries[key] = (value, tables)
+        self._entries[key] = value
+        for table in tables:
+            self._by_table.setdefault(table, set()).add(key)
 
     def saw(self, statement: str) -> None:
         """A statement went out on the batch's connection: a write drops what it may change."""
@@ -49,12 +54,12 @@ class BatchMemo:
         found = _WRITE.match(statement)
         if found is None:
             return
-        table = found.group(1).lower()
-        for key in [k for k, (_, tables) in self._entries.items() if table in tables]:
-            del self._entries[key]
+        for key in self._by_table.pop(found.group(1).lower(), ()):
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._by_table.clear()
 
 
 def memo_of(session: AsyncSession) -> BatchMemo | None:
