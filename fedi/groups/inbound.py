@@ -177,11 +177,9 @@ async def handle_create(ctx: HandlerContext, activity: IncomingActivity) -> None
             named = sorted(facts.audience | {facts.author}) if narrowed.has_named_audience else []
     post = await store_post(
         ctx.session, ctx.urls, obj, author=author, group=group, parent=parent, local=False,
-        visibility=visibility.value,
+        visibility=visibility.value, reply_policy=config.reply_policy, held=held,
+        activity=json.dumps(activity.document),
     )
-    post.reply_policy = config.reply_policy
-    post.held = held
-    post.activity = json.dumps(activity.document)
     if visibility.has_named_audience:
         await _store_audience(ctx, post, named)
     await notices.post_stored(ctx.session, post)

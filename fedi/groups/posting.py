@@ -237,9 +237,8 @@ async def post_to_group(
     post = await store_post(
         session, urls, note, author=author, group=group, parent=parent, local=True,
         own_context=group.local, visibility=audience.visibility.value,
+        reply_policy=audience.reply_policy.value, held=held,
     )
-    post.reply_policy = audience.reply_policy.value
-    post.held = held
     session.add_all(PostAudience(post_id=post.id, actor_id=p.id) for p in audience.people)
     await session.flush()
     await notices.post_stored(session, post)

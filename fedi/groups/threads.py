@@ -77,8 +77,12 @@ async def store_post(
     local: bool,
     visibility: str = "public",
     own_context: bool = True,
+    reply_policy: str | None = None,
+    held: str | None = None,
+    activity: str | None = None,
 ) -> Post:
-    """Persist a post in a group's thread; a reply joins its parent's thread."""
+    """Persist a post in a group's thread; a reply joins its parent's thread. What the caller
+    already knows goes into the INSERT (an UPDATE after it is one more statement per post)."""
     if not local:
         # Every path that stores a remote post comes through here: only http(s) ids and
         # links are kept (SECURITY 20), whatever the caller checked before.
@@ -97,19 +101,26 @@ async def store_post(
         visibility=visibility,
         local=local,
         document=json.dumps(obj),
+        held=held,
+        activity=activity,
     )
+    if reply_policy is not None:
+        post.reply_policy = reply_policy
+    # The group's server owns its threads' context (FEP-7888); a server that only follows
+    # the group keeps the context the post came with.
+    context = None if own_context else id_of(obj.get("context"))
+    if parent is not None:
+        post.thread_id = parent.thread_id or parent.id
+        post.context = context_uri(urls, post.thread_id) if own_context else context
     session.add(post)
     await session.flush()
     if parent is not None:
-        post.thread_id = parent.thread_id or parent.id
         await session.execute(
             update(Post).where(Post.id == parent.id).values(reply_count=Post.reply_count + 1)
         )
     else:
-        post.thread_id = post.id
-    # The group's server owns its threads' context (FEP-7888); a server that only follows
-    # the group keeps the context the post came with.
-    post.context = context_uri(urls, post.thread_id) if own_context else id_of(obj.get("context"))
+        post.thread_id = post.id  # a thread starter is its own thread: known once it has an id
+        post.context = context_uri(urls, post.id) if own_context else context
     post_stored(session, post)  # live updates, at commit, if the post is not held by then
     return post
 
