@@ -65,7 +65,6 @@ def _id(value: Any) -> str | None:
     return found if isinstance(found, str) and found else None
 
 
-
 def order_key(about: str | None, inbox: str) -> str | None:
     if about is None:
         return None

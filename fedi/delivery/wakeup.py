@@ -43,8 +43,8 @@ def attach(sessionmaker: async_sessionmaker[Any], waker: Callable[[], None]) -> 
 
 
 def added(session: Session) -> None:
-    """This transaction added delivery rows with a statement the hooks cannot see (enqueue's
-    `INSERT … SELECT` in SQL text): wake the worker when it commits."""
+    """This transaction added delivery rows with a statement the hooks below cannot see
+    (enqueue's, in SQL text): wake the worker when it commits."""
     session.info[_ADDED] = True
 
 

@@ -269,8 +269,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     done_at: Mapped[float | None] = mapped_column(Float, default=None)
-    # Digest of (object, inbox): a row waits while an earlier row with the same key is pending,
-    # so a Create reaches an inbox before its Update and Delete (fedi.delivery.enqueue).
+    # (object, inbox) as the object's digest, then the inbox's: a row waits while an earlier row
+    # with the same key is pending, so a Create reaches an inbox before its Update and Delete
+    # (fedi.delivery.enqueue).
     order_key: Mapped[str | None] = mapped_column(String(32), default=None)
     __table_args__ = (
         Index("ix_deliveries_due", "state", "next_attempt_at"),
