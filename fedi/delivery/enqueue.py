@@ -66,9 +66,15 @@ def _id(value: Any) -> str | None:
 
 
 def order_key(about: str | None, inbox: str) -> str | None:
+    return order_keys(about, [inbox])[0]
+
+
+def order_keys(about: str | None, inboxes: list[str]) -> list[str | None]:
+    """The order key of each inbox's row (None for an activity about nothing: no order)."""
     if about is None:
-        return None
-    return _digest(about) + _inbox_digest(inbox)
+        return [None] * len(inboxes)
+    head = _digest(about)  # once for all of an activity's rows
+    return [head + _inbox_digest(inbox) for inbox in inboxes]
 
 
 def _digest(value: str) -> str:
@@ -125,9 +131,7 @@ async def enqueue(
     # jump, another machine) still sends new rows straight away.
     paused = await paused_hosts(session)
     dues = [until if (until := paused.get(host, 0.0)) > created else 0.0 for host in hosts]
-    about = object_key(activity)
-    head = None if about is None else _digest(about)
-    keys = [None if head is None else head + _inbox_digest(inbox) for inbox in targets]
+    keys = order_keys(object_key(activity), targets)
     wakeup.added(session.sync_session)  # the hooks do not see statements in SQL text
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(_POSTGRES_ROWS, {

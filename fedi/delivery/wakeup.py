@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import Session, UOWTransaction
 
 from fedi.live.listener import asyncpg_dsn
 from fedi.store.models import Delivery
@@ -43,17 +43,9 @@ def attach(sessionmaker: async_sessionmaker[Any], waker: Callable[[], None]) -> 
 
 
 def added(session: Session) -> None:
-    """This transaction added delivery rows with a statement the hooks below cannot see
-    (enqueue's, in SQL text): wake the worker when it commits."""
+    """This transaction added delivery rows (enqueue's statement, which no ORM hook sees):
+    wake the worker when it commits."""
     session.info[_ADDED] = True
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _on_execute(state: ORMExecuteState) -> None:
-    # Core inserts into the table (tests, tools); ORM objects are seen at the flush.
-    table = getattr(state.statement, "table", None)
-    if state.is_insert and getattr(table, "name", None) == Delivery.__tablename__:
-        state.session.info[_ADDED] = True
 
 
 @event.listens_for(Session, "after_flush")
