@@ -1,10 +1,17 @@
 """Inbox worker: claims stored activities in batches and runs the handler for each.
 
-A batch is ONE transaction with a SAVEPOINT per item, in the order of the items' ids (a
-Create before a Like of it). A handler's changes, the deliveries they cause and the item's
-`done` mark commit together with the rest of the batch, so a crash mid-batch means its items
-are claimed again later (after their lease) and nothing is half-applied. One item's failure
-rolls back only its savepoint; its outcome is recorded in the batch's transaction.
+A batch is ONE transaction, its items run in the order of their ids (a Create before a Like
+of it). A handler's changes, the deliveries they cause and the item's `done` mark commit
+together with the rest of the batch, so a crash mid-batch means its items are claimed again
+later (after their lease) and nothing is half-applied. One item's failure undoes that item
+alone; its outcome is recorded in the batch's transaction.
+
+How an item is undone: items first run with no savepoint (a SAVEPOINT and its RELEASE were two
+of a Like's seven statements, and SQLAlchemy's nested transaction cost as much again in
+Python). An item that fails before it wrote anything (most refusals: a ban, a post we do not
+know, a duplicate) leaves nothing to undo. One that fails after a write, or with a database
+error, leaves the transaction holding part of it: the transaction is rolled back and the same
+items run again with a SAVEPOINT each, whose rollback undoes the failed item alone.
 
 Outcomes of an item: `done` (handled, or ignored with a reason); released for a retry with a
 growing pause (a FediError, e.g. a remote fetch failed); released at once when the database
@@ -25,9 +32,16 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Float, String, bindparam, event, func, select, update
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -85,8 +99,21 @@ def _hold_actor(held: list[Actor | Group], loaded: object) -> None:
         held.append(loaded)
 
 
+def _drop_notes(info: dict[Any, Any], noted: dict[Any, int]) -> None:
+    """Lists in session.info are notes for after the commit (live events): a failed item's
+    go with it. `noted`: each list's length before the item."""
+    for key, value in list(info.items()):
+        if isinstance(value, list):
+            del value[noted.get(key, 0):]
+
+
 class BatchLost(Exception):
     """A savepoint could not be rolled back: the batch's transaction is gone."""
+
+
+class _Tainted(Exception):
+    """An item run without a savepoint failed after it wrote (or with a database error):
+    the transaction holds part of it, so it is rolled back and run again with savepoints."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +223,11 @@ class InboxProcessor:
                     # needed it runs again next, in a new transaction.
                     await fetched.make(later)
 
-    async def _transaction(self, items: Sequence[_Item]) -> tuple[int, FetchLater | None]:
-        """Run `items` in one transaction, in order, until one needs a remote fetch.
+    async def _transaction(
+        self, items: Sequence[_Item], savepoints: bool = False
+    ) -> tuple[int, FetchLater | None]:
+        """Run `items` in one transaction, in order, until one needs a remote fetch; each in
+        a savepoint of its own if `savepoints`, else none unless one fails after a write.
 
         Returns how many items it settled (recorded, or released after a failure) and the
         fetch the next one needs; (0, None) when the batch broke and none of it committed."""
@@ -233,19 +263,25 @@ class InboxProcessor:
                     await self._resolver.preload(session, {item.actor for item in items})
                     for item in items:
                         try:
-                            outcomes[item.id] = await self._process(session, item, refusals)
+                            outcomes[item.id] = await self._process(
+                                session, item, refusals, savepoints)
                         except FetchLater as needed:
                             later = needed
                             break
                 await self._record(session, outcomes)
                 await session.commit()
             return len(outcomes), later
+        except _Tainted as tainted:
+            log.debug("inbox batch of %d runs again with savepoints (%s)", len(items),
+                      brief(tainted.__cause__ or tainted))
+            return await self._transaction(items, savepoints=True)
         except Exception as exc:
             lost = connection_lost(exc)
             if len(items) == 1 or lost:
                 # Nothing of the batch committed: every item is released, never failed.
-                log.warning("inbox batch of %d lost (%s); its items will be processed again",
-                            len(items), brief(exc))
+                log.warning("inbox batch of %d lost (%s%s); its items will be processed again",
+                            len(items), "database connection lost: " if lost else "",
+                            brief(exc))
                 await self._release(items)
                 return len(items), None
             log.warning("inbox batch of %d broke (%s); processing its items one by one",
@@ -253,10 +289,11 @@ class InboxProcessor:
             return 0, None
 
     async def _process(
-        self, session: AsyncSession, item: _Item, refusals: dict[str, str | None]
+        self, session: AsyncSession, item: _Item, refusals: dict[str, str | None],
+        savepoints: bool,
     ) -> Outcome:
-        """Run one item in its own savepoint; its outcome. `refusals`: the host policy's
-        answer for the items' actors' hosts."""
+        """Run one item (in its own savepoint if `savepoints`); its outcome. `refusals`: the
+        host policy's answer for the items' actors' hosts."""
         try:
             # The inbox's own parser: a body it refused would not be here, and one it
             # accepted reads the same way now (SECURITY 21).
@@ -273,9 +310,12 @@ class InboxProcessor:
             if handler is None:
                 raise Ignored(f"no handler for {activity.type}")
             context = HandlerContext(session, self._urls, self._resolver)
-            await self._in_savepoint(session, handler, context, activity)
+            if savepoints:
+                await self._in_savepoint(session, handler, context, activity)
+            else:
+                await self._undone_if_clean(session, handler, context, activity)
             return Outcome("done", context.outcome)
-        except (BatchLost, FetchLater):
+        except (BatchLost, FetchLater, _Tainted):
             raise
         except Ignored as exc:
             return Outcome("done", exc.reason)
@@ -294,6 +334,37 @@ class InboxProcessor:
             log.error("inbox item %s (%s) crashed: %s", item.id, item.uri, brief(exc))
             return Outcome("failed", f"internal error: {brief(exc)}"[:500])
 
+    async def _undone_if_clean(
+        self, session: AsyncSession, handler: Handler, context: HandlerContext,
+        activity: IncomingActivity,
+    ) -> None:
+        """Run the handler with no savepoint; a failure that wrote nothing is undone here (its
+        notes and what it read), any other raises _Tainted."""
+        memo = memo_of(session)
+        if memo is None:  # no way to tell whether it wrote
+            await self._in_savepoint(session, handler, context, activity)
+            return
+        info = session.sync_session.info
+        noted = {key: len(value) for key, value in info.items() if isinstance(value, list)}
+        before = memo.mark()
+        try:
+            await handler(context, activity)
+        except Exception as exc:
+            if not isinstance(exc, FediError | FetchLater) and connection_lost(exc):
+                # The transaction is gone (or going): every item of the batch is released.
+                # (A refusal or a failed fetch is the item's outcome, whatever it came from.)
+                raise BatchLost(brief(exc)) from exc
+            sync = session.sync_session
+            if (memo.mark() != before or sync.new or sync.dirty or sync.deleted
+                    or isinstance(exc, SQLAlchemyError)):
+                # A write went out or waits in the session, or the database refused a
+                # statement (PostgreSQL then refuses the rest of the transaction), or the
+                # session is in a state only a rollback ends.
+                raise _Tainted(brief(exc)) from exc
+            _drop_notes(info, noted)
+            memo.clear()  # what it read stays true, but drop it as a rollback would
+            raise
+
     async def _in_savepoint(
         self, session: AsyncSession, handler: Handler, context: HandlerContext,
         activity: IncomingActivity,
@@ -311,9 +382,7 @@ class InboxProcessor:
                 await savepoint.rollback()
             except Exception as lost:
                 raise BatchLost(brief(lost)) from lost
-            for key, value in list(info.items()):
-                if isinstance(value, list):
-                    del value[noted.get(key, 0):]
+            _drop_notes(info, noted)
             # What the item read may be what it wrote and has now rolled back.
             memo = memo_of(session)
             if memo is not None:

@@ -5,8 +5,9 @@ named people, an actor by id) is read once per batch. Each entry names the table
 from; an INSERT, UPDATE or DELETE of one of those tables on the batch's connection drops it.
 The writes are seen where the statements go out (ORM flushes, bulk statements and raw SQL
 alike), so a Follow, a ban or a role given by an earlier item is seen by the next one. The
-owner clears the memo when an item's savepoint rolls back: nothing read inside a rolled-back
-item outlives it.
+owner clears the memo when an item fails: nothing read inside a failed item outlives it. The
+memo also counts the statements that may have written and those that failed (`mark`): an item
+that failed with neither left nothing to roll back.
 
 Only a session that installed a memo has one; everywhere else the same functions query as
 they always did. What another process commits during a batch is seen from the next batch on
@@ -21,7 +22,8 @@ from contextlib import asynccontextmanager, suppress
 from itertools import chain
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
@@ -32,12 +34,20 @@ _WRITE = re.compile(
 )
 
 
+# Statements that change no row, as SQLAlchemy spells them.
+_UNCHANGING = ("SELECT", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
 class BatchMemo:
     def __init__(self) -> None:
         self._entries: dict[Hashable, Any] = {}
         # Table → the keys read from it: a write finds what it drops without walking every
         # entry (a batch of 100 posts keeps hundreds, and every item writes several times).
         self._by_table: dict[str, set[Hashable]] = {}
+        # Statements other than reads (and savepoints) seen so far, and statements the
+        # database refused (on PostgreSQL the transaction then refuses everything after).
+        self.statements_written = 0
+        self.statements_failed = 0
 
     def get(self, key: Hashable) -> tuple[Any] | None:
         return (self._entries[key],) if key in self._entries else None
@@ -49,13 +59,20 @@ class BatchMemo:
 
     def saw(self, statement: str) -> None:
         """A statement went out on the batch's connection: a write drops what it may change."""
-        if statement[:1].upper() == "S":  # SELECT, SAVEPOINT: the common case, at once
+        if statement.startswith(_UNCHANGING):  # the common case, at once
             return
+        # Anything else may have changed the database; unknown forms count, to be safe.
+        self.statements_written += 1
         found = _WRITE.match(statement)
         if found is None:
             return
         for key in self._by_table.pop(found.group(1).lower(), ()):
             self._entries.pop(key, None)
+
+    def mark(self) -> tuple[int, int]:
+        """Statements written and failed so far: equal marks before and after an item mean
+        it changed nothing in the transaction."""
+        return self.statements_written, self.statements_failed
 
     def clear(self) -> None:
         self._entries.clear()
@@ -72,18 +89,31 @@ async def batch_memo(session: AsyncSession) -> AsyncIterator[BatchMemo]:
     """A memo for the session's transaction, for as long as the block runs."""
     memo = BatchMemo()
     connection = (await session.connection()).sync_connection
+    assert connection is not None  # an AsyncConnection once begun has its sync side
 
     def watch(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         memo.saw(statement)
 
     event.listen(connection, "before_cursor_execute", watch)
+    connection.info[_KEY] = memo  # for _count_failure
     session.sync_session.info[_KEY] = memo
     try:
         yield memo
     finally:
         session.sync_session.info.pop(_KEY, None)
         with suppress(Exception):  # the connection may be gone with a lost batch
+            connection.info.pop(_KEY, None)
+        with suppress(Exception):
             event.remove(connection, "before_cursor_execute", watch)
+
+
+@event.listens_for(Engine, "handle_error")
+def _count_failure(context: ExceptionContext) -> None:
+    # handle_error can only be heard engine-wide: the memo is found on its connection.
+    connection = context.connection
+    memo = connection.info.get(_KEY) if connection is not None else None
+    if isinstance(memo, BatchMemo):
+        memo.statements_failed += 1
 
 
 def _pending(session: AsyncSession, tables: frozenset[str]) -> bool:
