@@ -259,7 +259,10 @@ class InboxProcessor:
                              lambda _s, loaded: _hold_actor(held, loaded))
                 # What items read again and again (a group's roster and members), read once
                 # per batch; a write drops what it changes (fedi.store.memo).
-                async with batch_memo(session):
+                async with batch_memo(session) as memo:
+                    # With no savepoints a failed write undoes the whole transaction, so
+                    # writes may wait for the batch's end (a post's like count, once).
+                    memo.defers_writes = not savepoints
                     await self._resolver.preload(session, {item.actor for item in items})
                     for item in items:
                         try:
@@ -268,6 +271,7 @@ class InboxProcessor:
                         except FetchLater as needed:
                             later = needed
                             break
+                    await memo.finish(session)
                 await self._record(session, outcomes)
                 await session.commit()
             return len(outcomes), later

@@ -27,6 +27,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
+Deferred = Callable[[AsyncSession, dict[Any, Any]], Awaitable[None]]
 
 _KEY = "fedi.batch_memo"
 _WRITE = re.compile(
@@ -48,6 +49,9 @@ class BatchMemo:
         # database refused (on PostgreSQL the transaction then refuses everything after).
         self.statements_written = 0
         self.statements_failed = 0
+        # Writes put off to the end of the batch (`deferred`), when its owner allows it.
+        self.defers_writes = False
+        self._deferred: dict[Hashable, tuple[Deferred, dict[Any, Any]]] = {}
 
     def get(self, key: Hashable) -> tuple[Any] | None:
         return (self._entries[key],) if key in self._entries else None
@@ -73,6 +77,24 @@ class BatchMemo:
         """Statements written and failed so far: equal marks before and after an item mean
         it changed nothing in the transaction."""
         return self.statements_written, self.statements_failed
+
+    def deferred(self, key: Hashable, write: Deferred) -> dict[Any, Any]:
+        """The state of the deferred write `key`, which `write(session, state)` makes when
+        the batch finishes. Only while `defers_writes`: the owner then undoes a failed
+        item's writes by rolling back the whole transaction, deferred ones with it. Counts
+        as a write (`mark`)."""
+        assert self.defers_writes
+        self.statements_written += 1
+        found = self._deferred.get(key)
+        if found is None:
+            found = self._deferred[key] = (write, {})
+        return found[1]
+
+    async def finish(self, session: AsyncSession) -> None:
+        """Make the deferred writes, in the order they were first deferred."""
+        deferred, self._deferred = self._deferred, {}
+        for write, state in deferred.values():
+            await write(session, state)
 
     def clear(self) -> None:
         self._entries.clear()
