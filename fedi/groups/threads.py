@@ -13,6 +13,7 @@ from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text, sanitize_html
 from fedi.handlers import Ignored
 from fedi.live.source import post_stored
+from fedi.store.memo import remembered
 from fedi.store.models import Actor, Post
 from fedi.urls import Urls
 
@@ -44,9 +45,18 @@ _FIND_POST = select(Post).where(
 
 
 async def find_post(session: AsyncSession, uri: str) -> Post | None:
-    """A post by its id, or by the id of the group's copy of it (what microblogs reply to)."""
-    found = (await session.execute(_FIND_POST, {"uri": uri})).scalars().all()
-    return next((post for post in found if post.uri == uri), found[0] if found else None)
+    """A post by its id, or by the id of the group's copy of it (what microblogs reply to).
+    In the inbox processor's batch, read once until a write to posts (the Likes of one
+    thread arrive together)."""
+
+    async def load() -> Post | None:
+        found = (await session.execute(_FIND_POST, {"uri": uri})).scalars().all()
+        return next((post for post in found if post.uri == uri), found[0] if found else None)
+
+    return await remembered(session, ("find_post", uri), _POSTS, load)
+
+
+_POSTS = frozenset({"posts"})
 
 
 def context_uri(urls: Urls, thread_id: int) -> str:

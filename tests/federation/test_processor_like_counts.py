@@ -1,0 +1,118 @@
+"""A batch's like counts are written when it ends, once per post, and still count right.
+
+Every processed Like changed its post's count with an UPDATE of its own; in a batch the
+changes are summed per post (fedi.groups.likes). Votes replaced, undone, and a batch run
+again after a failed item must all leave the count each Like alone would have.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event, select
+
+from fedi.activitypub.parse import IncomingActivity
+from fedi.handlers import HandlerContext
+from fedi.services import Services
+from fedi.store.models import Host, Post
+from tests.federation.test_processor_memo import (
+    THREAD,
+    group_with_members,
+    like,
+    member,
+    processor,
+    services,
+    states,
+    store,
+)
+
+__all__ = ["services"]  # the fixture, used by name
+
+
+async def like_count(services: Services) -> int:
+    async with services.sessionmaker() as session:
+        return (await session.execute(
+            select(Post.like_count).where(Post.uri == THREAD))).scalar_one()
+
+
+def count_updates(services: Services) -> list[str]:
+    """The UPDATEs of posts' like counts sent from now on."""
+    seen: list[str] = []
+
+    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("UPDATE posts") and "like_count" in statement:
+            seen.append(statement)
+
+    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    return seen
+
+
+async def test_a_batch_writes_a_posts_like_count_once_and_right(services: Services) -> None:
+    await group_with_members(services, 4)
+    await store(
+        services, like(1, "a"), like(2, "b"), like(3, "c"),
+        # Member 1's vote becomes a Dislike (Lemmy sends no Undo), member 2 takes theirs back.
+        {"id": f"{member(1)}/dislikes/a", "type": "Dislike", "actor": member(1),
+         "object": THREAD},
+        {"id": f"{member(2)}/undo/b", "type": "Undo", "actor": member(2),
+         "object": like(2, "b")},
+    )
+    updates = count_updates(services)
+    assert await processor(services, {}).run_once() == 5
+    assert {state for state, _ in (await states(services)).values()} == {"done"}
+    assert await like_count(services) == 1  # member 3's alone
+    assert len(updates) == 1, updates
+
+
+async def test_likes_before_a_failed_item_are_counted_once(services: Services) -> None:
+    """An item that fails after a write makes the batch run again with savepoints: the
+    counts of the first run went with its transaction."""
+    await group_with_members(services, 3)
+
+    async def writes_then_fails(context: HandlerContext, activity: IncomingActivity) -> None:
+        context.session.add(Host(host="boom.example", failures=0, down_until=0.0, gone=False))
+        await context.session.flush()
+        raise KeyError("after a write")
+
+    boom = {"id": f"{member(1)}/boom", "type": "Boom", "actor": member(1), "object": THREAD}
+    await store(services, like(1, "a"), like(2, "b"), boom, like(3, "c"))
+    assert await processor(services, {"Boom": writes_then_fails}).run_once() == 4
+    assert (await states(services))[str(boom["id"])][0] == "failed"
+    assert await like_count(services) == 3
+
+
+async def test_a_batch_looks_a_post_up_once_until_posts_are_written(
+    services: Services,
+) -> None:
+    """Likes of one thread find it with one query; a Like of a post that did not exist yet
+    is ignored, and once a Create of it is stored, the next Like of it counts."""
+    group = await group_with_members(services, 3)
+    new = "https://m1.example/notes/new"
+    lookups: list[str] = []  # the uri each find_post query asked for
+
+    def saw(_c: object, _cursor: object, statement: str, parameters: object,
+            *_rest: object) -> None:
+        if statement.startswith("SELECT") and "posts.copy_uri = " in statement:
+            lookups.append(str(parameters))
+
+    def like_of(n: int, name: str, uri: str) -> dict[str, object]:
+        return {"id": f"{member(n)}/likes/{name}", "type": "Like", "actor": member(n),
+                "object": uri}
+
+    await store(
+        services, like(1, "a"), like(2, "b"), like(3, "c"), like_of(2, "early", new),
+        {"id": f"{new}/create", "type": "Create", "actor": member(1),
+         "to": ["https://www.w3.org/ns/activitystreams#Public"], "cc": [group],
+         "object": {"id": new, "type": "Page", "attributedTo": member(1), "name": "N",
+                    "content": "<p>new</p>", "cc": [group], "audience": group,
+                    "to": ["https://www.w3.org/ns/activitystreams#Public"]}},
+        like_of(2, "late", new))
+    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    assert await processor(services, {}).run_once() == 6
+    found = await states(services)
+    assert found[f"{member(2)}/likes/early"][0] == "done"
+    assert found[f"{member(2)}/likes/late"] == ("done", None)
+    assert await like_count(services) == 3
+    async with services.sessionmaker() as session:
+        assert (await session.execute(
+            select(Post.like_count).where(Post.uri == new))).scalar_one() == 1
+    # THREAD once for its three Likes.
+    assert len([asked for asked in lookups if THREAD in asked]) == 1, lookups
