@@ -40,7 +40,8 @@ def test_ipv6_stays_ipv6_and_names_stay_names() -> None:
      "data:text/html,x", "file:///etc/passwd", "//example.com/x", "/users/x", "example.com/x",
      " https://example.com/", "https://exa mple.com/", "java\tscript:alert(1)",
      "https://user@example.com/", "http://", "https://example.com:99999/", "ftp://example.com/",
-     "https:\\\\example.com\\x", 42, None],
+     "https:\\\\example.com\\x", "https://example.com/\x7f", "https://example.com/\x00x",
+     "https://example.com/a\nb", "https://example.com/\x1f", 42, None],
 )
 def test_only_http_urls_with_a_host_pass(url: object) -> None:
     assert not is_http_url(url)
@@ -49,6 +50,7 @@ def test_only_http_urls_with_a_host_pass(url: object) -> None:
 def test_http_urls_pass_and_scrubbing_keeps_them() -> None:
     assert is_http_url("https://example.com/users/a?x=1#y")
     assert is_http_url("http://[::1]:8000/x")
+    assert is_http_url("https://example.com/caf\u00e9/\u3000")  # not controls: kept
     doc = {"id": "https://a.example/n/1", "url": ["javascript:x", "https://a.example/@a/1"],
            "tag": [{"type": "Mention", "href": "data:x", "name": "@b"}],
            "to": ["as:Public"], "content": "javascript: is just text here"}
