@@ -50,7 +50,8 @@ class Settings:
     # Each remote host may send this many activities per second, in bursts up to the burst.
     inbox_host_rate: int = 30
     inbox_host_burst: int = 300
-    # The inbox processor handles this many activities in one transaction (a savepoint each).
+    # The inbox processor handles this many activities in one transaction (a savepoint
+    # each only once one of them has failed after a write).
     inbox_batch: int = 100
     # HTTP connections: request head and body must arrive within these, idle ones close.
     http_header_timeout: int = 10
