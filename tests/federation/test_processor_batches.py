@@ -25,7 +25,7 @@ from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
 from fedi.federation.processor import InboxProcessor
-from fedi.handlers import HandlerContext, Ignored
+from fedi.handlers import Handler, HandlerContext, Ignored
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor, Delivery, Host, InboxItem, OutboundActivity
@@ -126,6 +126,17 @@ async def test_one_failing_item_rolls_back_alone_and_the_batch_commits(
     assert await processor.run_once() == 0
 
 
+async def outcomes(
+    services: Services, uris: list[str], like: Handler
+) -> list[tuple[str, str | None]]:
+    """One batch of the stored Likes through `like`; each one's state and error, in order."""
+    processor = InboxProcessor(services.sessionmaker, services.resolver, services.urls,
+                               {"Like": like})
+    assert await processor.run_once() == len(uris)
+    found = await items(services)
+    return [found[uri][:2] for uri in uris]
+
+
 def statements_seen(services: Services) -> list[str]:
     """Every statement sent from now on, on any of the engine's connections."""
     seen: list[str] = []
@@ -151,14 +162,11 @@ async def test_items_that_fail_before_writing_take_no_savepoint_and_run_once(
                 raise FetchError("the origin did not answer") from ConnectionRefusedError()
         await mark(context, activity)
 
-    processor = InboxProcessor(services.sessionmaker, services.resolver, services.urls,
-                               {"Like": like})
     sent = statements_seen(services)
-    assert await processor.run_once() == 5
+    found = await outcomes(services, uris, like)
     assert not [statement for statement in sent if "SAVEPOINT" in statement.upper()]
     assert runs == ["a", "ignored", "b", "retry", "c"]  # once each: nothing was run again
-    found = await items(services)
-    assert [found[uri][:2] for uri in uris] == [
+    assert found == [
         ("done", None), ("done", "not for us"), ("done", None),
         ("new", "the origin did not answer"), ("done", None)]
     assert await hosts(services) == {"a.example", "b.example", "c.example"}
@@ -176,11 +184,7 @@ async def test_a_failure_that_left_a_change_pending_is_undone(services: Services
             raise Ignored("changed its mind")
         await mark(context, activity)
 
-    processor = InboxProcessor(services.sessionmaker, services.resolver, services.urls,
-                               {"Like": like})
-    assert await processor.run_once() == 3
-    found = await items(services)
-    assert [found[uri][:2] for uri in uris] == [
+    assert await outcomes(services, uris, like) == [
         ("done", None), ("done", "changed its mind"), ("done", None)]
     assert await hosts(services) == {"a.example", "b.example"}
 
@@ -200,11 +204,7 @@ async def test_a_failure_after_a_statement_the_database_refused_is_undone(
                 raise Ignored("the lookup failed") from None
         await mark(context, activity)
 
-    processor = InboxProcessor(services.sessionmaker, services.resolver, services.urls,
-                               {"Like": like})
-    assert await processor.run_once() == 3
-    found = await items(services)
-    assert [found[uri][:2] for uri in uris] == [
+    assert await outcomes(services, uris, like) == [
         ("done", None), ("done", None), ("done", "the lookup failed")]
     assert await hosts(services) == {"a.example", "b.example"}
 
