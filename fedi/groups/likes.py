@@ -24,11 +24,9 @@ _POSTS = cast(Table, Post.__table__)
 # On the table, not the ORM entity (whose bulk UPDATE path costs more than the statement),
 # and built once (bench.processing: every Like).
 _CHANGED = _POSTS.c.like_count + bindparam("delta", type_=Integer)
-_ADD_LIKES = (
-    update(_POSTS).where(_POSTS.c.id == bindparam("post_id"))
-    .values(like_count=case((_CHANGED < 0, 0), else_=_CHANGED))
-    .returning(_POSTS.c.like_count)
-)
+_ADD = update(_POSTS).where(_POSTS.c.id == bindparam("post_id")).values(
+    like_count=case((_CHANGED < 0, 0), else_=_CHANGED))
+_ADD_LIKES = _ADD.returning(_POSTS.c.like_count)
 
 
 async def add_likes(session: AsyncSession, post: Post, delta: int) -> None:
@@ -47,12 +45,10 @@ async def add_likes(session: AsyncSession, post: Post, delta: int) -> None:
 
 
 _KEY = "fedi.groups.likes"
-_ADD_PENDING = update(_POSTS).where(_POSTS.c.id == bindparam("post_id")).values(
-    like_count=case((_CHANGED < 0, 0), else_=_CHANGED))
 
 
 async def _write_pending(session: AsyncSession, pending: dict[int, int]) -> None:
     rows = [{"post_id": post_id, "delta": delta}
             for post_id, delta in sorted(pending.items()) if delta]
     if rows:
-        await session.execute(_ADD_PENDING, rows)
+        await session.execute(_ADD, rows)
