@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from fedi.config import Settings
+from fedi.services import Services, build_services
+from fedi.store.migrate import migrate
 from tests.support.databases import create_database, drop_database
 from tests.support.instance import FediInstance
 
@@ -14,6 +17,16 @@ async def database_url(tmp_path: Path) -> AsyncIterator[str]:
     url = await create_database(tmp_path)
     yield url
     await drop_database(url)
+
+
+@pytest.fixture
+async def services(database_url: str) -> AsyncIterator[Services]:
+    """The services of one fedi, in process, on a migrated database of its own, started."""
+    made = build_services(Settings(base_url="http://fedi.test", database_url=database_url))
+    await migrate(made.engine)
+    await made.start()
+    yield made
+    await made.close()
 
 
 @pytest.fixture

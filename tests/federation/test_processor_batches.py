@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import event, func, insert, select, text
@@ -21,25 +20,14 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSessionTransaction
 
 from fedi.activitypub.parse import IncomingActivity
-from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
 from fedi.errors import FetchError
 from fedi.federation.processor import InboxProcessor
 from fedi.handlers import Handler, HandlerContext, Ignored
-from fedi.services import Services, build_services
-from fedi.store.migrate import migrate
+from fedi.services import Services
 from fedi.store.models import Actor, Delivery, Host, InboxItem, OutboundActivity
 
 REMOTE = "https://remote.example"
-
-
-@pytest.fixture
-async def services(database_url: str) -> AsyncIterator[Services]:
-    made = build_services(Settings(base_url="http://fedi.test", database_url=database_url))
-    await migrate(made.engine)
-    await made.start()
-    yield made
-    await made.close()
 
 
 async def store(services: Services, *activities: tuple[str, str]) -> list[str]:

@@ -19,12 +19,9 @@ from tests.federation.test_processor_memo import (
     like,
     member,
     processor,
-    services,
     states,
     store,
 )
-
-__all__ = ["services"]  # the fixture, used by name
 
 
 async def like_count(services: Services) -> int:

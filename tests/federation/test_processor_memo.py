@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import delete, insert, select
 
 from fedi.activitypub.parse import IncomingActivity
 from fedi.actors.local import create_group, create_user
-from fedi.config import Settings
 from fedi.federation.dispatch import HANDLERS
 from fedi.federation.processor import InboxProcessor
 from fedi.groups.relay import members
 from fedi.handlers import Handler, HandlerContext
-from fedi.services import Services, build_services
-from fedi.store.migrate import migrate
+from fedi.services import Services
 from fedi.store.models import (
     Actor,
     Delivery,
@@ -38,15 +35,6 @@ THREAD = "https://m0.example/notes/thread"
 
 def member(n: int) -> str:
     return f"https://m{n}.example/users/p{n}"
-
-
-@pytest.fixture
-async def services(database_url: str) -> AsyncIterator[Services]:
-    made = build_services(Settings(base_url="http://fedi.test", database_url=database_url))
-    await migrate(made.engine)
-    await made.start()
-    yield made
-    await made.close()
 
 
 async def group_with_members(services: Services, count: int) -> str:

@@ -3,30 +3,16 @@ asks the gate about each post's own author (fedi.groups.relay._audience)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import event
 
 from fedi.actors.local import create_group, create_user
-from fedi.config import Settings
 from fedi.groups.relay import _audience
 from fedi.privacy.access import PostFacts
 from fedi.privacy.audience import Member
 from fedi.privacy.visibility import Visibility
-from fedi.services import Services, build_services
+from fedi.services import Services
 from fedi.store.memo import batch_memo
-from fedi.store.migrate import migrate
 from fedi.store.models import Actor, Post
-
-
-@pytest.fixture
-async def services(database_url: str) -> AsyncIterator[Services]:
-    made = build_services(Settings(base_url="http://fedi.test", database_url=database_url))
-    await migrate(made.engine)
-    await made.start()
-    yield made
-    await made.close()
 
 
 def person(name: str) -> Actor:
