@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import ARRAY, Text, bindparam, event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -85,6 +85,13 @@ def _after_flush(session: Session, _flush: UOWTransaction) -> None:
         session.info.setdefault(_FLUSHED, []).extend(found)
 
 
+_NOTIFY_ALL = text(
+    # A function scan of unnest yields the array's elements in order, and pg_notify runs
+    # once per row as it comes.
+    "SELECT pg_notify(:channel, payload) FROM unnest(CAST(:payloads AS TEXT[])) AS payload"
+).bindparams(bindparam("payloads", type_=ARRAY(Text)))
+
+
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
     # SQLAlchemy sends the commit and rollback events for savepoints too (the inbox
@@ -101,9 +108,10 @@ def _before_commit(session: Session) -> None:
     if not events:
         return
     if session.get_bind().dialect.name == "postgresql":
-        for item in events:
-            session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                            {"channel": CHANNEL, "payload": item.encode()})
+        # One statement for all of them, in their order: a batch of 100 new posts paid a
+        # round trip each (bench.processing).
+        session.execute(_NOTIFY_ALL, {"channel": CHANNEL,
+                                      "payloads": [item.encode() for item in events]})
     else:
         session.info[_READY] = events
 

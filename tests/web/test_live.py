@@ -372,6 +372,23 @@ async def test_a_rolled_back_post_makes_no_event(database_url: str) -> None:
             assert await reader.next_id() == kept
 
 
+async def test_posts_committed_together_each_reach_the_stream_in_their_order(
+    database_url: str,
+) -> None:
+    # On PostgreSQL one statement notifies the whole transaction's events (an inbox batch).
+    async with site(database_url) as fedi:
+        cats = await people(fedi.services)
+        async with fedi.stream(f"/live/threads/{cats.thread}") as reader:
+            async with fedi.services.sessionmaker() as session, session.begin():
+                parent = (await session.execute(
+                    select(Post).where(Post.id == cats.thread))).scalar_one()
+                replies = [(await post_to_group(session, fedi.services.urls, cats.mia,
+                                                cats.group, f"Reply {n}",
+                                                reply_to=parent.uri)).post.id
+                           for n in range(3)]
+            assert [await reader.next_id() for _ in replies] == replies
+
+
 async def test_the_hub_drops_a_full_subscriber_without_waiting_and_refuses_past_its_limit(
 ) -> None:
     hub = Hub(max_subscribers=2, queue_size=3)
