@@ -263,7 +263,8 @@ class InboxProcessor:
                     # With no savepoints a failed write undoes the whole transaction, so
                     # writes may wait for the batch's end (a post's like count, once).
                     memo.defers_writes = not savepoints
-                    await self._resolver.preload(session, {item.actor for item in items})
+                    memo.actors = frozenset(item.actor for item in items)
+                    await self._resolver.preload(session, set(memo.actors))
                     for item in items:
                         try:
                             outcomes[item.id] = await self._process(

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fedi.activitypub.parse import is_http_url, scrub_links
 from fedi.activitypub.vocab import first_type, id_of
 from fedi.content import html_to_text, sanitize_html
+from fedi.groups.viewers import names_nobody_yet
 from fedi.handlers import Ignored
 from fedi.live.source import post_stored
 from fedi.store.memo import remembered
@@ -124,6 +125,7 @@ async def store_post(
         post.context = context_uri(urls, post.thread_id) if own_context else context
     session.add(post)
     await session.flush()
+    names_nobody_yet(session, post.id)
     if parent is not None:
         await session.execute(
             update(Post).where(Post.id == parent.id).values(reply_count=Post.reply_count + 1)

@@ -90,6 +90,14 @@ async def _named(session: AsyncSession, post_id: int) -> frozenset[str]:
     return await remembered(session, ("named", post_id), _NAMED_TABLES, load)
 
 
+def names_nobody_yet(session: AsyncSession, post_id: int) -> None:
+    """A post just stored in this transaction names nobody until its audience rows are
+    written (which drops this): a batch need not ask (bench.processing, every new post)."""
+    memo = memo_of(session)
+    if memo is not None:
+        memo.put(("named", post_id), frozenset(), _NAMED_TABLES)
+
+
 _NAMED_TABLES = frozenset({"post_audience", "actors"})
 # Built once, as the parent lookup below: every relayed post and reaction asks them.
 _NAMED = (select(Actor.uri).join(PostAudience, PostAudience.actor_id == Actor.id)

@@ -51,6 +51,9 @@ class BatchMemo:
         self.statements_failed = 0
         # Writes put off to the end of the batch (`deferred`), when its owner allows it.
         self.defers_writes = False
+        # The actors whose activities the batch holds, when its owner knows them: what is
+        # asked about each of them can be read for all of them at once.
+        self.actors: frozenset[str] = frozenset()
         self._deferred: dict[Hashable, tuple[Deferred, dict[Any, Any]]] = {}
 
     def get(self, key: Hashable) -> tuple[Any] | None:

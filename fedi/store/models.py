@@ -601,6 +601,8 @@ class PersonRelation(Base):
     created_at: Mapped[float] = mapped_column(Float, default=now)
     __table_args__ = (
         UniqueConstraint("actor_id", "target_id", "kind", name="uq_person_relations"),
+        # Who asked to hear of this author's posts: asked for every post stored.
+        Index("ix_person_relations_target", "target_id", "kind"),
     )
 
 
