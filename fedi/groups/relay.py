@@ -150,16 +150,20 @@ async def relay_post(
     announce = activities.announce(
         urls.activity(new_id()), group.uri, activity, to=to, cc=cc, published=published
     )
+    boost = None
+    if targets.object_inboxes and facts.visibility.open_to_anyone:
+        boost = activities.announce(
+            urls.activity(new_id()), group.uri, post.uri, to=to, cc=cc, published=published
+        )
+        # Set before the statements below: a post stored in this transaction then gets it
+        # in the one UPDATE that also sets its thread (bench.processing).
+        post.boost_uri = boost["id"]
     # Stored even with no remote member: it is the group's outbox.
     await enqueue(session, group, announce, targets.activity_inboxes)
     if not targets.object_inboxes:
         return
-    if facts.visibility.open_to_anyone:
-        boost = activities.announce(
-            urls.activity(new_id()), group.uri, post.uri, to=to, cc=cc, published=published
-        )
+    if boost is not None:
         await enqueue(session, group, boost, targets.object_inboxes)
-        post.boost_uri = boost["id"]
     else:
         copy = await group_copy(session, urls, group, post, facts)
         post.copy_uri = copy["id"]
