@@ -23,12 +23,11 @@ TITLE_LENGTH = 120
 
 def title_for(obj: dict[str, Any]) -> str | None:
     """A thread title: a Page's or Article's name (Lemmy), else the summary or first line."""
-    name = obj.get("name")
-    if isinstance(name, str) and html_to_text(name):
-        return html_to_text(name)[:TITLE_LENGTH]
-    summary = obj.get("summary")
-    if isinstance(summary, str) and html_to_text(summary):
-        return html_to_text(summary)[:TITLE_LENGTH]
+    for field in ("name", "summary"):
+        given = obj.get(field)
+        text = html_to_text(given) if isinstance(given, str) else ""
+        if text:
+            return text[:TITLE_LENGTH]
     content = obj.get("content")
     if isinstance(content, str):
         for line in html_to_text(content).splitlines():
