@@ -93,6 +93,18 @@ class BatchMemo:
             found = self._deferred[key] = (write, {})
         return found[1]
 
+    def pending(self, key: Hashable) -> dict[Any, Any] | None:
+        """The state of the deferred write `key`, if one waits."""
+        found = self._deferred.get(key)
+        return found[1] if found is not None else None
+
+    async def write_now(self, session: AsyncSession, key: Hashable) -> None:
+        """Make the deferred write `key` at once (a query is about to read what it writes);
+        what is deferred under `key` afterwards waits again."""
+        found = self._deferred.pop(key, None)
+        if found is not None:
+            await found[0](session, found[1])
+
     async def finish(self, session: AsyncSession) -> None:
         """Make the deferred writes, in the order they were first deferred."""
         deferred, self._deferred = self._deferred, {}

@@ -12,7 +12,7 @@ from sqlalchemy import event, select
 from fedi.activitypub.parse import IncomingActivity
 from fedi.handlers import HandlerContext
 from fedi.services import Services
-from fedi.store.models import Host, Post
+from fedi.store.models import Host, Post, Reaction
 from tests.federation.test_processor_memo import (
     THREAD,
     group_with_members,
@@ -113,3 +113,56 @@ async def test_a_batch_looks_a_post_up_once_until_posts_are_written(
             select(Post.like_count).where(Post.uri == new))).scalar_one() == 1
     # THREAD once for its three Likes.
     assert len([asked for asked in lookups if THREAD in asked]) == 1, lookups
+
+
+async def reactions(services: Services) -> list[tuple[str, str]]:
+    """(activity id, type) of every stored reaction."""
+    async with services.sessionmaker() as session:
+        rows = await session.execute(select(Reaction.activity_uri, Reaction.type))
+        return sorted((uri, kind) for uri, kind in rows.all())
+
+
+def count_reaction_inserts(services: Services) -> list[str]:
+    seen: list[str] = []
+
+    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("INSERT INTO reactions"):
+            seen.append(statement)
+
+    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    return seen
+
+
+async def test_a_batch_stores_its_reactions_in_one_insert(services: Services) -> None:
+    await group_with_members(services, 4)
+    likes = [like(1, "a"), like(2, "b"), like(3, "c"), like(4, "d")]
+    await store(services, *likes)
+    inserts = count_reaction_inserts(services)
+    assert await processor(services, {}).run_once() == 4
+    assert await reactions(services) == [(str(x["id"]), "Like") for x in likes]
+    assert await like_count(services) == 4
+    assert len(inserts) == 1, inserts
+
+
+async def test_a_vote_waiting_in_the_batch_is_replaced_and_undone_like_a_stored_one(
+    services: Services,
+) -> None:
+    """A Dislike replaces the same person's Like of the batch, an Undo takes back a Like of
+    the batch, and a Like of the batch arriving again is counted once: each finds the vote
+    that waits to be written as it would find a stored one."""
+    await group_with_members(services, 3)
+    await store(
+        services, like(1, "a"), like(2, "b"), like(3, "c"),
+        {"id": f"{member(1)}/dislikes/a", "type": "Dislike", "actor": member(1),
+         "object": THREAD},
+        {"id": f"{member(2)}/undo/b", "type": "Undo", "actor": member(2),
+         "object": like(2, "b")},
+        # Member 3's Like again under another id (Lemmy sends a vote again when it changes).
+        {"id": f"{member(3)}/likes/again", "type": "Like", "actor": member(3),
+         "object": THREAD},
+    )
+    assert await processor(services, {}).run_once() == 6
+    assert {state for state, _ in (await states(services)).values()} == {"done"}
+    assert await reactions(services) == sorted([
+        (f"{member(1)}/dislikes/a", "Dislike"), (f"{member(3)}/likes/again", "Like")])
+    assert await like_count(services) == 1
