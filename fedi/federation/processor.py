@@ -264,6 +264,7 @@ class InboxProcessor:
                     # writes may wait for the batch's end (a post's like count, once).
                     memo.defers_writes = not savepoints
                     memo.actors = frozenset(item.actor for item in items)
+                    memo.activities = frozenset(item.uri for item in items)
                     await self._resolver.preload(session, set(memo.actors))
                     for item in items:
                         try:

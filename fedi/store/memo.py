@@ -54,6 +54,8 @@ class BatchMemo:
         # The actors whose activities the batch holds, when its owner knows them: what is
         # asked about each of them can be read for all of them at once.
         self.actors: frozenset[str] = frozenset()
+        # ... and the ids of those activities.
+        self.activities: frozenset[str] = frozenset()
         self._deferred: dict[Hashable, tuple[Deferred, dict[Any, Any]]] = {}
 
     def get(self, key: Hashable) -> tuple[Any] | None:

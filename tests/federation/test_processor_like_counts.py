@@ -7,12 +7,12 @@ again after a failed item must all leave the count each Like alone would have.
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 
 from fedi.activitypub.parse import IncomingActivity
 from fedi.handlers import HandlerContext
 from fedi.services import Services
-from fedi.store.models import Host, Post, Reaction
+from fedi.store.models import Host, InboxItem, Post, Reaction
 from tests.federation.test_processor_memo import (
     THREAD,
     group_with_members,
@@ -166,3 +166,45 @@ async def test_a_vote_waiting_in_the_batch_is_replaced_and_undone_like_a_stored_
     assert await reactions(services) == sorted([
         (f"{member(1)}/dislikes/a", "Dislike"), (f"{member(3)}/likes/again", "Like")])
     assert await like_count(services) == 1
+
+
+def count_vote_queries(services: Services) -> list[str]:
+    seen: list[str] = []
+
+    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("SELECT reactions."):
+            seen.append(statement)
+
+    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    return seen
+
+
+async def test_a_batch_asks_for_earlier_votes_once_per_post_and_finds_stored_ones(
+    services: Services,
+) -> None:
+    """Votes stored by an earlier batch are replaced, and a vote counted already (received
+    again after its inbox row was pruned) is not counted twice, by a batch that asks for
+    the earlier votes of all of its votes on a post at once."""
+    await group_with_members(services, 4)
+    await store(services, like(1, "a"), like(2, "b"))
+    assert await processor(services, {}).run_once() == 2
+    async with services.sessionmaker() as session, session.begin():
+        await session.execute(delete(InboxItem).where(
+            InboxItem.activity_uri == str(like(2, "b")["id"])))
+    await store(
+        services, like(3, "c"), like(4, "d"),
+        {"id": f"{member(1)}/dislikes/a", "type": "Dislike", "actor": member(1),
+         "object": THREAD},
+        like(2, "b"))  # again
+    asked = count_vote_queries(services)
+    assert await processor(services, {}).run_once() == 4
+    batch_queries = len(asked)
+    found = await states(services)
+    assert found[str(like(2, "b")["id"])] == ("done", "reaction already counted")
+    assert await reactions(services) == sorted([
+        (f"{member(1)}/dislikes/a", "Dislike"), (str(like(2, "b")["id"]), "Like"),
+        (str(like(3, "c")["id"]), "Like"), (str(like(4, "d")["id"]), "Like")])
+    assert await like_count(services) == 3
+    # Asked for the first vote; the next two found their answer in it; the Dislike's
+    # DELETE of the Like it replaces dropped it, so the last vote asked again.
+    assert batch_queries == 2, asked
