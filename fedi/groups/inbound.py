@@ -320,29 +320,32 @@ async def handle_reaction(ctx: HandlerContext, activity: IncomingActivity) -> No
                          author_uri=activity.actor, post=post)
 
 
-def _earlier_reactions(same: ColumnElement[bool]) -> Select[Reaction]:
-    return select(Reaction).where(
-        (Reaction.activity_uri == bindparam("uri"))
-        | ((Reaction.post_id == bindparam("post_id"))
-           & (Reaction.actor_id == bindparam("actor_id")) & same)
-    )
+def _earlier_reactions(same: ColumnElement[bool], *, batch: bool = False) -> Select[Reaction]:
+    """The reaction `uri` itself and the reactions of `actor_id` to `post_id` that are the
+    `same` as it; with `batch`, for the activities `uris` and the actors `actors` at once."""
+    this: ColumnElement[bool]
+    by: ColumnElement[bool]
+    if batch:
+        this = Reaction.activity_uri.in_(bindparam("uris", expanding=True))
+        by = Reaction.actor_id.in_(
+            select(Actor.id).where(Actor.uri.in_(bindparam("actors", expanding=True))))
+    else:
+        this = Reaction.activity_uri == bindparam("uri")
+        by = Reaction.actor_id == bindparam("actor_id")
+    return select(Reaction).where(this | ((Reaction.post_id == bindparam("post_id")) & by & same))
 
 
 # Statements of every processed reaction, built once (bench.processing).
-_SAME_VOTE = _earlier_reactions(Reaction.type.in_(VOTES))
+_VOTE = Reaction.type.in_(VOTES)
+_SAME_VOTE = _earlier_reactions(_VOTE)
+# In a batch: the votes of all of its actors on one post, and its own activities if counted
+# already, in one query (the Likes of a batch gather on a few threads).
+_BATCH_VOTES = _earlier_reactions(_VOTE, batch=True)
 _SAME_EMOJI = _earlier_reactions(
     (Reaction.type == bindparam("type"))
     & Reaction.content.is_not_distinct_from(bindparam("content", type_=String)))  # or NULL
 _STORE_REACTION = insert(cast(Table, Reaction.__table__))
 _PENDING = "fedi.groups.reactions"
-# In a batch: the votes of all of its actors on one post, and its own activities if counted
-# already, in one query (the Likes of a batch gather on a few threads).
-_BATCH_VOTES = select(Reaction).where(
-    Reaction.activity_uri.in_(bindparam("uris", expanding=True))
-    | ((Reaction.post_id == bindparam("post_id"))
-       & Reaction.actor_id.in_(select(Actor.id).where(
-           Actor.uri.in_(bindparam("actors", expanding=True))))
-       & Reaction.type.in_(VOTES)))
 _REACTIONS = frozenset({"reactions"})
 
 
@@ -363,6 +366,7 @@ async def _earlier_votes(session: AsyncSession, uri: str, post_id: int,
             "actors": sorted(memo.actors)})).scalars())
 
     votes = await remembered(session, ("votes", post_id), _REACTIONS, load)
+    # The batch's answer narrowed to this vote: what _SAME_VOTE would have found.
     return [r for r in votes if r.activity_uri == uri
             or (r.post_id == post_id and r.actor_id == actor.id and r.type in VOTES)]
 
