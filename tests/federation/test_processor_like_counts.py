@@ -19,6 +19,7 @@ from tests.federation.test_processor_memo import (
     like,
     member,
     processor,
+    statements_sent,
     states,
     store,
 )
@@ -28,18 +29,6 @@ async def like_count(services: Services) -> int:
     async with services.sessionmaker() as session:
         return (await session.execute(
             select(Post.like_count).where(Post.uri == THREAD))).scalar_one()
-
-
-def count_updates(services: Services) -> list[str]:
-    """The UPDATEs of posts' like counts sent from now on."""
-    seen: list[str] = []
-
-    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.startswith("UPDATE posts") and "like_count" in statement:
-            seen.append(statement)
-
-    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
-    return seen
 
 
 async def test_a_batch_writes_a_posts_like_count_once_and_right(services: Services) -> None:
@@ -52,7 +41,7 @@ async def test_a_batch_writes_a_posts_like_count_once_and_right(services: Servic
         {"id": f"{member(2)}/undo/b", "type": "Undo", "actor": member(2),
          "object": like(2, "b")},
     )
-    updates = count_updates(services)
+    updates = statements_sent(services, "UPDATE posts", "like_count")
     assert await processor(services, {}).run_once() == 5
     assert {state for state, _ in (await states(services)).values()} == {"done"}
     assert await like_count(services) == 1  # member 3's alone
@@ -122,22 +111,11 @@ async def reactions(services: Services) -> list[tuple[str, str]]:
         return sorted((uri, kind) for uri, kind in rows.all())
 
 
-def count_reaction_inserts(services: Services) -> list[str]:
-    seen: list[str] = []
-
-    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.startswith("INSERT INTO reactions"):
-            seen.append(statement)
-
-    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
-    return seen
-
-
 async def test_a_batch_stores_its_reactions_in_one_insert(services: Services) -> None:
     await group_with_members(services, 4)
     likes = [like(1, "a"), like(2, "b"), like(3, "c"), like(4, "d")]
     await store(services, *likes)
-    inserts = count_reaction_inserts(services)
+    inserts = statements_sent(services, "INSERT INTO reactions")
     assert await processor(services, {}).run_once() == 4
     assert await reactions(services) == [(str(x["id"]), "Like") for x in likes]
     assert await like_count(services) == 4
@@ -168,17 +146,6 @@ async def test_a_vote_waiting_in_the_batch_is_replaced_and_undone_like_a_stored_
     assert await like_count(services) == 1
 
 
-def count_vote_queries(services: Services) -> list[str]:
-    seen: list[str] = []
-
-    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.startswith("SELECT reactions."):
-            seen.append(statement)
-
-    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
-    return seen
-
-
 async def test_a_batch_asks_for_earlier_votes_once_per_post_and_finds_stored_ones(
     services: Services,
 ) -> None:
@@ -196,7 +163,7 @@ async def test_a_batch_asks_for_earlier_votes_once_per_post_and_finds_stored_one
         {"id": f"{member(1)}/dislikes/a", "type": "Dislike", "actor": member(1),
          "object": THREAD},
         like(2, "b"))  # again
-    asked = count_vote_queries(services)
+    asked = statements_sent(services, "SELECT reactions.")
     assert await processor(services, {}).run_once() == 4
     batch_queries = len(asked)
     found = await states(services)

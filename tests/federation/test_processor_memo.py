@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, event, insert, select
 
 from fedi.activitypub.parse import IncomingActivity
 from fedi.actors.local import create_group, create_user
@@ -94,6 +94,18 @@ async def relayed_to(services: Services, like_id: str) -> set[str]:
             .join(OutboundActivity, OutboundActivity.id == Delivery.activity_id))
         return {inbox for inbox, body in rows.all()
                 if json.loads(body).get("object", {}).get("id") == like_id}
+
+
+def statements_sent(services: Services, start: str, containing: str = "") -> list[str]:
+    """The statements beginning with `start` (and holding `containing`) sent from now on."""
+    seen: list[str] = []
+
+    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.startswith(start) and containing in statement:
+            seen.append(statement)
+
+    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    return seen
 
 
 async def states(services: Services) -> dict[str, tuple[str, str | None]]:

@@ -10,7 +10,7 @@ round trip per new thread on PostgreSQL) is known or asked once:
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from fedi.actors.local import create_user
 from fedi.services import Services
@@ -19,6 +19,7 @@ from tests.federation.test_processor_memo import (
     group_with_members,
     member,
     processor,
+    statements_sent,
     states,
     store,
 )
@@ -43,15 +44,9 @@ async def test_a_batch_tells_whoever_asked_and_asks_once(services: Services) -> 
             select(Actor).where(Actor.uri == member(1)))).scalar_one()
         session.add(PersonRelation(actor_id=reader.id, target_id=followed.id, kind="notify"))
         reader_id = reader.id
-    asked: list[str] = []
-
-    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if "FROM person_relations" in statement or "JOIN person_relations" in statement:
-            asked.append(statement)
-
     await store(services, new_thread(group, 1, "one"), new_thread(group, 2, "two"),
                 new_thread(group, 1, "three"), new_thread(group, 3, "four"))
-    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
+    asked = statements_sent(services, "SELECT", "person_relations")
     assert await processor(services, {}).run_once() == 4
     assert {state for state, _ in (await states(services)).values()} == {"done"}
     async with services.sessionmaker() as session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from fedi.activitypub.parse import IncomingActivity
 from fedi.handlers import HandlerContext
@@ -20,6 +20,7 @@ from tests.federation.test_processor_memo import (
     like,
     member,
     processor,
+    statements_sent,
     states,
     store,
 )
@@ -47,17 +48,6 @@ async def announced_likes(services: Services, group_uri: str) -> list[str]:
                   and obj.get("type") == "Like")
 
 
-def outbox_inserts(services: Services) -> list[str]:
-    seen: list[str] = []
-
-    def saw(_c: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.startswith("INSERT INTO outbound_activities"):
-            seen.append(statement)
-
-    event.listen(services.engine.sync_engine, "before_cursor_execute", saw)
-    return seen
-
-
 async def test_a_batch_stores_its_activities_for_nobody_in_one_insert(
     services: Services,
 ) -> None:
@@ -65,7 +55,8 @@ async def test_a_batch_stores_its_activities_for_nobody_in_one_insert(
     await microblogs_only(services)
     likes = [like(1, "a"), like(2, "b"), like(3, "c")]
     await store(services, *likes)
-    inserts, queued = outbox_inserts(services), await deliveries(services)
+    inserts = statements_sent(services, "INSERT INTO outbound_activities")
+    queued = await deliveries(services)
     assert await processor(services, {}).run_once() == 3
     assert await deliveries(services) == queued  # sent to nobody
     assert {state for state, _ in (await states(services)).values()} == {"done"}
