@@ -35,6 +35,7 @@ from bench import pyspy
 from bench.common import (
     BenchDatabase,
     CpuWindow,
+    collector_paused,
     count_rows,
     describe_machine,
     free_port,
@@ -370,6 +371,7 @@ async def bench(options: Options, db: BenchDatabase) -> None:
     renicing: asyncio.Task[int] | None = None
     rated: Outcome | None = None
     rated_window: CpuWindow | None = None
+    rated_sampling: pyspy.Recording | None = None
     try:
         t0 = time.perf_counter()
         total = options.warmup + options.requests
@@ -388,7 +390,7 @@ async def bench(options: Options, db: BenchDatabase) -> None:
             sampling = pyspy.record(server.pid, db.directory / "serve.pyspy") if (
                 options.py_spy) else None
             try:
-                with window.measure():
+                with collector_paused(), window.measure():
                     timed = await fire(session, url, signed[options.warmup :],
                                        options.concurrency, options.timeout)
             finally:
@@ -402,10 +404,16 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                 total += len(more)
                 rated_window = CpuWindow(pids=[server.pid], watch_postgres=db.kind == "postgres")
                 open_loop = aiohttp.TCPConnector(limit=0)
-                async with aiohttp.ClientSession(connector=open_loop) as free_session:
-                    with rated_window.measure():
-                        rated = await fire_at_rate(free_session, url, more, rate,
-                                                   options.timeout)
+                rated_sampling = pyspy.record(server.pid, db.directory / "rated.pyspy") if (
+                    options.py_spy) else None
+                try:
+                    async with aiohttp.ClientSession(connector=open_loop) as free_session:
+                        with collector_paused(), rated_window.measure():
+                            rated = await fire_at_rate(free_session, url, more, rate,
+                                                       options.timeout)
+                finally:
+                    if rated_sampling is not None:
+                        rated_sampling.stop()
     finally:
         stop_renicing.set()
         reniced = await renicing if renicing is not None else 0
@@ -431,12 +439,14 @@ async def bench(options: Options, db: BenchDatabase) -> None:
               f"{options.nice})")
     if server.profile_path is not None and server.profile_path.exists():
         print_profile(server.profile_path)
-    if sampling is not None:
-        print("\n== py-spy profile of the server during the timed phase (CPU samples)")
-        if sampling.path.exists():
-            print(pyspy.summarize(sampling.path))
+    for phase, recording in (("timed phase", sampling), ("fixed-rate phase", rated_sampling)):
+        if recording is None:
+            continue
+        print(f"\n== py-spy profile of the server during the {phase} (CPU samples)")
+        if recording.path.exists():
+            print(pyspy.summarize(recording.path))
         else:
-            print(sampling.log.read_text(errors="replace")[-2000:])
+            print(recording.log.read_text(errors="replace")[-2000:])
 
 
 def print_results(
@@ -475,6 +485,7 @@ def print_results(
         ("pinned", f"server cpu {options.cpu}, load generator cpu {other_cpu(options.cpu)}; "
                    "PostgreSQL not pinned" if options.cpu is not None else "no"),
         ("nice", options.nice),
+        ("load generator's collector", "paused while requests are timed"),
         ("pre-signing", f"{total} requests in {presign_s:.1f} s (not timed)"),
         ("profiling", "cProfile in the server (slows it a lot)" if options.profile else
          "py-spy sampling the server (slows it a little)" if options.py_spy else "off"),
@@ -573,7 +584,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
                         help="run the server under cProfile and print its top entries")
     parser.add_argument("--py-spy", action="store_true",
                         help="sample the server with py-spy (pip install py-spy) during the "
-                             "timed phase and print where its CPU goes")
+                             "timed phase (and the --rate phase) and print where its CPU goes")
     parser.add_argument("--whatif-pool", default=None, metavar="SIZE[,OVERFLOW]",
                         help="what-if: run the server with this SQLAlchemy pool")
     parser.add_argument("--whatif-store", choices=("core",), default=None,

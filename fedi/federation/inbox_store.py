@@ -13,6 +13,15 @@ Bounded on every side:
 - a failed transaction is rolled back whole, and every caller in it is refused.
 A refusal is `StoreBusy`; the inbox answers it 503 with Retry-After, and nothing of it is
 stored, so a sender that retries loses nothing.
+
+On PostgreSQL a batch is one round trip on a connection the store keeps: asyncpg's
+executemany sends every row's Bind and Execute before one Sync, and the server runs them as
+one implicit transaction (all rows or none, asyncpg >= 0.22). Through SQLAlchemy the same
+batch was a pool checkout, BEGIN, the INSERT and COMMIT: about 550 µs of the server's CPU per
+batch against about 90 µs (measured here, one row a batch). At half the inbox's capacity a
+batch holds one or two rows, so that was most of what a request cost beyond its signature.
+SQLite keeps an explicit transaction through SQLAlchemy: outside one, its executemany
+commits each row by itself.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,11 @@ class GroupCommit:
         max_pending: int = MAX_PENDING, max_wait: float = MAX_WAIT,
     ) -> None:
         self._engine = engine
-        self._statement = statement  # an INSERT taking one dict of values per row
+        # statement: an INSERT taking one dict of values per row
+        self._writer: _InTransaction | _Pipelined = (
+            _Pipelined(engine, statement) if engine.dialect.name == "postgresql"
+            else _InTransaction(engine, statement)
+        )
         self._max_batch = max_batch
         self._max_pending = max_pending
         self._max_wait = max_wait
@@ -108,10 +121,9 @@ class GroupCommit:
     async def _commit(self, batch: list[_Row]) -> None:
         self._in_flight = batch
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(self._statement, [row.values for row in batch])
+            await self._writer.write([row.values for row in batch])
         except Exception as exc:  # rolled back whole: nobody in it may be told 202
-            if isinstance(exc, (SQLAlchemyError, OSError)):
+            if isinstance(exc, (SQLAlchemyError, OSError, *self._writer.driver_errors)):
                 log.warning("inbox store: a transaction of %d rows failed: %s",
                             len(batch), type(exc).__name__)
             else:
@@ -136,6 +148,89 @@ class GroupCommit:
                     await self._task
         _fail([*self._in_flight, *self._pending], "the server is shutting down")
         self._pending, self._in_flight = [], []
+        await self._writer.close()
+
+
+class _InTransaction:
+    """A batch in an explicit transaction through SQLAlchemy (SQLite)."""
+
+    driver_errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self, engine: AsyncEngine, statement: Any) -> None:
+        self._engine = engine
+        self._statement = statement
+
+    async def write(self, rows: list[dict[str, Any]]) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(self._statement, rows)
+
+    async def close(self) -> None:
+        return None
+
+
+class _Pipelined:
+    """A batch as one asyncpg executemany on a pooled connection held for the store's life
+    (PostgreSQL; see the module's docstring). The values must be what asyncpg takes as they
+    are (str, int, float, None): SQLAlchemy's type processing is not applied. The statement
+    must skip rows already stored (ON CONFLICT DO NOTHING), as the inbox's does: a batch
+    whose connection was lost is sent again."""
+
+    def __init__(self, engine: AsyncEngine, statement: Any) -> None:
+        import asyncpg  # PostgreSQL only: an install for SQLite alone need not load it
+
+        self.driver_errors = (asyncpg.PostgresError, asyncpg.InterfaceError)
+        self._engine = engine
+        self._statement = statement
+        self._sql = ""
+        self._keys: tuple[str, ...] = ()
+        self._held: AsyncConnection | None = None
+        self._driver: Any = None
+
+    async def write(self, rows: list[dict[str, Any]]) -> None:
+        if not self._sql:  # the statement as SQLAlchemy would send it, compiled once
+            compiled = self._statement.compile(
+                dialect=self._engine.dialect, column_keys=list(rows[0]), for_executemany=True
+            )
+            self._sql, self._keys = compiled.string, tuple(compiled.positiontup or ())
+        args = [tuple(values[key] for key in self._keys) for values in rows]
+        for attempt in (1, 2):
+            driver = await self._connection()
+            try:
+                await driver.executemany(self._sql, args)
+                return
+            except Exception:
+                if not driver.is_closed():
+                    raise  # refused by the server: the batch's implicit transaction ended
+                await self._drop()
+                # A connection lost (say, the server restarted, or a proxy closed it while
+                # idle) committed the batch whole or not at all, and the statement skips rows
+                # already stored: the batch is sent once more, on a new connection.
+                if attempt == 2:
+                    raise
+            except BaseException:  # cancelled mid-pipeline: the connection's state is unknown
+                await self._drop()
+                raise
+
+    async def _connection(self) -> Any:
+        if self._held is None:
+            held = await self._engine.connect()
+            self._driver = (await held.get_raw_connection()).driver_connection
+            self._held = held
+        return self._driver
+
+    async def _drop(self) -> None:
+        """The pool closes the connection instead of handing it out again."""
+        held, self._held, self._driver = self._held, None, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.invalidate()
+            with contextlib.suppress(Exception):
+                await held.close()
+
+    async def close(self) -> None:
+        held, self._held, self._driver = self._held, None, None
+        if held is not None:
+            await held.close()
 
 
 def _fail(rows: list[_Row], reason: str) -> None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, make_url, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,10 +55,64 @@ async def stored(engine: AsyncEngine) -> set[str]:
         return set((await conn.execute(select(InboxItem.activity_uri))).scalars())
 
 
-def count_commits(engine: AsyncEngine) -> list[int]:
+def count_batches(store: GroupCommit) -> list[int]:
+    """The rows of each batch the store writes (a batch is one transaction)."""
+    batches: list[int] = []
+    write = store._writer.write
+
+    async def counted(rows: list[dict[str, Any]]) -> None:
+        batches.append(len(rows))
+        await write(rows)
+
+    store._writer.write = counted  # type: ignore[method-assign]
+    return batches
+
+
+async def test_on_postgresql_batches_keep_one_connection_and_send_no_begin_or_commit(
+    engine: AsyncEngine,
+) -> None:
+    """PostgreSQL: one pipelined, atomic executemany per batch on a connection the store
+    keeps (no pool checkout, BEGIN or COMMIT per batch). SQLite: a transaction per batch."""
+    store = GroupCommit(engine, statement(engine))
+    checkouts: list[int] = []
+    event.listen(engine.sync_engine.pool, "checkout", lambda *_args: checkouts.append(1))
     commits: list[int] = []
     event.listen(engine.sync_engine, "commit", lambda _conn: commits.append(1))
-    return commits
+    uris = [f"https://remote.example/a/{i}" for i in range(3)]
+    for uri in uris:  # one after the other: three batches
+        await store.insert(row(uri))
+    if engine.dialect.name == "postgresql":
+        assert (len(checkouts), len(commits)) == (1, 0)
+    else:
+        assert (len(checkouts), len(commits)) == (3, 3)
+    assert await stored(engine) == set(uris)
+    await store.close()
+
+
+async def test_a_lost_connection_is_replaced_and_the_batch_stored_once(
+    engine: AsyncEngine, database_url: str,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    store = GroupCommit(engine, statement(engine))
+    await store.insert(row("https://remote.example/before"))
+    # The server ends every other session of this test's database: the store's held one too.
+    killer = await asyncpg.connect(make_url(database_url).set(drivername="postgresql")
+                                   .render_as_string(hide_password=False))
+    try:
+        ended = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await killer.close()
+    assert ended >= 1
+    results = await asyncio.gather(*(outcome(store, row(f"https://remote.example/b/{i}"))
+                                     for i in range(5)))
+    assert results == ["stored"] * 5
+    async with engine.connect() as conn:
+        total = (await conn.execute(select(func.count()).select_from(InboxItem))).scalar()
+    assert total == 6
+    await store.close()
 
 
 async def outcome(store: GroupCommit, values: dict[str, Any]) -> str:
@@ -69,22 +125,23 @@ async def outcome(store: GroupCommit, values: dict[str, Any]) -> str:
 
 async def test_concurrent_rows_share_a_transaction(engine: AsyncEngine) -> None:
     store = GroupCommit(engine, statement(engine))
-    commits = count_commits(engine)
+    batches = count_batches(store)
     uris = [f"https://remote.example/a/{i}" for i in range(50)]
     results = await asyncio.gather(*(outcome(store, row(uri)) for uri in uris))
     assert results == ["stored"] * 50
     assert await stored(engine) == set(uris)
-    assert len(commits) < 5, "concurrent rows were committed one by one"
+    assert sum(batches) == 50
+    assert len(batches) < 5, "concurrent rows were written one by one"
     await store.close()
 
 
 async def test_batches_are_bounded(engine: AsyncEngine) -> None:
     store = GroupCommit(engine, statement(engine), max_batch=4)
-    commits = count_commits(engine)
+    batches = count_batches(store)
     uris = [f"https://remote.example/a/{i}" for i in range(10)]
     await asyncio.gather(*(store.insert(row(uri)) for uri in uris))
     assert await stored(engine) == set(uris)
-    assert len(commits) == 3  # 4 + 4 + 2
+    assert batches == [4, 4, 2]
     await store.close()
 
 
@@ -115,6 +172,8 @@ async def test_past_max_pending_a_row_is_refused_at_once(engine: AsyncEngine) ->
 
 class HeldEngine:
     """An engine whose transactions wait until released, recording what they committed."""
+
+    dialect = SimpleNamespace(name="sqlite")  # the store's explicit-transaction path
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
