@@ -10,6 +10,7 @@ two hosts to fedi). Small configured limits keep the floods short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from fedi.config import Settings
@@ -312,6 +314,70 @@ async def test_rows_being_stored_count_toward_the_queue_limit(database_url: str)
         assert backlog.reserve() is not None and backlog.depth == 3
     finally:
         await engine.dispose()
+
+
+async def test_a_due_read_of_the_queue_is_not_waited_for_unless_the_figures_are_old(
+    database_url: str,
+) -> None:
+    """Under steady traffic, the request that finds the queue's figures due decides on them
+    and the read goes on in the background (a count of a long queue took 40-100 ms, and that
+    one request waited for it). After a quiet spell of two intervals it waits, as the first
+    request of all does."""
+    engine = make_engine(Settings(base_url="https://fedi.example", database_url=database_url))
+    try:
+        await migrate(engine)
+        sessions = async_sessionmaker(engine)
+        reads_may_finish = asyncio.Event()
+        reads = 0
+
+        @contextlib.asynccontextmanager
+        async def held_sessions() -> AsyncIterator[Any]:
+            nonlocal reads
+            reads += 1
+            await reads_may_finish.wait()
+            async with sessions() as session:
+                yield session
+
+        now = [0.0]
+        backlog = InboxBacklog(held_sessions, QueueLimits(3, 600),  # type: ignore[arg-type]
+                               interval=1.0, monotonic=lambda: now[0])
+        reads_may_finish.set()
+        assert await backlog.refusal() is None and reads == 1  # the first: waited for
+        async with engine.begin() as conn:  # the queue fills up meanwhile
+            for i in range(3):
+                await conn.execute(text(
+                    "INSERT INTO inbox_items (activity_uri, actor_uri, body, state, attempts, "
+                    f"claimed_until, received_at) VALUES ('https://r.example/{i}', "
+                    "'https://r.example/a', '{}', 'new', 0, 0, 0)"))
+
+        reads_may_finish.clear()
+        now[0] = 1.5  # due, and not old: answered at once on the figures it has
+        assert await asyncio.wait_for(backlog.refusal(), timeout=2) is None
+        assert reads == 2
+        assert await asyncio.wait_for(backlog.refusal(), timeout=2) is None  # one read at a time
+        assert reads == 2
+        reads_may_finish.set()
+        await eventually_true(lambda: backlog.depth == 3)
+        refused = await backlog.refusal()  # the next request: the fresh figures
+        assert refused is not None and refused.status == 503
+
+        reads_may_finish.clear()
+        now[0] = 10.0  # after a quiet spell: the request waits for the read
+        waiting = asyncio.create_task(backlog.refusal())
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and reads == 3
+        reads_may_finish.set()
+        refused = await asyncio.wait_for(waiting, timeout=5)
+        assert refused is not None and refused.status == 503
+    finally:
+        await engine.dispose()
+
+
+async def eventually_true(check: Any, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "never became true"
+        await asyncio.sleep(0.01)
 
 
 def test_queue_limits() -> None:
