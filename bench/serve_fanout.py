@@ -49,6 +49,7 @@ from bench.common import (
     other_cpu,
     percentile,
     pin,
+    postgres_cpu_seconds,
     process_cpu_seconds,
     raise_nofile,
     report,
@@ -100,6 +101,26 @@ class Phase:
     cpu: float  # fedi's processes (serve and workers), seconds
     recorded: int  # delivery rows of the activity no longer pending
     expected: int
+    others: OtherCpu  # what the rest of the machine spent on the phase
+    by_process: dict[str, float]  # fedi's CPU seconds per process (serve, worker0, …)
+
+
+@dataclass
+class OtherCpu:
+    """CPU seconds of the fake servers and (PostgreSQL runs) the whole PostgreSQL server."""
+
+    fakes: float
+    postgres: float | None
+
+    @classmethod
+    def since(cls, start: OtherCpu, inboxes: Inboxes, postgres: bool) -> OtherCpu:
+        now = cls.now(inboxes, postgres)
+        return cls(now.fakes - start.fakes, None if now.postgres is None or start.postgres is None
+                   else now.postgres - start.postgres)
+
+    @classmethod
+    def now(cls, inboxes: Inboxes, postgres: bool) -> OtherCpu:
+        return cls(inboxes.cpu(), postgres_cpu_seconds() if postgres else None)
 
 
 class Fleet:
@@ -113,6 +134,7 @@ class Fleet:
                         FEDI_ALLOW_PRIVATE_ADDRESSES="1", FEDI_INSTANCE_NAME="bench",
                         **overrides)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.labels: dict[int, str] = {}
 
     def _start(self, args: list[str], label: str, cpu: int | None) -> subprocess.Popen[bytes]:
         with (self.db.directory / f"{label}.log").open("ab") as log:
@@ -121,6 +143,7 @@ class Fleet:
                                        stderr=subprocess.STDOUT)
         pin(process.pid, cpu)
         self.processes.append(process)
+        self.labels[process.pid] = label
         return process
 
     def serve(self, worker: bool, cpu: int | None) -> subprocess.Popen[bytes]:
@@ -154,7 +177,11 @@ class Fleet:
         raise RuntimeError(f"fedi serve did not start:\n{self.log('serve')}")
 
     def cpu(self) -> float:
-        return sum(process_cpu_seconds(p.pid) for p in self.processes if p.poll() is None)
+        return sum(self.cpu_by_process().values())
+
+    def cpu_by_process(self) -> dict[str, float]:
+        return {self.labels[p.pid]: process_cpu_seconds(p.pid)
+                for p in self.processes if p.poll() is None}
 
     def stop(self, process: subprocess.Popen[bytes] | None = None) -> None:
         for each in [process] if process is not None else list(self.processes):
@@ -194,6 +221,9 @@ class Inboxes:
         async with session.get(f"{self.control}/stats") as resp:
             found: dict[str, Any] = await resp.json()
             return found
+
+    def cpu(self) -> float:
+        return process_cpu_seconds(self.process.pid)
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -332,13 +362,17 @@ async def post_phase(
     marker = f"servefanout{uuid.uuid4().hex}"
     await inboxes.mark(session, marker)
     since = time.time()
-    cpu0 = fleet.cpu()
+    postgres = fleet.db.kind == "postgres"
+    others0 = OtherCpu.now(inboxes, postgres)
+    cpu0 = fleet.cpu_by_process()
     await asyncio.to_thread(fleet.cli, "post", "--as", OWNER, "--group", GROUP, "--title",
                             f"Thread {marker}", f"A new thread for every member. {marker}")
     arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
     first, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
-    cpu = fleet.cpu() - cpu0
-    return Phase(label, first or since, arrivals, cpu, done, total)
+    by_process = spent_since(cpu0, fleet.cpu_by_process())
+    others = OtherCpu.since(others0, inboxes, postgres)
+    return Phase(label, first or since, arrivals, sum(by_process.values()), done, total, others,
+                 by_process)
 
 
 async def relay_phase(
@@ -360,14 +394,22 @@ async def relay_phase(
     }
     key = SigningKey(f"{author}#main-key", private_pem)
     since = time.time()
-    cpu0 = fleet.cpu()
+    postgres = fleet.db.kind == "postgres"
+    others0 = OtherCpu.now(inboxes, postgres)
+    cpu0 = fleet.cpu_by_process()
     status = await post_signed(session, f"{group_uri}/inbox", create, key)
     if status not in (200, 201, 202):
         raise RuntimeError(f"the member's Create was answered {status}")
     # The author's own server is not sent its member's post back.
     arrivals = await wait_arrivals(session, inboxes, options.n - 1, options.timeout)
     _, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
-    return Phase("relay", since, arrivals, fleet.cpu() - cpu0, done, total)
+    by_process = spent_since(cpu0, fleet.cpu_by_process())
+    return Phase("relay", since, arrivals, sum(by_process.values()), done, total,
+                 OtherCpu.since(others0, inboxes, postgres), by_process)
+
+
+def spent_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {label: seconds - before.get(label, 0.0) for label, seconds in after.items()}
 
 
 def rsa_sign_us(private_pem: str) -> float:
@@ -378,6 +420,21 @@ def rsa_sign_us(private_pem: str) -> float:
             "Wed, 02 Dec 2026 22:00:00 GMT\ndigest: SHA-256=" + "A" * 44).encode()
     cpu_us, _ = timed_sync(lambda: private.sign(base, padding.PKCS1v15(), hashes.SHA256()), 300)
     return cpu_us
+
+
+def cpu_line(seconds: float, deliveries: int) -> str:
+    return f"{seconds:.2f} s, {seconds * 1e3 / max(deliveries, 1):.3f} ms per delivery"
+
+
+def cpus() -> int:
+    return os.cpu_count() or 1  # the machine's: this process is pinned to one
+
+
+def machine_ceiling(phase: Phase) -> float:
+    """Deliveries/s if every core of the machine were busy with the phase's work: the fake
+    servers and PostgreSQL share the cores with fedi here, so they bound its scaling."""
+    spent = phase.cpu + phase.others.fakes + (phase.others.postgres or 0.0)
+    return cpus() * len(phase.arrivals) / spent if spent > 0 else 0.0
 
 
 def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
@@ -394,6 +451,12 @@ def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
                     (("first", 0.0), ("p50", 0.5), ("p99", 0.99), ("last", 1.0))) + " s"),
         ("deliveries/s", f"{rate:.0f}"),
         ("fedi CPU", f"{phase.cpu:.2f} s, {per:.3f} ms per delivery"),
+        *([("fedi CPU by process", ", ".join(f"{label} {seconds:.2f} s" for label, seconds
+                                              in phase.by_process.items()))]
+          if len(phase.by_process) > 1 else []),
+        ("fake servers CPU", cpu_line(phase.others.fakes, len(delays))),
+        *([("PostgreSQL CPU (whole server)", cpu_line(phase.others.postgres, len(delays)))]
+          if phase.others.postgres is not None else []),
         ("RSA-2048 sign (this run)", f"{sign_us / 1000:.3f} ms"),
         ("CPU per delivery / RSA sign", f"{per * 1000 / sign_us:.2f}x"),
     ]
@@ -461,9 +524,14 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                     phase = await post_phase(session, fleet, inboxes, options,
                                              f"post ({options.workers} workers)")
                     rates.append(print_phase(phase, sign_us, "post"))
+                    ceiling = machine_ceiling(phase)
                     report([("deliveries/s", f"{rates[0]:.0f} with 1 worker, {rates[-1]:.0f} "
                              f"with {options.workers}: {rates[-1] / max(rates[0], 1):.2f}x "
-                             "(target >= 1.8x with 2)")], "scaling")
+                             "(target >= 1.8x with 2)"),
+                            ("most this machine allows", f"{ceiling:.0f}/s = "
+                             f"{ceiling / max(rates[0], 1):.2f}x the 1-worker rate ({cpus()} "
+                             "cores / the CPU per delivery of fedi, the fake servers and "
+                             "PostgreSQL in the last phase)")], "scaling")
             else:
                 phase = await relay_phase(session, fleet, inboxes, options, group_uri,
                                           private_pem)
