@@ -264,3 +264,55 @@ async def test_workers_share_the_queue_without_taking_the_same_row(
     assert ids_a and ids_b
     assert not ids_a & ids_b
     assert len(ids_a | ids_b) == 40
+
+
+async def test_a_freed_slot_is_refilled_while_the_worker_records_results(
+    world: World, remote: FakeRemote
+) -> None:
+    """Rows claimed ahead start as slots free up, not when the worker's loop comes round:
+    that loop may be recording results or claiming (40-100 ms a time on a busy loop, in
+    bench.serve_fanout), and the slots would stand empty meanwhile."""
+    for n in range(4):
+        await world.send(f"{remote.base_url}/users/u{n}/inbox", activity_id=f"r{n}")
+    worker = world.worker(concurrency=2, per_host=8, per_host_start=8)
+    recording_may_end = asyncio.Event()
+    record = worker._record
+
+    async def held_record(results: list[object]) -> None:
+        await recording_may_end.wait()
+        await record(results)  # type: ignore[arg-type]
+
+    worker._record = held_record  # type: ignore[method-assign]
+    running = asyncio.create_task(worker.run_once())
+    try:
+        deadline = time.monotonic() + 10
+        while len(remote.posts) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # Two slots, four rows: the last two went out while the first results were still
+        # being recorded.
+        assert len(remote.posts) == 4
+    finally:
+        recording_may_end.set()
+    assert await asyncio.wait_for(running, timeout=10) == 4
+    assert [d.state for d in await world.deliveries()] == ["done"] * 4
+
+
+async def test_once_stopping_no_row_in_hand_is_started_and_they_are_handed_back(
+    world: World, remote: FakeRemote
+) -> None:
+    for n in range(3):
+        await world.send(f"{remote.base_url}/users/u{n}/inbox", activity_id=f"h{n}")
+    remote.delay = 0.5
+    worker = world.worker(concurrency=1, per_host=8, per_host_start=8)  # claims 2: 1 ahead
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + 10
+    while not worker._running and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert worker._running and worker._ready  # one in flight, one claimed ahead
+    stop.set()  # while the first request is in flight
+    await asyncio.wait_for(running, timeout=10)
+    assert len(remote.posts) == 1  # the one in flight finished; none started after the stop
+    rows = await world.deliveries()
+    assert sorted(d.state for d in rows) == ["done", "pending", "pending"]
+    assert all(d.claimed_until == 0.0 for d in rows if d.state == "pending")
