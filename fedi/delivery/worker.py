@@ -143,9 +143,6 @@ class DeliveryWorker:
         self._host_running: Counter[str] = Counter()  # rows in hand per host: running or ready
         self._finished: list[_Result] = []  # sent, not yet recorded
         self._tasks: set[asyncio.Task[None]] = set()
-        # While the pump runs, a finished delivery starts the next row in hand, unless stopping.
-        self._refilling = False
-        self._stop: asyncio.Event | None = None
         self._progress = asyncio.Event()  # a delivery finished, or new work was committed
         # The last claim found less than it asked for: claim again only once enough finished
         # (their hosts' slots and order keys free) or new work was committed, not at every
@@ -164,10 +161,7 @@ class DeliveryWorker:
     async def run_once(self) -> int:
         """Deliver every row that is due now, refilling slots as they free; return how many
         were attempted. Database errors propagate (tests and benchmarks want to see them)."""
-        try:
-            return await self._pump(None, 0.5)
-        finally:
-            self._refilling = False
+        return await self._pump(None, 0.5)
 
     async def run(
         self, stop: asyncio.Event, wake: asyncio.Event | None = None, idle_seconds: float = 0.5
@@ -178,7 +172,6 @@ class DeliveryWorker:
         try:
             await self._pump(stop, idle_seconds)
         finally:
-            self._refilling = False
             if forward is not None:
                 forward.cancel()
 
@@ -190,7 +183,6 @@ class DeliveryWorker:
             self._progress.set()
 
     async def _pump(self, stop: asyncio.Event | None, idle_seconds: float) -> int:
-        self._stop, self._refilling = stop, True
         attempted = 0
         self._short = False
         pause = 0.0  # after a database error, growing
@@ -267,29 +259,17 @@ class DeliveryWorker:
         """Start claimed rows in the free slots."""
         started = 0
         while self._ready and len(self._running) < self._concurrency:
-            self._start(*self._ready.popleft())
+            row, bodies = self._ready.popleft()
+            self._running[row.id] = row
+            task = asyncio.create_task(self._deliver(row, bodies))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             started += 1
             if started % LAUNCH_WAVE == 0:
                 # Signing is synchronous CPU work: started all at once, every request would be
                 # signed before the first one reached the network. In waves, the event loop
                 # gets to send the first requests while the next ones are signed.
                 await asyncio.sleep(0)
-
-    def _start(self, row: _Claimed, bodies: Bodies) -> None:
-        self._running[row.id] = row
-        task = asyncio.create_task(self._deliver(row, bodies))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _refill(self) -> None:
-        """A slot freed: the next row claimed ahead starts in it now, not when the pump comes
-        round. The pump may be recording results or claiming, which on a busy event loop took
-        40-100 ms a time (bench.serve_fanout): the slots stood empty meanwhile."""
-        stopping = self._stop is not None and self._stop.is_set()
-        if self._refilling and not stopping and self._ready and (
-            len(self._running) < self._concurrency
-        ):
-            self._start(*self._ready.popleft())
 
     async def _deliver(self, row: _Claimed, bodies: Bodies) -> None:
         try:
@@ -305,7 +285,6 @@ class DeliveryWorker:
         self._forget(row)
         self._finished.append(result)
         self._finished_since_claim += 1
-        self._refill()
         self._progress.set()
 
     def _forget(self, row: _Claimed) -> None:
@@ -353,7 +332,6 @@ class DeliveryWorker:
     async def _release_all(self) -> None:
         """Shutting down: cancel what still runs and hand its rows (and those claimed ahead)
         back to the queue."""
-        self._refilling = False
         rows = [*self._running.values(), *(row for row, _ in self._ready)]
         while self._ready:
             self._forget(self._ready.popleft()[0])
