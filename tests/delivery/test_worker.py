@@ -264,3 +264,25 @@ async def test_workers_share_the_queue_without_taking_the_same_row(
     assert ids_a and ids_b
     assert not ids_a & ids_b
     assert len(ids_a | ids_b) == 40
+
+
+async def test_once_stopping_no_row_in_hand_is_started_and_they_are_handed_back(
+    world: World, remote: FakeRemote
+) -> None:
+    for n in range(3):
+        await world.send(f"{remote.base_url}/users/u{n}/inbox", activity_id=f"h{n}")
+    remote.delay = 0.5
+    worker = world.worker(concurrency=1, per_host=8, per_host_start=8)  # claims 2: 1 ahead
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    for _ in range(1000):  # up to 10 s for the first request to be under way
+        if worker._running:
+            break
+        await asyncio.sleep(0.01)
+    assert worker._running and worker._ready  # one in flight, one claimed ahead
+    stop.set()  # while the first request is in flight
+    await asyncio.wait_for(running, timeout=10)
+    assert len(remote.posts) == 1  # the one in flight finished; none started after the stop
+    rows = await world.deliveries()
+    assert sorted(d.state for d in rows) == ["done", "pending", "pending"]
+    assert all(d.claimed_until == 0.0 for d in rows if d.state == "pending")
