@@ -112,15 +112,32 @@ class OtherCpu:
     fakes: float
     postgres: float | None
 
-    @classmethod
-    def since(cls, start: OtherCpu, inboxes: Inboxes, postgres: bool) -> OtherCpu:
-        now = cls.now(inboxes, postgres)
-        return cls(now.fakes - start.fakes, None if now.postgres is None or start.postgres is None
-                   else now.postgres - start.postgres)
+
+@dataclass
+class CpuSpan:
+    """CPU counters at a phase's start; `spent()` gives what each part used since."""
+
+    fleet: Fleet
+    inboxes: Inboxes
+    fedi: dict[str, float]
+    others: OtherCpu
 
     @classmethod
-    def now(cls, inboxes: Inboxes, postgres: bool) -> OtherCpu:
-        return cls(inboxes.cpu(), postgres_cpu_seconds() if postgres else None)
+    def start(cls, fleet: Fleet, inboxes: Inboxes) -> CpuSpan:
+        return cls(fleet, inboxes, fleet.cpu_by_process(), _other_cpu(fleet, inboxes))
+
+    def spent(self) -> tuple[dict[str, float], OtherCpu]:
+        fedi = {label: seconds - self.fedi.get(label, 0.0)
+                for label, seconds in self.fleet.cpu_by_process().items()}
+        now = _other_cpu(self.fleet, self.inboxes)
+        postgres = None if now.postgres is None or self.others.postgres is None else (
+            now.postgres - self.others.postgres)
+        return fedi, OtherCpu(now.fakes - self.others.fakes, postgres)
+
+
+def _other_cpu(fleet: Fleet, inboxes: Inboxes) -> OtherCpu:
+    return OtherCpu(inboxes.cpu(),
+                    postgres_cpu_seconds() if fleet.db.kind == "postgres" else None)
 
 
 class Fleet:
@@ -175,9 +192,6 @@ class Fleet:
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"fedi serve did not start:\n{self.log('serve')}")
-
-    def cpu(self) -> float:
-        return sum(self.cpu_by_process().values())
 
     def cpu_by_process(self) -> dict[str, float]:
         return {self.labels[p.pid]: process_cpu_seconds(p.pid)
@@ -362,15 +376,12 @@ async def post_phase(
     marker = f"servefanout{uuid.uuid4().hex}"
     await inboxes.mark(session, marker)
     since = time.time()
-    postgres = fleet.db.kind == "postgres"
-    others0 = OtherCpu.now(inboxes, postgres)
-    cpu0 = fleet.cpu_by_process()
+    cpu = CpuSpan.start(fleet, inboxes)
     await asyncio.to_thread(fleet.cli, "post", "--as", OWNER, "--group", GROUP, "--title",
                             f"Thread {marker}", f"A new thread for every member. {marker}")
     arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
     first, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
-    by_process = spent_since(cpu0, fleet.cpu_by_process())
-    others = OtherCpu.since(others0, inboxes, postgres)
+    by_process, others = cpu.spent()
     return Phase(label, first or since, arrivals, sum(by_process.values()), done, total, others,
                  by_process)
 
@@ -394,22 +405,16 @@ async def relay_phase(
     }
     key = SigningKey(f"{author}#main-key", private_pem)
     since = time.time()
-    postgres = fleet.db.kind == "postgres"
-    others0 = OtherCpu.now(inboxes, postgres)
-    cpu0 = fleet.cpu_by_process()
+    cpu = CpuSpan.start(fleet, inboxes)
     status = await post_signed(session, f"{group_uri}/inbox", create, key)
     if status not in (200, 201, 202):
         raise RuntimeError(f"the member's Create was answered {status}")
     # The author's own server is not sent its member's post back.
     arrivals = await wait_arrivals(session, inboxes, options.n - 1, options.timeout)
     _, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
-    by_process = spent_since(cpu0, fleet.cpu_by_process())
-    return Phase("relay", since, arrivals, sum(by_process.values()), done, total,
-                 OtherCpu.since(others0, inboxes, postgres), by_process)
-
-
-def spent_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {label: seconds - before.get(label, 0.0) for label, seconds in after.items()}
+    by_process, others = cpu.spent()
+    return Phase("relay", since, arrivals, sum(by_process.values()), done, total, others,
+                 by_process)
 
 
 def rsa_sign_us(private_pem: str) -> float:

@@ -17,9 +17,9 @@ stored, so a sender that retries loses nothing.
 On PostgreSQL a batch is one round trip on a connection the store keeps: asyncpg's
 executemany sends every row's Bind and Execute before one Sync, and the server runs them as
 one implicit transaction (all rows or none, asyncpg >= 0.22). Through SQLAlchemy the same
-batch was a pool checkout, BEGIN, the INSERT and COMMIT: about 550 µs of the server's CPU per
-batch against about 90 µs (measured here, one row a batch). At half the inbox's capacity a
-batch holds one or two rows, so that was most of what a request cost beyond its signature.
+batch was a pool checkout, BEGIN, the INSERT and COMMIT: about 550 µs of CPU per batch
+against about 90 µs (each timed alone, one row a batch). At half the inbox's capacity a batch
+holds one or two rows: bench.inbox's server CPU per request there fell by a fifth.
 SQLite keeps an explicit transaction through SQLAlchemy: outside one, its executemany
 commits each row by itself.
 """
@@ -63,7 +63,6 @@ class GroupCommit:
         self, engine: AsyncEngine, statement: Any, *, max_batch: int = MAX_BATCH,
         max_pending: int = MAX_PENDING, max_wait: float = MAX_WAIT,
     ) -> None:
-        self._engine = engine
         # statement: an INSERT taking one dict of values per row
         self._writer: _InTransaction | _Pipelined = (
             _Pipelined(engine, statement) if engine.dialect.name == "postgresql"
