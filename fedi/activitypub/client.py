@@ -25,6 +25,7 @@ from fedi.activitypub.httpsig import Scheme, sign_request
 from fedi.activitypub.keys import SigningKey
 from fedi.activitypub.mediatypes import ACCEPT_AP, ACTIVITY_JSON, is_activitypub_media_type
 from fedi.activitypub.netguard import GuardedResolver, check_url
+from fedi.activitypub.poster import ConnectError, Poster, RefusedAddress
 from fedi.errors import FetchError, ValidationError
 
 ACCEPT_JRD: Final = "application/jrd+json, application/json"
@@ -158,11 +159,17 @@ class FederationClient:
         self._settings = settings
         self._host_policy = host_policy
         self._session: aiohttp.ClientSession | None = None
+        self._poster = Poster(
+            allow_private=settings.allow_private_addresses,
+            connect_timeout=settings.connect_timeout, total_timeout=settings.total_timeout,
+            body_cap=POST_BODY_CAP, user_agent=settings.user_agent,
+        )
         self._schemes: OrderedDict[str, Scheme] = OrderedDict()
         # Hosts that refused an RFC 9421 `ed25519` signature: they get RSA from now on.
         self._no_ed25519: OrderedDict[str, None] = OrderedDict()
 
     async def close(self) -> None:
+        await self._poster.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -261,29 +268,38 @@ class FederationClient:
                 yield resp, None
             return
         host = host_key(url)
-        knocks: list[tuple[Scheme, SigningKey]]
-        if sign_as.ed25519 is not None and host not in self._no_ed25519:
-            # A key with an Ed25519 companion is for a peer that should verify RFC 9421
-            # `ed25519`: knock with that, then with RSA draft-cavage, which everyone takes.
-            knocks = [("rfc9421", sign_as), ("cavage", replace(sign_as, ed25519=None))]
-        else:
-            rsa = sign_as if sign_as.ed25519 is None else replace(sign_as, ed25519=None)
-            first: Scheme = "rfc9421" if self.preferred_scheme(host) == "rfc9421" else "cavage"
-            knocks = [(first, rsa), ("rfc9421" if first == "cavage" else "cavage", rsa)]
-        for index, (scheme, key) in enumerate(knocks):
+        for index, (scheme, key) in enumerate(self._knocks(host, sign_as)):
             signed = CIMultiDict(headers)
             signed.update(sign_request(scheme, method, str(url), headers, body, key))
             async with self._open(method, url, signed, body) as resp:
-                if resp.status not in _KNOCK_AGAIN or index == 1:
-                    # What works with RSA is remembered; an Ed25519 answer says nothing of it.
-                    if not 400 <= resp.status < 500 and key.ed25519 is None:
-                        self._remember(host, scheme)
+                if self._final(host, scheme, key, resp.status, index):
                     yield resp, scheme
                     return
-                if key.ed25519 is not None:
-                    self._refuses_ed25519(host)
                 await read_capped(resp, POST_BODY_CAP, truncate=True)  # lets the pool reuse it
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _knocks(self, host: str, sign_as: SigningKey) -> list[tuple[Scheme, SigningKey]]:
+        """The signatures to try on `host`, in order (double knocking)."""
+        if sign_as.ed25519 is not None and host not in self._no_ed25519:
+            # A key with an Ed25519 companion is for a peer that should verify RFC 9421
+            # `ed25519`: knock with that, then with RSA draft-cavage, which everyone takes.
+            return [("rfc9421", sign_as), ("cavage", replace(sign_as, ed25519=None))]
+        rsa = sign_as if sign_as.ed25519 is None else replace(sign_as, ed25519=None)
+        first: Scheme = "rfc9421" if self.preferred_scheme(host) == "rfc9421" else "cavage"
+        return [(first, rsa), ("rfc9421" if first == "cavage" else "cavage", rsa)]
+
+    def _final(
+        self, host: str, scheme: Scheme, key: SigningKey, status: int, index: int
+    ) -> bool:
+        """Whether the answer `status` to knock `index` is the answer, learning from it."""
+        if status not in _KNOCK_AGAIN or index == 1:
+            # What works with RSA is remembered; an Ed25519 answer says nothing of it.
+            if not 400 <= status < 500 and key.ed25519 is None:
+                self._remember(host, scheme)
+            return True
+        if key.ed25519 is not None:
+            self._refuses_ed25519(host)
+        return False
 
     async def _get_json(
         self,
@@ -442,11 +458,22 @@ class FederationClient:
         except FetchError as exc:
             raise DestinationRefused(exc.reason) from None
         headers = {"Content-Type": ACTIVITY_JSON}
-        async with self._exchange("POST", url, headers, body, sign_as) as (resp, scheme):
-            excerpt = _excerpt(await read_capped(resp, POST_BODY_CAP, truncate=True))
-            return PostResult(
-                status=resp.status,
-                retry_after=parse_retry_after(resp.headers.get("Retry-After")),
-                scheme_used=scheme or "cavage",
-                body_excerpt=excerpt,
-            )
+        host = host_key(url)
+        for index, (scheme, key) in enumerate(self._knocks(host, sign_as)):
+            signed = sign_request(scheme, "POST", str(url), headers, body, key)
+            try:
+                answer = await self._poster.post(url, signed, body)
+            except RefusedAddress as exc:
+                raise DestinationRefused(exc.reason) from None
+            except ConnectError as exc:
+                raise _ConnectFailed(exc.reason) from None
+            except TimeoutError:
+                raise FetchError(f"timed out talking to {host}") from None
+            if self._final(host, scheme, key, answer.status, index):
+                return PostResult(
+                    status=answer.status,
+                    retry_after=parse_retry_after(answer.headers.get("retry-after")),
+                    scheme_used=scheme,
+                    body_excerpt=_excerpt(answer.body),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -145,6 +145,25 @@ def check_url(url: str | URL, allow_private: bool) -> URL:
     return parsed.with_fragment(None)
 
 
+def check_resolved(host: str, addresses: list[str], allow_private: bool) -> None:
+    """Refuse a name unless every address it resolved to may be connected to (SECURITY 10).
+
+    All of them, so a name cannot mix a public and a private address and have the connection
+    fall through to the private one.
+    """
+    if not addresses:
+        raise FetchError(f"{host} did not resolve to any address")
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise FetchError(f"{host} resolved to an unparsable address") from exc
+        try:
+            check_address(ip, allow_private)
+        except FetchError as exc:
+            raise FetchError(f"{exc.reason} (resolved from {host})") from None
+
+
 class GuardedResolver(AbstractResolver):
     """Resolve with the default (threaded getaddrinfo) resolver, then refuse forbidden results.
 
@@ -162,17 +181,7 @@ class GuardedResolver(AbstractResolver):
         if self._inner is None:
             self._inner = ThreadedResolver()  # needs the running loop, hence created lazily
         results = await self._inner.resolve(host, port, family)
-        if not results:
-            raise FetchError(f"{host} did not resolve to any address")
-        for result in results:
-            try:
-                ip = ipaddress.ip_address(result["host"])
-            except ValueError as exc:
-                raise FetchError(f"{host} resolved to an unparsable address") from exc
-            try:
-                check_address(ip, self._allow_private)
-            except FetchError as exc:
-                raise FetchError(f"{exc.reason} (resolved from {host})") from None
+        check_resolved(host, [result["host"] for result in results], self._allow_private)
         return results
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 from fedi.activitypub import netguard
 from fedi.activitypub.client import (
     ClientSettings,
+    DestinationRefused,
     FederationClient,
     parse_handle,
     parse_retry_after,
@@ -177,12 +178,16 @@ async def test_loopback_ip_literal_refused(
 
 
 async def test_loopback_name_refused_at_resolution(
-    start_remote: StartRemote, make_client: MakeClient
+    start_remote: StartRemote, make_client: MakeClient, key: SigningKey
 ) -> None:
-    remote = await start_remote({("GET", "/actor"): self_doc()})
+    remote = await start_remote({("GET", "/actor"): self_doc(), ("POST", "/inbox"): self_doc()})
     client = make_client(allow_private_addresses=False)
     with pytest.raises(FetchError, match=r"private address .*resolved from localhost"):
         await client.fetch_object(f"http://localhost:{remote.server.port}/actor", sign_as=None)
+    # A delivery's refusal is final (DestinationRefused): asking again would not help.
+    with pytest.raises(DestinationRefused, match=r"private address .*resolved from localhost"):
+        await client.post_activity(f"http://localhost:{remote.server.port}/inbox", b"{}",
+                                   sign_as=key)
     with pytest.raises(FetchError, match=r"private address .*resolved from localhost"):
         await client.webfinger(f"alice@localhost:{remote.server.port}")
     assert remote.seen == []
