@@ -69,12 +69,11 @@ class Services:
                 self.delivery_wake.set()
             return handled
 
-        # PostgreSQL: deliveries committed by other processes (fedi post, other servers)
-        # wake this worker at once instead of at its next poll.
-        listening = ([wakeup.listen(self.settings.database_url, self.delivery_wake.set, stop)]
-                     if not self.settings.is_sqlite else [])
+        # Deliveries committed by other processes (fedi post, other servers) wake this worker
+        # at once instead of at its next poll: PostgreSQL's NOTIFY, SQLite's datagram.
+        listen = wakeup.listen_sqlite if self.settings.is_sqlite else wakeup.listen
         await asyncio.gather(
-            *listening,
+            listen(self.settings.database_url, self.delivery_wake.set, stop),
             poll_loop(process_inbox, stop, self.inbox_wake),
             self.delivery.run(stop, self.delivery_wake),
             heartbeat_loop(self.sessionmaker, stop),

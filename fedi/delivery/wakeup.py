@@ -8,18 +8,26 @@ which a fan-out's first delivery and a relayed reply's last one both pay for.
 - PostgreSQL: `pg_notify` on CHANNEL runs just before COMMIT, in the same transaction, so
   every worker process LISTENing (`listen`) hears it at commit: a post made by `fedi post`
   or by another `fedi serve` process wakes `fedi worker` at once.
-- SQLite across processes (the CLI beside `fedi serve`): nothing to hear; the poll remains.
+- SQLite across processes (the CLI beside `fedi serve`): the committing process sends one
+  datagram to a Unix socket in Linux's abstract namespace, named after the database file
+  (`sqlite_address`), which the worker holds (`listen_sqlite`). Nobody listening, another
+  system, or a full socket: the datagram is dropped and the worker's poll finds the rows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import socket
+import sys
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import Session, UOWTransaction
 
@@ -76,6 +84,9 @@ def _after_commit(session: Session) -> None:
         waker = session.info.get(_WAKER)
         if callable(waker):
             waker()
+        bind = session.get_bind()
+        if bind.dialect.name == "sqlite":
+            _tell_other_processes(str(bind.engine.url))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -123,3 +134,70 @@ async def listen(database_url: str, waker: Callable[[], None], stop: asyncio.Eve
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, MAX_DELAY)
+
+
+# -- SQLite: a datagram between processes on one machine -------------------------------------
+_listening: set[bytes] = set()  # the addresses this process holds: it wakes itself directly
+_sender: socket.socket | None = None
+
+
+@cache
+def sqlite_address(database_url: str) -> bytes | None:
+    """The abstract Unix socket name for a SQLite database file's wake-ups; None where there
+    is no such namespace (not Linux) or no file (an in-memory database)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    path = make_url(database_url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    digest = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:32]
+    return b"\0fedi-deliveries-" + digest.encode()
+
+
+def _tell_other_processes(database_url: str) -> None:
+    global _sender
+    address = sqlite_address(database_url)
+    if address is None or address in _listening:
+        return
+    try:
+        if _sender is None:
+            _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            _sender.setblocking(False)
+        _sender.sendto(b"!", address)
+    except OSError:
+        pass  # nobody listens, or a wake-up is already waiting: the poll covers either
+
+
+async def listen_sqlite(database_url: str, waker: Callable[[], None], stop: asyncio.Event
+                        ) -> None:
+    """SQLite: call `waker` on every datagram sent to this database's address, until stop
+    is set. Another worker holding the address already, or no such namespace: return, and
+    the poll remains. Never raises."""
+    address = sqlite_address(database_url)
+    if address is None:
+        return
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        log.info("delivery wake-ups from other processes: not listening (%s); the poll "
+                 "finds their deliveries", exc.strerror or type(exc).__name__)
+        sock.close()
+        return
+    sock.setblocking(False)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while sock.recv(64):
+                pass
+        waker()
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sock.fileno(), drain)
+    _listening.add(address)
+    try:
+        await stop.wait()
+    finally:
+        _listening.discard(address)
+        loop.remove_reader(sock.fileno())
+        sock.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from fedi.actors.local import create_group, create_user
 from fedi.config import Settings
 from fedi.delivery.enqueue import enqueue
-from fedi.delivery.wakeup import listen
+from fedi.delivery.wakeup import listen, listen_sqlite
 from fedi.services import Services, build_services
 from fedi.store.migrate import migrate
 from fedi.store.models import Actor
@@ -114,3 +115,55 @@ async def test_another_process_commit_wakes_a_listening_worker(database_url: str
         await listening
         await worker.close()
         await poster.close()
+
+
+COMMIT_IN_ANOTHER_PROCESS = """
+import asyncio, sys
+from fedi.actors.local import create_user
+from fedi.config import Settings
+from fedi.delivery.enqueue import enqueue
+from fedi.services import build_services
+from fedi.store.models import Actor
+
+async def main(url: str, deliveries: bool, group_id: int) -> None:
+    services = build_services(Settings(base_url="http://fedi.test", database_url=url))
+    async with services.sessionmaker() as session, session.begin():
+        if deliveries:
+            group = await session.get_one(Actor, group_id)
+            await enqueue(session, group, {"id": "http://fedi.test/activities/9",
+                          "type": "Announce", "actor": group.uri,
+                          "object": "http://fedi.test/posts/1"}, ["http://a.example/inbox"])
+        else:
+            await create_user(session, services.urls, "someone")
+    await services.engine.dispose()
+
+asyncio.run(main(sys.argv[1], sys.argv[2] == "deliveries", int(sys.argv[3])))
+"""
+
+
+async def commit_in_another_process(database_url: str, what: str, group: Actor) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", COMMIT_IN_ANOTHER_PROCESS, database_url, what, str(group.id))
+    assert await child.wait() == 0
+
+
+@pytest.mark.skipif(using_postgres(), reason="the datagram is SQLite's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's abstract sockets")
+async def test_on_sqlite_another_process_commit_wakes_the_listening_worker(
+    world: tuple[Services, Actor], database_url: str
+) -> None:
+    # `fedi post` beside `fedi serve` on one SQLite file: its commit wakes the worker at once,
+    # not at the worker's next poll.
+    woken, stop = asyncio.Event(), asyncio.Event()
+    listening = asyncio.create_task(listen_sqlite(database_url, woken.set, stop))
+    # A second worker on the same file finds the address taken: it returns, and polls.
+    await asyncio.wait_for(listen_sqlite(database_url, woken.set, asyncio.Event()), 5)
+    try:
+        await commit_in_another_process(database_url, "users", world[1])
+        await asyncio.sleep(0.2)
+        assert not woken.is_set()  # other commits say nothing
+        await commit_in_another_process(database_url, "deliveries", world[1])
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        stop.set()
+        await listening
