@@ -34,7 +34,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     allow_private_addresses: bool = False
     instance_name: str = "fedi"
-    delivery_concurrency: int = 128
+    delivery_concurrency: int = 256
     delivery_per_host: int = 64  # the ceiling of the adaptive per-host limit (starts at 8)
     max_inbox_bytes: int = 1_048_576
     # Connections each process keeps to PostgreSQL; near the requests it serves at once.
@@ -251,7 +251,7 @@ def _settings(env: Mapping[str, str], where: Mapping[str, str], source: str | No
             env, "FEDI_ALLOW_PRIVATE_ADDRESSES", False)),
         instance_name=env.get("FEDI_INSTANCE_NAME", "fedi").strip() or "fedi",
         delivery_concurrency=get("FEDI_DELIVERY_CONCURRENCY", lambda: _int(
-            env, "FEDI_DELIVERY_CONCURRENCY", 128)),
+            env, "FEDI_DELIVERY_CONCURRENCY", 256)),
         delivery_per_host=get("FEDI_DELIVERY_PER_HOST", lambda: _int(
             env, "FEDI_DELIVERY_PER_HOST", 64)),
         max_inbox_bytes=get("FEDI_MAX_INBOX_BYTES", lambda: _int(

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from fedi.activitypub.httpsig_common import lower_headers
 from fedi.activitypub.httpsig_sfv import Item, StructuredFieldError, parse_dictionary
@@ -20,10 +21,15 @@ _HASHES: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+# A fan-out signs one body for every member server: its digest is taken once. (A bytes
+# object keeps its hash, and a hit on the same object compares by identity first. Eight
+# bodies at most are kept: a few activities go out at once.)
+@lru_cache(maxsize=8)
 def digest_header(body: bytes) -> str:
     return "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
 
 
+@lru_cache(maxsize=8)
 def content_digest_header(body: bytes) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
 
