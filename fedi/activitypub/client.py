@@ -457,8 +457,8 @@ class FederationClient:
             url = check_url(as_url(inbox_url), self._settings.allow_private_addresses)
         except FetchError as exc:
             raise DestinationRefused(exc.reason) from None
-        headers = {"Content-Type": ACTIVITY_JSON}
         host = host_key(url)
+        headers = {"Content-Type": ACTIVITY_JSON, "Host": host}  # as url_authority would say
         for index, (scheme, key) in enumerate(self._knocks(host, sign_as)):
             signed = sign_request(scheme, "POST", str(url), headers, body, key)
             try:

@@ -298,15 +298,17 @@ class Poster:
         raise ConnectError(f"could not connect to {host}:{port}: {'; '.join(failures)}")
 
     async def _addresses(self, host: str, port: int) -> list[str]:
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-            return [host.strip("[]")]  # an IP literal: `check_url` judged it already
-        except ValueError:
-            pass
         now = time.monotonic()
         cached = self._names.get((host, port))
         if cached is not None and cached[0] > now:
             return cached[1]
+        try:
+            literal = str(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            pass
+        else:  # an IP literal: `check_url` judged it already
+            self._remember(host, port, now, [literal])
+            return [literal]
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 host, port, type=socket.SOCK_STREAM)
@@ -317,10 +319,13 @@ class Poster:
             check_resolved(host, addresses, self._allow_private)
         except FetchError as exc:
             raise RefusedAddress(exc.reason) from None
+        self._remember(host, port, now, addresses)
+        return addresses
+
+    def _remember(self, host: str, port: int, now: float, addresses: list[str]) -> None:
         if len(self._names) >= MAX_CACHED_NAMES:
             self._names.clear()
         self._names[(host, port)] = (now + DNS_TTL, addresses)
-        return addresses
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
