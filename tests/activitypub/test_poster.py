@@ -5,11 +5,18 @@ server dropped, bodies past the cap, interim answers, the address guard and the 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from yarl import URL
 
 from fedi.activitypub import poster as poster_module
@@ -32,18 +39,20 @@ class RawServer:
     requests: list[bytes] = field(default_factory=list)  # each request's head
     connections: int = 0
     closed_by_peer: int = 0
+    tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         self._sock = reserve_port()
         self._sock.listen()
-        self._server = await asyncio.start_server(self._serve, sock=self._sock)
+        self._server = await asyncio.start_server(self._serve, sock=self._sock, ssl=self.tls)
 
     async def stop(self) -> None:
         self._server.close()
         self._sock.close()
 
     def url(self, path: str = "/inbox", host: str = "127.0.0.1") -> URL:
-        return URL(f"http://{host}:{port_of(self._sock)}{path}")
+        scheme = "https" if self.tls is not None else "http"
+        return URL(f"{scheme}://{host}:{port_of(self._sock)}{path}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -247,3 +256,50 @@ def test_it_runs_on_uvloop() -> None:
             await raw.stop()
 
     assert uvloop.run(scenario()) == (202, 1)
+
+
+def certificate_for_localhost(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A self-signed certificate for the name localhost: its file, and a server context."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return cert_file, context
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_https_verifies_the_certificate_for_the_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted: bool
+) -> None:
+    cert_file, context = certificate_for_localhost(tmp_path)
+    if trusted:  # as a CA the system trusts (read when the poster makes its TLS context)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    server = RawServer(tls=context)
+    await server.start()
+    made = Poster(allow_private=True, connect_timeout=2.0, total_timeout=2.0, body_cap=1000,
+                  user_agent="fedi/test")
+    try:
+        if trusted:
+            for _ in range(2):
+                assert (await post(made, server.url(host="localhost"))).status == 202
+            assert server.connections == 1  # kept alive over TLS too
+        else:
+            with pytest.raises(ConnectError, match="certificate verify failed"):
+                await post(made, server.url(host="localhost"))
+            assert server.requests == []
+    finally:
+        await made.close()
+        await server.stop()
