@@ -37,6 +37,7 @@ from fedi.errors import FetchError
 DNS_TTL: Final = 10.0  # seconds a resolved name is reused (aiohttp's default too)
 MAX_CACHED_NAMES: Final = 10_000
 IDLE_SECONDS: Final = 15.0  # a kept-alive connection unused this long is closed
+MAX_HEAD_BYTES: Final = 64 * 1024  # an answer's status line and headers, at most
 MAX_IDLE: Final = 256  # kept-alive connections in all (each holds a file descriptor)
 
 
@@ -80,6 +81,7 @@ class _Connection(asyncio.Protocol):
         self._body = bytearray()
         self._started = False  # a byte of the answer came
         self._headers_done = False
+        self._head_bytes = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,6 +116,11 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD_BYTES:  # a server must not fill our memory with them
+            self._fail(_Lost(True, f"answer headers over {MAX_HEAD_BYTES} bytes"))
+            self.close()
+            return
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -130,7 +137,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if 100 <= self._status < 200:  # an interim answer (100 Continue): the real one follows
             self._headers, self._headers_done = {}, False
-            return
+            return  # (its headers still count towards MAX_HEAD_BYTES: no endless interims)
         self._finish(reusable=self._parser.should_keep_alive())
 
     # -- use ---------------------------------------------------------------------------------
@@ -139,6 +146,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self._status, self._headers, self._body = 0, {}, bytearray()
         self._started = self._headers_done = self.reusable = False
+        self._head_bytes = 0
         self.transport.write(head + body)
         return self._waiter
 

@@ -170,6 +170,20 @@ async def test_chunked_and_interim_answers(server: RawServer, poster: Poster,
     assert (got.status, got.headers["retry-after"], got.body) == (503, "30", b"abcde")
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 202 Accepted\r\n" + b"X-Filler: " + b"f" * 70_000 + b"\r\n\r\n",
+    b"HTTP/1.1 202 Accepted\r\n" + b"X-A: b\r\n" * 20_000 + b"\r\n",
+    b"HTTP/1.1 100 Continue\r\nX-A: bbbbbbbb\r\n\r\n" * 10_000,
+])
+async def test_answer_headers_past_their_cap_end_the_request(
+    server: RawServer, poster: Poster, answer: bytes
+) -> None:
+    server.answers = lambda index: answer
+    with pytest.raises(FetchError, match="headers over"):
+        await post(poster, server.url())
+    assert poster._order == {}  # the connection is not kept
+
+
 async def test_a_body_that_ends_with_the_connection(server: RawServer, poster: Poster) -> None:
     server.answers = lambda index: b"HTTP/1.0 202 Accepted\r\n\r\nthe whole body"
     server.close_after_answer = True
