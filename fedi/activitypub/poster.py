@@ -37,7 +37,11 @@ from fedi.errors import FetchError
 DNS_TTL: Final = 10.0  # seconds a resolved name is reused (aiohttp's default too)
 MAX_CACHED_NAMES: Final = 10_000
 IDLE_SECONDS: Final = 15.0  # a kept-alive connection unused this long is closed
-MAX_HEAD_BYTES: Final = 64 * 1024  # an answer's status line and headers, at most
+MAX_HEAD_BYTES: Final = 64 * 1024  # an answer's header names and values, at most
+# Raw bytes before the headers end, at most: httptools gathers one header's value whole
+# before handing it over, so one endless header is stopped here. (Above any one read, so
+# headers and a body arriving together are never mistaken for it.)
+MAX_RAW_HEAD_BYTES: Final = 1024 * 1024
 MAX_IDLE: Final = 256  # kept-alive connections in all (each holds a file descriptor)
 
 
@@ -81,7 +85,7 @@ class _Connection(asyncio.Protocol):
         self._body = bytearray()
         self._started = False  # a byte of the answer came
         self._headers_done = False
-        self._head_bytes = 0
+        self._head_bytes = self._raw_head_bytes = 0
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -93,6 +97,12 @@ class _Connection(asyncio.Protocol):
             self.close()  # nothing was asked: an idle connection's bytes would confuse the next
             return
         self._started = True
+        if not self._headers_done:
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > MAX_RAW_HEAD_BYTES:
+                self._fail(_Lost(True, f"answer headers over {MAX_RAW_HEAD_BYTES} bytes"))
+                self.close()
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -146,7 +156,7 @@ class _Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self._status, self._headers, self._body = 0, {}, bytearray()
         self._started = self._headers_done = self.reusable = False
-        self._head_bytes = 0
+        self._head_bytes = self._raw_head_bytes = 0
         self.transport.write(head + body)
         return self._waiter
 

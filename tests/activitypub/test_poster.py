@@ -174,6 +174,7 @@ async def test_chunked_and_interim_answers(server: RawServer, poster: Poster,
     b"HTTP/1.1 202 Accepted\r\n" + b"X-Filler: " + b"f" * 70_000 + b"\r\n\r\n",
     b"HTTP/1.1 202 Accepted\r\n" + b"X-A: b\r\n" * 20_000 + b"\r\n",
     b"HTTP/1.1 100 Continue\r\nX-A: bbbbbbbb\r\n\r\n" * 10_000,
+    b"HTTP/1.1 202 Accepted\r\n" + b"X-Endless: " + b"f" * 3_000_000,  # never ends
 ])
 async def test_answer_headers_past_their_cap_end_the_request(
     server: RawServer, poster: Poster, answer: bytes
