@@ -43,7 +43,9 @@ class ClientSettings:
     connect_timeout: float = 5.0
     total_timeout: float = 15.0
     max_body_bytes: int = 1_048_576  # SECURITY 13: cap while streaming, not after
-    per_host_connections: int = 8  # bounded per-host concurrency at the connection pool level
+    # Fetches' connection pool (aiohttp). Deliveries go through fedi.activitypub.poster,
+    # whose concurrency the delivery worker bounds, per host and in total.
+    per_host_connections: int = 8
     total_connections: int = 256
 
 
