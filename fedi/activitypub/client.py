@@ -25,7 +25,7 @@ from fedi.activitypub.httpsig import Scheme, sign_request
 from fedi.activitypub.keys import SigningKey
 from fedi.activitypub.mediatypes import ACCEPT_AP, ACTIVITY_JSON, is_activitypub_media_type
 from fedi.activitypub.netguard import GuardedResolver, check_url
-from fedi.activitypub.poster import ConnectError, Poster, RefusedAddress
+from fedi.activitypub.poster import ConnectError, Poster, RefusedAddress, host_key
 from fedi.errors import FetchError, ValidationError
 
 ACCEPT_JRD: Final = "application/jrd+json, application/json"
@@ -68,13 +68,6 @@ class DestinationRefused(FetchError):
     """The address guard refused the destination (scheme, userinfo, a forbidden address, also
     when a name resolves to one): asking again will not help, so a delivery fails at once."""
 
-
-def host_key(url: URL) -> str:
-    """The per-host memory key: the Host header value ("h" or "h:port" for non-default)."""
-    host = (url.raw_host or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return host if url.is_default_port() else f"{host}:{url.port}"
 
 
 def as_url(url: str | URL) -> URL:

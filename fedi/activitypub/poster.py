@@ -45,6 +45,15 @@ MAX_RAW_HEAD_BYTES: Final = 1024 * 1024
 MAX_IDLE: Final = 256  # kept-alive connections in all (each holds a file descriptor)
 
 
+def host_key(url: URL) -> str:
+    """The Host header value, as signatures cover it and per-host memory is keyed: lower
+    case, IPv6 in brackets, the port only when not the scheme's default."""
+    host = (url.raw_host or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return host if url.is_default_port() else f"{host}:{url.port}"
+
+
 class ConnectError(FetchError):
     """No connection could be made (refused, unreachable, the name does not resolve, or the
     connect timeout): no request was sent."""
@@ -216,10 +225,7 @@ class Poster:
         host = (url.raw_host or "").lower()
         port = url.port or (443 if url.scheme == "https" else 80)
         key: Key = (url.scheme, host, port)
-        # Host as the signature covers it: lower case, brackets for IPv6, no default port.
-        authority = f"[{host}]" if ":" in host else host
-        if not url.is_default_port():
-            authority = f"{authority}:{port}"
+        authority = host_key(url)
         head = self._head(url, authority, headers, len(body))
         async with asyncio.timeout(self._total_timeout):
             connection = self._reuse(key)

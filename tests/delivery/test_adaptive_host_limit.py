@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fedi.activitypub.client import as_url, host_key
+from fedi.activitypub.client import as_url
+from fedi.activitypub.poster import host_key
 from fedi.delivery.worker import DeliveryWorker
 from tests.delivery.loopback import Fedi, LoopbackInbox, start_fedi
 
