@@ -258,7 +258,9 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # No index of its own: the unique (activity_id, inbox_url) serves lookups by activity.
-    activity_id: Mapped[int] = mapped_column(ForeignKey("outbound_activities.id"))
+    # An outbound_activities id, with no foreign key on PostgreSQL (migration 0012: a trigger
+    # per row): enqueue writes the row just after its activity, and activities stay.
+    activity_id: Mapped[int] = mapped_column(Integer)
     inbox_url: Mapped[str] = mapped_column(URI)
     host: Mapped[str] = mapped_column(String(255), index=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|done|failed|dropped

@@ -211,6 +211,8 @@ def _contracting(source: str) -> list[str]:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
         if node.func.attr in CONTRACTING:
+            if node.func.attr == "drop_constraint" and _keyword(node, "type_") == "foreignkey":
+                continue  # a check less: what old code writes still goes in
             found.append(node.func.attr)
         elif node.func.attr == "add_column":
             words = {k.arg: k.value for c in ast.walk(node) if isinstance(c, ast.Call)
@@ -222,9 +224,21 @@ def _contracting(source: str) -> list[str]:
     return found
 
 
+def _keyword(call: ast.Call, name: str) -> object:
+    return next((k.value.value for k in call.keywords
+                 if k.arg == name and isinstance(k.value, ast.Constant)), None)
+
+
 def test_the_expand_check_sees_contracting_operations() -> None:
     assert _contracting("def upgrade():\n    op.drop_column('actors', 'x')\n") == \
         ["drop_column"]
+    # A unique constraint dropped changes what old code may rely on; a foreign key does not.
+    assert _contracting(
+        "def upgrade():\n    op.drop_constraint('u', 'deliveries', type_='unique')\n"
+    ) == ["drop_constraint"]
+    assert _contracting(
+        "def upgrade():\n    op.drop_constraint('f', 'deliveries', type_='foreignkey')\n"
+    ) == []
     assert _contracting(
         "def upgrade():\n    b.add_column(sa.Column('x', sa.Text(), nullable=False))\n"
     ) == ["add_column NOT NULL without server_default"]
@@ -308,3 +322,37 @@ async def test_0010_rekeys_what_is_queued_so_it_keeps_its_order(database_url: st
     assert "ix_deliveries_activity_id" not in upgraded_indexes
     assert downgraded == {1: old_key(POST, inbox), 2: old_key(POST, other), 3: sent_key}
     assert "ix_deliveries_activity_id" in downgraded_indexes
+
+
+def _activity_foreign_keys(connection: Connection) -> list[list[str]]:
+    return [fk["constrained_columns"] for fk in inspect(connection).get_foreign_keys("deliveries")]
+
+
+async def test_0012_drops_the_activity_check_on_postgres_and_keeps_the_rows(
+    database_url: str,
+) -> None:
+    """PostgreSQL loses the per-row trigger of deliveries.activity_id (and gets it back on
+    downgrade); SQLite keeps its constraint; the queued row is untouched either way."""
+    rows = seed_rows()
+    engine = create_async_engine(database_url)
+    postgres = engine.dialect.name == "postgresql"
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, "0011")
+            await conn.run_sync(_insert, rows)
+            before = await conn.run_sync(_activity_foreign_keys)
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, "0012")
+        async with engine.connect() as conn:
+            upgraded = await conn.run_sync(_activity_foreign_keys)
+            kept = await conn.run_sync(_read, {"deliveries": rows["deliveries"]})
+        async with engine.begin() as conn:
+            await conn.run_sync(_downgrade, "0011")
+        async with engine.connect() as conn:
+            downgraded = await conn.run_sync(_activity_foreign_keys)
+    finally:
+        await engine.dispose()
+    assert before == [["activity_id"]]
+    assert upgraded == ([] if postgres else [["activity_id"]])
+    assert downgraded == [["activity_id"]]
+    assert kept == {"deliveries": rows["deliveries"]}
