@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fedi.delivery.enqueue import queued_written
 from fedi.store.models import Actor, Delivery, Follow, OutboundActivity, now
 
 
@@ -29,6 +30,7 @@ async def drop_queued_for(session: AsyncSession, group: Actor, member: Actor) ->
     if not inboxes:
         return 0
     moment = now()
+    await queued_written(session)  # in an inbox batch, what earlier items queued is dropped too
     result = await session.execute(
         update(Delivery)
         .where(Delivery.state == "pending", Delivery.inbox_url.in_(sorted(inboxes)),

@@ -16,6 +16,7 @@ from fedi.handlers import Ignored
 from fedi.live.source import post_stored
 from fedi.store.memo import remembered
 from fedi.store.models import Actor, Post
+from fedi.store.reserved_ids import next_id
 from fedi.urls import Urls
 
 TITLE_LENGTH = 120
@@ -122,8 +123,14 @@ async def store_post(
     if parent is not None:
         post.thread_id = parent.thread_id or parent.id
         post.context = context_uri(urls, post.thread_id) if own_context else context
+    # Its id taken ahead where the database allows (fedi.store.reserved_ids): the thread,
+    # context and boost set below and by the relay then go into the one INSERT.
+    reserved = await next_id(session, "posts")
+    if reserved is not None:
+        post.id = reserved
     session.add(post)
-    await session.flush()
+    if reserved is None:
+        await session.flush()
     names_nobody_yet(session, post.id)
     if parent is not None:
         await session.execute(

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from fedi.activitypub.parse import host_of
+from fedi.delivery.enqueue import queued_written
 from fedi.moderation.policy import rule_of
 from fedi.privacy.domains import Rule, find_rule, normalise_or_none
 from fedi.store.models import Actor, Delivery, DomainBlock, Follow, InboxItem, Post
@@ -100,6 +101,7 @@ async def sever_many(session: AsyncSession, keys: set[str], moment: float) -> di
     if not keys:
         return results
     await session.flush()
+    await queued_written(session)  # in an inbox batch, the rows it holds back are queued too
     rules = await active_rules(session)
     hosts = (
         await session.execute(select(Actor.domain).where(Actor.local.is_(False)).distinct())

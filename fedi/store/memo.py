@@ -57,6 +57,9 @@ class BatchMemo:
         # ... and the ids of those activities.
         self.activities: frozenset[str] = frozenset()
         self._deferred: dict[Hashable, tuple[Deferred, dict[Any, Any]]] = {}
+        # Table → ids taken ahead and not yet used, and how many were taken in all
+        # (fedi.store.reserved_ids).
+        self.reserved_ids: dict[str, tuple[list[int], int]] = {}
 
     def get(self, key: Hashable) -> tuple[Any] | None:
         return (self._entries[key],) if key in self._entries else None
