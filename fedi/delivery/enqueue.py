@@ -103,6 +103,9 @@ _COPY_COLUMNS = ("activity_id", "inbox_url", "host", "next_attempt_at", "order_k
                  "created_at", "state", "attempts", "claimed_until")
 _NEW = ("pending", 0, 0.0)  # state, attempts, claimed_until
 _QUEUED = "fedi.delivery.rows"
+# Rows a batch holds back before it writes them anyway: 100 posts relayed to 1,000 member
+# servers would otherwise hold 100,000 (about 25 MB) until the batch ends (issue 13 item 9).
+MOST_ROWS_HELD = 10_000
 
 
 async def _write_rows(session: AsyncSession, rows: list[Row]) -> None:
@@ -204,7 +207,10 @@ async def enqueue(
                        for inbox, host, due, key in zip(targets, hosts, dues, keys, strict=True)]
     if deferring:
         assert memo is not None
-        memo.deferred(_QUEUED, _write_queued).setdefault("rows", []).extend(rows)
+        held = memo.deferred(_QUEUED, _write_queued).setdefault("rows", [])
+        held.extend(rows)
+        if len(held) >= MOST_ROWS_HELD:  # a batch's memory stays bounded, whatever its relays
+            await memo.write_now(session, _QUEUED)
     else:
         await _write_rows(session, rows)
     return record_id

@@ -49,8 +49,9 @@ async def queued(services: Services) -> list[tuple[int, int, str, str]]:
         return [tuple(row) for row in rows.all()]  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("held_at", [None, 3])
 async def test_a_batch_queues_every_relay_in_one_write_in_the_order_queued(
-    services: Services, monkeypatch: pytest.MonkeyPatch,
+    services: Services, monkeypatch: pytest.MonkeyPatch, held_at: int | None,
 ) -> None:
     group = await group_with_members(services, 3)
     before = await queued(services)
@@ -65,10 +66,13 @@ async def test_a_batch_queues_every_relay_in_one_write_in_the_order_queued(
         await write_rows(session, rows)
 
     monkeypatch.setattr(enqueue_module, "_write_rows", counted)
+    if held_at is not None:
+        monkeypatch.setattr(enqueue_module, "MOST_ROWS_HELD", held_at)
     assert await processor(services, {}).run_once() == 4
     assert {state for state, _ in (await states(services)).values()} == {"done"}
     rows = (await queued(services))[len(before):]
-    assert writes == [len(rows)]
+    # All at once; or, past the most a batch holds, whenever that many wait.
+    assert writes == ([len(rows)] if held_at is None else [4, 4])
     # Each relay reaches the other members' servers, and the rows follow the relays' order:
     # an activity's rows together, activities in the order they were stored.
     activities = [activity for _, activity, _, _ in rows]
