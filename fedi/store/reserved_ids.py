@@ -3,8 +3,8 @@
 A group stores a remote member's new post and then, in the same item, sets what only its id
 gives (its thread and context) and what the relay decides (its boost's id). Flushed at once
 for the id, the post took an INSERT and then an UPDATE, and on PostgreSQL an UPDATE of an
-indexed column writes every one of the table's eleven indexes again (issue 13 item 8: a third
-of the database's work per processed post). With the id known first, the post goes in once,
+indexed column writes every one of the table's eleven indexes again (issue 13 item 8: about a
+fifth of the database's work per processed post). With the id known first, the post goes in once,
 with everything, when the session next flushes. Likewise the group's outbound activity: its
 delivery rows need its id, and with the id known it waits for the batch's end with them
 (fedi.delivery.enqueue) instead of an INSERT … RETURNING round trip of its own.

@@ -1,7 +1,7 @@
 """On PostgreSQL, `deliveries.activity_id` is no longer checked by a foreign key
 
 The check was a trigger fired per row: a relay to 99 member servers ran it 99 times per
-processed post, a quarter of the database's CPU for each (issue 13 item 8). A delivery row is
+processed post, a fifth of the database's CPU for each (issue 13 item 8). A delivery row is
 only ever written by `fedi.delivery.enqueue`, in the transaction that has just stored its
 outbound activity, and outbound activities are never deleted, so the check could not fail.
 
