@@ -69,7 +69,6 @@ class DestinationRefused(FetchError):
     when a name resolves to one): asking again will not help, so a delivery fails at once."""
 
 
-
 def as_url(url: str | URL) -> URL:
     """Parse a URL and drop its fragment (vetting happens in `FederationClient._exchange`)."""
     try:

@@ -122,11 +122,21 @@ async def _write_rows(session: AsyncSession, rows: list[Row]) -> None:
 
 
 async def _write_queued(session: AsyncSession, state: dict[str, Any]) -> None:
-    """What a batch held back: the activities whose ids were taken ahead, then the rows."""
-    if state.get("activities"):
-        await session.execute(_STORE_ACTIVITIES, state["activities"])
+    """What a batch held back: its activities (with the ids taken ahead, then those for
+    nobody, which get theirs here), then the rows."""
+    for kind in ("activities", "for nobody"):
+        if state.get(kind):
+            await session.execute(_STORE_ACTIVITIES, state[kind])
     if state.get("rows"):
         await _write_rows(session, state["rows"])
+
+
+def _held(session: AsyncSession) -> dict[str, Any] | None:
+    """What an inbox batch that defers writes holds back for its end; None elsewhere."""
+    memo = memo_of(session)
+    if memo is None or not memo.defers_writes:
+        return None
+    return memo.deferred(_QUEUED, _write_queued)
 
 
 async def queued_written(session: AsyncSession) -> None:
@@ -137,23 +147,6 @@ async def queued_written(session: AsyncSession) -> None:
         await memo.write_now(session, _QUEUED)
 
 
-def _store_later(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """In an inbox batch, an activity with no one to send it to (a relayed Like when no
-    member server takes votes) is stored with the batch's others in one INSERT at the end,
-    not one round trip each (bench.processing). Nothing in the batch reads it back: only
-    delivery rows refer to an outbox row. A later id than its neighbours is the only sign."""
-    memo = memo_of(session)
-    if memo is None or not memo.defers_writes:
-        return False
-    memo.deferred(_DEFERRED, _store_all).setdefault("rows", []).append(row)
-    return True
-
-
-async def _store_all(session: AsyncSession, state: dict[str, Any]) -> None:
-    await session.execute(_STORE_ACTIVITIES, state["rows"])
-
-
-_DEFERRED = "fedi.delivery.outbox"
 _STORE_ACTIVITIES = insert(_OUTBOX)
 
 
@@ -172,17 +165,20 @@ async def enqueue(
     session: AsyncSession, signer: Actor, activity: dict[str, Any], inboxes: Iterable[str]
 ) -> int | None:
     """Store `activity` in the outbox and a delivery row per inbox; the outbox row's id, or
-    None when an inbox batch stores it at its end (see `_store_later`)."""
+    None when an inbox batch stores it at its end (an activity for nobody)."""
     created = now()
     row = {"uri": activity["id"], "actor_id": signer.id, "body": json.dumps(activity),
            "created_at": created}
     targets = list(dict.fromkeys(inboxes))
-    if not targets and _store_later(session, row):
+    held = _held(session)
+    if held is not None and not targets:
+        # An activity for nobody (a relayed Like when no member server takes votes) goes in
+        # with the batch's others at its end, not a round trip each. Nothing in the batch
+        # reads it back: only delivery rows refer to an outbox row. A later id than its
+        # neighbours is the only sign.
+        held.setdefault("for nobody", []).append(row)
         return None
-    memo = memo_of(session)
-    deferring = memo is not None and memo.defers_writes
-    record_id: int | None = (await next_id(session, "outbound_activities")
-                             if deferring else None)
+    record_id = await next_id(session, "outbound_activities") if held is not None else None
     if record_id is None:
         # A Core INSERT … RETURNING built once, not an ORM object and a flush: every relayed
         # post and reaction stores one (bench.processing).
@@ -191,9 +187,8 @@ async def enqueue(
             return record_id
     else:
         # Its id taken ahead (PostgreSQL): it waits for the batch's end with its rows.
-        assert memo is not None
-        memo.deferred(_QUEUED, _write_queued).setdefault("activities", []).append(
-            {**row, "id": record_id})
+        assert held is not None
+        held.setdefault("activities", []).append({**row, "id": record_id})
     # The host in its one spelling (SECURITY 22): `[::ffff:127.0.0.1]:8000` and
     # `127.0.0.1:8000` share one backoff, breaker and gone mark.
     hosts = [_host_of(inbox) for inbox in targets]
@@ -205,12 +200,11 @@ async def enqueue(
     wakeup.added(session.sync_session)  # the hooks do not see statements in SQL text
     rows: list[Row] = [(record_id, inbox, host, due, key, created)
                        for inbox, host, due, key in zip(targets, hosts, dues, keys, strict=True)]
-    if deferring:
-        assert memo is not None
-        held = memo.deferred(_QUEUED, _write_queued).setdefault("rows", [])
-        held.extend(rows)
-        if len(held) >= MOST_ROWS_HELD:  # a batch's memory stays bounded, whatever its relays
-            await memo.write_now(session, _QUEUED)
-    else:
+    if held is None:
         await _write_rows(session, rows)
+        return record_id
+    waiting = held.setdefault("rows", [])
+    waiting.extend(rows)
+    if len(waiting) >= MOST_ROWS_HELD:  # a batch's memory stays bounded, whatever its relays
+        await queued_written(session)
     return record_id

@@ -107,6 +107,12 @@ def _drop_notes(info: dict[Any, Any], noted: dict[Any, int]) -> None:
             del value[noted.get(key, 0):]
 
 
+def _unwritten(session: AsyncSession) -> bool:
+    """Whether the session holds changes not yet sent to the database."""
+    sync = session.sync_session
+    return bool(sync.new or sync.dirty or sync.deleted)
+
+
 class BatchLost(Exception):
     """A savepoint could not be rolled back: the batch's transaction is gone."""
 
@@ -359,17 +365,14 @@ class InboxProcessor:
             # ahead waits for it, fedi.store.reserved_ids): the next item starts clean, and
             # its failure is told apart from this one's writes. (Asked first: a flush with
             # nothing to do still costs a Like a few percent.)
-            sync = session.sync_session
-            if sync.new or sync.dirty or sync.deleted:
+            if _unwritten(session):
                 await session.flush()
         except Exception as exc:
             if not isinstance(exc, FediError | FetchLater) and connection_lost(exc):
                 # The transaction is gone (or going): every item of the batch is released.
                 # (A refusal or a failed fetch is the item's outcome, whatever it came from.)
                 raise BatchLost(brief(exc)) from exc
-            sync = session.sync_session
-            if (memo.mark() != before or sync.new or sync.dirty or sync.deleted
-                    or isinstance(exc, SQLAlchemyError)):
+            if memo.mark() != before or _unwritten(session) or isinstance(exc, SQLAlchemyError):
                 # A write went out or waits in the session, or the database refused a
                 # statement (PostgreSQL then refuses the rest of the transaction), or the
                 # session is in a state only a rollback ends.

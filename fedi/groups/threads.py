@@ -126,11 +126,11 @@ async def store_post(
     # Its id taken ahead where the database allows (fedi.store.reserved_ids): the thread,
     # context and boost set below and by the relay then go into the one INSERT.
     reserved = await next_id(session, "posts")
-    if reserved is not None:
-        post.id = reserved
     session.add(post)
     if reserved is None:
         await session.flush()
+    else:
+        post.id = reserved
     names_nobody_yet(session, post.id)
     if parent is not None:
         await session.execute(
