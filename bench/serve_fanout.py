@@ -103,6 +103,7 @@ class Phase:
     expected: int
     others: OtherCpu  # what the rest of the machine spent on the phase
     by_process: dict[str, float]  # fedi's CPU seconds per process (serve, worker0, …)
+    signs_us: tuple[float, float]  # the bare RSA signature just before and just after, µs CPU
 
 
 @dataclass
@@ -372,9 +373,11 @@ async def wait_recorded(url: str, since: float, limit_s: float) -> tuple[float |
 
 async def post_phase(
     session: aiohttp.ClientSession, fleet: Fleet, inboxes: Inboxes, options: Options, label: str,
+    private_pem: str,
 ) -> Phase:
     marker = f"servefanout{uuid.uuid4().hex}"
     await inboxes.mark(session, marker)
+    sign_before = rsa_sign_us(private_pem, fedi_cpu(options))
     since = time.time()
     cpu = CpuSpan.start(fleet, inboxes)
     await asyncio.to_thread(fleet.cli, "post", "--as", OWNER, "--group", GROUP, "--title",
@@ -382,8 +385,9 @@ async def post_phase(
     arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
     first, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
     by_process, others = cpu.spent()
+    signs = (sign_before, rsa_sign_us(private_pem, fedi_cpu(options)))
     return Phase(label, first or since, arrivals, sum(by_process.values()), done, total, others,
-                 by_process)
+                 by_process, signs)
 
 
 async def relay_phase(
@@ -404,6 +408,7 @@ async def relay_phase(
                    "published": published, "to": [PUBLIC, group_uri], "audience": group_uri},
     }
     key = SigningKey(f"{author}#main-key", private_pem)
+    sign_before = rsa_sign_us(private_pem, fedi_cpu(options))
     since = time.time()
     cpu = CpuSpan.start(fleet, inboxes)
     status = await post_signed(session, f"{group_uri}/inbox", create, key)
@@ -413,17 +418,33 @@ async def relay_phase(
     arrivals = await wait_arrivals(session, inboxes, options.n - 1, options.timeout)
     _, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
     by_process, others = cpu.spent()
+    signs = (sign_before, rsa_sign_us(private_pem, fedi_cpu(options)))
     return Phase("relay", since, arrivals, sum(by_process.values()), done, total, others,
-                 by_process)
+                 by_process, signs)
 
 
-def rsa_sign_us(private_pem: str) -> float:
-    """The bare RSA-2048 PKCS#1 v1.5 SHA-256 signature of a typical signing string, µs CPU."""
+def fedi_cpu(options: Options) -> int | None:
+    """The core `fedi serve` is pinned to; None when it is not (`--workers`)."""
+    return options.cpu if options.workers == 0 else None
+
+
+def rsa_sign_us(private_pem: str, cpu: int | None) -> float:
+    """The bare RSA-2048 PKCS#1 v1.5 SHA-256 signature of a typical signing string, µs CPU,
+    measured on `cpu` (fedi serve's, idle between phases) when given. The machine's speed
+    drifts by a fifth within minutes here, so each phase is compared with signatures taken
+    just before and just after it, on the core it ran on."""
     private = load_private_key(private_pem)
     assert isinstance(private, rsa.RSAPrivateKey)
     base = ("(request-target): post /inbox\nhost: 127.0.0.1:20000\ndate: "
             "Wed, 02 Dec 2026 22:00:00 GMT\ndigest: SHA-256=" + "A" * 44).encode()
-    cpu_us, _ = timed_sync(lambda: private.sign(base, padding.PKCS1v15(), hashes.SHA256()), 300)
+    own = os.sched_getaffinity(0)
+    if cpu is not None and cpu in own | set(range(os.cpu_count() or 1)):
+        os.sched_setaffinity(0, {cpu})
+    try:
+        cpu_us, _ = timed_sync(lambda: private.sign(base, padding.PKCS1v15(), hashes.SHA256()),
+                               300)
+    finally:
+        os.sched_setaffinity(0, own)
     return cpu_us
 
 
@@ -442,8 +463,9 @@ def machine_ceiling(phase: Phase) -> float:
     return cpus() * len(phase.arrivals) / spent if spent > 0 else 0.0
 
 
-def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
+def print_phase(phase: Phase, mode: str) -> float:
     """Print one phase; return its deliveries/s."""
+    sign_us = sum(phase.signs_us) / 2
     delays = [a - phase.started for a in phase.arrivals]
     last = delays[-1] if delays else float("nan")
     rate = len(delays) / last if delays and last > 0 else 0.0
@@ -462,7 +484,9 @@ def print_phase(phase: Phase, sign_us: float, mode: str) -> float:
         ("fake servers CPU", cpu_line(phase.others.fakes, len(delays))),
         *([("PostgreSQL CPU (whole server)", cpu_line(phase.others.postgres, len(delays)))]
           if phase.others.postgres is not None else []),
-        ("RSA-2048 sign (this run)", f"{sign_us / 1000:.3f} ms"),
+        ("RSA-2048 sign (this run)", f"{sign_us / 1000:.3f} ms (the mean of "
+         + " and ".join(f"{us / 1000:.3f}" for us in phase.signs_us)
+         + " ms, on fedi's core just before and after)"),
         ("CPU per delivery / RSA sign", f"{per * 1000 / sign_us:.2f}x"),
     ]
     if mode == "post":
@@ -484,9 +508,8 @@ async def bench(options: Options, db: BenchDatabase) -> None:
     private_pem, public_pem = generate_rsa_keypair()
     pem_path = db.directory / "members.pem"
     pem_path.write_text(public_pem)
-    sign_us = rsa_sign_us(private_pem)
     inboxes = Inboxes(options.n, options.rtt_ms, pem_path, other_cpu(options.cpu))
-    server_cpu = options.cpu if options.workers == 0 else None
+    server_cpu = fedi_cpu(options)
     sampling: pyspy.Recording | None = None
     try:
         fleet.serve(worker=options.workers == 0, cpu=server_cpu)
@@ -521,14 +544,14 @@ async def bench(options: Options, db: BenchDatabase) -> None:
                 for index in range(options.posts):
                     phase = await post_phase(session, fleet, inboxes, options,
                                              f"post {index + 1}" + (" (1 worker)" if workers
-                                                                    else ""))
-                    rates.append(print_phase(phase, sign_us, "post"))
+                                                                    else ""), private_pem)
+                    rates.append(print_phase(phase, "post"))
                 if options.workers > 1:
                     workers += [fleet.worker(i, None) for i in range(1, options.workers)]
                     await asyncio.sleep(3.0)  # the new workers start up
                     phase = await post_phase(session, fleet, inboxes, options,
-                                             f"post ({options.workers} workers)")
-                    rates.append(print_phase(phase, sign_us, "post"))
+                                             f"post ({options.workers} workers)", private_pem)
+                    rates.append(print_phase(phase, "post"))
                     ceiling = machine_ceiling(phase)
                     report([("deliveries/s", f"{rates[0]:.0f} with 1 worker, {rates[-1]:.0f} "
                              f"with {options.workers}: {rates[-1] / max(rates[0], 1):.2f}x "
@@ -540,7 +563,7 @@ async def bench(options: Options, db: BenchDatabase) -> None:
             else:
                 phase = await relay_phase(session, fleet, inboxes, options, group_uri,
                                           private_pem)
-                print_phase(phase, sign_us, "relay")
+                print_phase(phase, "relay")
             if sampling is not None:
                 sampling.stop()
                 print("\n== py-spy profile of the " + ("worker" if workers else "server")
