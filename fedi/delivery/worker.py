@@ -42,7 +42,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from fedi import metrics
-from fedi.activitypub.client import ConnectFailed, DestinationRefused, FederationClient
+from fedi.activitypub.client import (
+    ConnectFailed,
+    DestinationRefused,
+    FederationClient,
+    SignedAhead,
+)
 from fedi.delivery.host_limits import HostLimits
 from fedi.delivery.retry import Outcome, breaker_pause, decide
 from fedi.delivery.signers import Signer, Signers
@@ -83,6 +88,16 @@ class _Result:
 
 
 Bodies = dict[int, tuple[bytes, Signer]]
+
+
+@dataclass
+class _Wave:
+    """Rows launched together. The first of them to be sent signs all of them back to back:
+    measured in `fedi serve` (bench.serve_fanout), an RSA signature between other work cost
+    11-28 % more CPU than one of a run of signatures, whose code and tables stay in cache."""
+
+    members: list[tuple[_Claimed, Bodies]]
+    signed: dict[int, SignedAhead | None] | None = None  # by row id, once signed
 
 
 # PostgreSQL, for the claim's transaction only. The claim ranks every due row; planned with
@@ -256,24 +271,25 @@ class DeliveryWorker:
         return len(rows)
 
     async def _launch(self) -> None:
-        """Start claimed rows in the free slots."""
-        started = 0
+        """Start claimed rows in the free slots, a wave at a time."""
         while self._ready and len(self._running) < self._concurrency:
-            row, bodies = self._ready.popleft()
-            self._running[row.id] = row
-            task = asyncio.create_task(self._deliver(row, bodies))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            started += 1
-            if started % LAUNCH_WAVE == 0:
-                # Signing is synchronous CPU work: started all at once, every request would be
-                # signed before the first one reached the network. In waves, the event loop
-                # gets to send the first requests while the next ones are signed.
-                await asyncio.sleep(0)
+            wave = _Wave([])
+            while (self._ready and len(self._running) < self._concurrency
+                   and len(wave.members) < LAUNCH_WAVE):
+                row, bodies = self._ready.popleft()
+                wave.members.append((row, bodies))
+                self._running[row.id] = row
+                task = asyncio.create_task(self._deliver(row, bodies, wave))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            # Signing is synchronous CPU work: started all at once, every request would be
+            # signed before the first one reached the network. In waves, the event loop gets
+            # to send the first requests while the next ones are signed.
+            await asyncio.sleep(0)
 
-    async def _deliver(self, row: _Claimed, bodies: Bodies) -> None:
+    async def _deliver(self, row: _Claimed, bodies: Bodies, wave: _Wave | None = None) -> None:
         try:
-            result = await self._send(row, bodies)
+            result = await self._send(row, bodies, wave)
         except asyncio.CancelledError:
             self._forget(row)
             raise
@@ -463,7 +479,7 @@ class DeliveryWorker:
         return bodies
 
     # -- sending ----------------------------------------------------------------------------
-    async def _send(self, row: _Claimed, bodies: Bodies) -> _Result:
+    async def _send(self, row: _Claimed, bodies: Bodies, wave: _Wave | None = None) -> _Result:
         if self._host_policy is not None:
             try:
                 refusal = await self._host_policy(row.host)
@@ -489,13 +505,15 @@ class DeliveryWorker:
                            attempted=False)
         body, signer = bodies[row.activity_id]
         key = self._signers.key(row.host, signer)
+        ahead = self._signed_in(wave, row) if wave is not None else None
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
         sent_at = self._monotonic()
         unreachable = False
         try:
-            response = await self._client.post_activity(row.inbox_url, body, sign_as=key)
+            response = await self._client.post_activity(row.inbox_url, body, sign_as=key,
+                                                        ahead=ahead)
             status, retry_after = response.status, response.retry_after
             if status >= 300:
                 error = f"HTTP {status}: {response.body_excerpt}"[:500]
@@ -523,6 +541,21 @@ class DeliveryWorker:
             unreachable=unreachable, rng=self._rng,
         )
         return _Result(row, outcome, status, error)
+
+    def _signed_in(self, wave: _Wave, row: _Claimed) -> SignedAhead | None:
+        """`row`'s first knock, signed with the rest of its wave that may still be sent."""
+        if wave.signed is None:
+            wave.signed = {}
+            now, mono = self._clock(), self._monotonic()
+            for member, bodies in wave.members:
+                if (member.activity_id not in bodies
+                        or self._unreachable.get(member.host, 0.0) > now
+                        or self.host_limits.limit(member.host, mono) == 0):
+                    continue  # _send will not send it: not signed
+                body, signer = bodies[member.activity_id]
+                wave.signed[member.id] = self._client.signed_ahead(
+                    member.inbox_url, body, sign_as=self._signers.key(member.host, signer))
+        return wave.signed.pop(row.id, None)
 
     async def _is_shared_inbox(self, inbox_url: str) -> bool:
         async with self._sessionmaker() as session:

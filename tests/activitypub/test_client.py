@@ -793,6 +793,49 @@ async def test_post_cavage_success_needs_one_request(
     assert client.preferred_scheme(remote.host) == "cavage"
 
 
+async def test_post_sends_headers_signed_ahead_for_the_first_knock(
+    start_remote: StartRemote, make_client: MakeClient, key: SigningKey
+) -> None:
+    async def accept(_: web.Request) -> web.Response:
+        return web.Response(status=202)
+
+    remote = await start_remote({("POST", "/inbox"): accept})
+    client = make_client()
+    body = b'{"type": "Announce"}'
+    ahead = client.signed_ahead(remote.url("/inbox"), body, sign_as=key)
+    assert ahead is not None and ahead.scheme == "cavage"
+
+    result = await client.post_activity(remote.url("/inbox"), body, sign_as=key, ahead=ahead)
+
+    assert (result.status, result.scheme_used) == (202, "cavage")
+    # The very headers signed ahead, not a second signature.
+    assert remote.seen[0].headers["Signature"] == ahead.headers["Signature"]
+    assert remote.seen[0].headers["Date"] == ahead.headers["Date"]
+
+
+async def test_post_signs_again_when_the_first_knock_changed_since_signing_ahead(
+    start_remote: StartRemote, make_client: MakeClient, key: SigningKey
+) -> None:
+    remote = await start_remote({("POST", "/inbox"): wants_rfc9421(202)})
+    client = make_client()
+    body = b'{"type": "Announce"}'
+    stale = client.signed_ahead(remote.url("/inbox"), body, sign_as=key)  # cavage, as yet
+    await client.post_activity(remote.url("/inbox"), body, sign_as=key)  # learns RFC 9421
+    assert client.preferred_scheme(remote.host) == "rfc9421"
+
+    result = await client.post_activity(remote.url("/inbox"), body, sign_as=key, ahead=stale)
+
+    assert (result.status, result.scheme_used) == (202, "rfc9421")
+    assert is_rfc9421(remote.seen[-1].headers) and len(remote.seen) == 3
+
+
+def test_nothing_is_signed_ahead_for_an_inbox_the_guard_refuses(
+    make_client: MakeClient, key: SigningKey
+) -> None:
+    client = make_client(allow_private_addresses=False)
+    assert client.signed_ahead("http://127.0.0.1:9/inbox", b"{}", sign_as=key) is None
+
+
 async def test_post_response_body_read_is_capped(
     start_remote: StartRemote, make_client: MakeClient, key: SigningKey
 ) -> None:

@@ -37,9 +37,10 @@ def record_posts(world: World) -> list[str]:
     calls: list[str] = []
     post = world.services.client.post_activity
 
-    async def recording(inbox_url: str, body: bytes, *, sign_as: SigningKey) -> PostResult:
+    async def recording(inbox_url: str, body: bytes, *, sign_as: SigningKey,
+                        **kwargs: Any) -> PostResult:
         calls.append(inbox_url)
-        return await post(inbox_url, body, sign_as=sign_as)
+        return await post(inbox_url, body, sign_as=sign_as, **kwargs)
 
     world.services.client.post_activity = recording  # type: ignore[method-assign]
     return calls
