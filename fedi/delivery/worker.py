@@ -287,7 +287,7 @@ class DeliveryWorker:
             # to send the first requests while the next ones are signed.
             await asyncio.sleep(0)
 
-    async def _deliver(self, row: _Claimed, bodies: Bodies, wave: _Wave | None = None) -> None:
+    async def _deliver(self, row: _Claimed, bodies: Bodies, wave: _Wave) -> None:
         try:
             result = await self._send(row, bodies, wave)
         except asyncio.CancelledError:
@@ -479,7 +479,7 @@ class DeliveryWorker:
         return bodies
 
     # -- sending ----------------------------------------------------------------------------
-    async def _send(self, row: _Claimed, bodies: Bodies, wave: _Wave | None = None) -> _Result:
+    async def _send(self, row: _Claimed, bodies: Bodies, wave: _Wave) -> _Result:
         if self._host_policy is not None:
             try:
                 refusal = await self._host_policy(row.host)
@@ -505,7 +505,7 @@ class DeliveryWorker:
                            attempted=False)
         body, signer = bodies[row.activity_id]
         key = self._signers.key(row.host, signer)
-        ahead = self._signed_in(wave, row) if wave is not None else None
+        ahead = self._signed_in(wave, row)
         status: int | None = None
         retry_after: float | None = None
         error: str | None = None
