@@ -35,6 +35,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import case, exists, func, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -492,15 +493,16 @@ class DeliveryWorker:
             if refusal is not None:
                 dropped = Outcome("dropped", self._clock(), host_ok=True)
                 return _Result(row, dropped, None, refusal, neutral=True)
-        if row.activity_id not in bodies:
+        unsent = self._not_sent(row, bodies)
+        if unsent == "no key":
             failed = Outcome("failed", self._clock(), host_ok=True)
             return _Result(row, failed, None, "the signing actor has no private key", neutral=True)
-        if self._unreachable.get(row.host, 0.0) > self._clock():
+        if unsent == "unreachable":
             # Claimed before its host refused a connection: not signed, not sent, not counted.
             later = Outcome("pending", self._clock(), host_ok=False)
             return _Result(row, later, None, "not sent: the host is unreachable", neutral=True,
                            attempted=False)
-        if self.host_limits.limit(row.host, self._monotonic()) == 0:
+        if unsent == "wait":
             # Claimed ahead before its host asked us to wait (Retry-After): not sent now.
             wait = Outcome("pending", self._clock(), host_ok=True)
             return _Result(row, wait, None, "not sent: the host asked us to wait", neutral=True,
@@ -544,15 +546,24 @@ class DeliveryWorker:
         )
         return _Result(row, outcome, status, error)
 
+    def _not_sent(
+        self, row: _Claimed, bodies: Bodies
+    ) -> Literal["no key", "unreachable", "wait"] | None:
+        """Why `row` is neither signed nor sent now, known without asking anyone; None: send."""
+        if row.activity_id not in bodies:
+            return "no key"
+        if self._unreachable.get(row.host, 0.0) > self._clock():
+            return "unreachable"
+        if self.host_limits.limit(row.host, self._monotonic()) == 0:
+            return "wait"
+        return None
+
     def _signed_in(self, wave: _Wave, row: _Claimed) -> SignedAhead | None:
         """`row`'s first knock, signed with the rest of its wave that may still be sent."""
         if wave.signed is None:
             wave.signed = {}
-            now, mono = self._clock(), self._monotonic()
             for member, bodies in wave.members:
-                if (member.activity_id not in bodies
-                        or self._unreachable.get(member.host, 0.0) > now
-                        or self.host_limits.limit(member.host, mono) == 0):
+                if self._not_sent(member, bodies) is not None:
                     continue  # _send will not send it: not signed
                 body, signer = bodies[member.activity_id]
                 wave.signed[member.id] = self._client.signed_ahead(
