@@ -69,7 +69,7 @@ environment:
   FEDI_ALLOW_PRIVATE_ADDRESSES  1 allows fetching from and delivering to loopback and private
                                 addresses (local development and tests only; default 0)
   FEDI_INSTANCE_NAME            shown on pages and in NodeInfo (default fedi)
-  FEDI_DELIVERY_CONCURRENCY     deliveries in flight per worker (default 128)
+  FEDI_DELIVERY_CONCURRENCY     deliveries in flight per worker (default 256)
   FEDI_DELIVERY_PER_HOST        most deliveries in flight per remote host; each host's
                                 limit adapts from 8 up to this (default 64)
   FEDI_DELIVERY_LEASE_SECONDS   how long a worker owns claimed deliveries; a crashed

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from fedi.cli import ENVIRONMENT_HELP
 from fedi.config import DEFAULT_BASE_URL, DEFAULT_DATABASE_URL, load_settings
 from fedi.errors import ConfigError
 
@@ -48,3 +51,17 @@ def test_bad_values_name_the_variable_and_the_fix(env: dict[str, str], hint: str
     name = next(iter(env))
     assert name in caught.value.reason
     assert hint in caught.value.reason
+
+
+def test_the_help_states_the_defaults_the_settings_have() -> None:
+    """`fedi --help` lists each variable with its default: a whole number there must be the
+    one fedi uses (it said 128 deliveries in flight while fedi used 256)."""
+    defaults = load_settings({})
+    stated = {
+        name: int(default)
+        for name, default in re.findall(
+            r"^  (FEDI_\w+)(?:(?!^  FEDI_).)*?\(default (\d+)\)", ENVIRONMENT_HELP, re.S | re.M)
+    }
+    assert len(stated) >= 15
+    for name, default in stated.items():
+        assert getattr(defaults, name.removeprefix("FEDI_").lower()) == default, name

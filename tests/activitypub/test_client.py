@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
+from fedi.activitypub import client as fedi_client
 from fedi.activitypub import netguard
 from fedi.activitypub.client import (
     ClientSettings,
@@ -834,6 +835,43 @@ def test_nothing_is_signed_ahead_for_an_inbox_the_guard_refuses(
 ) -> None:
     client = make_client(allow_private_addresses=False)
     assert client.signed_ahead("http://127.0.0.1:9/inbox", b"{}", sign_as=key) is None
+
+
+async def test_an_inbox_is_vetted_once_and_a_refused_one_every_time(
+    start_remote: StartRemote, make_client: MakeClient, key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Signing ahead and sending each need the inbox vetted: a fan-out vets each inbox once
+    (it costs more than the rest of the request's headers). Refusals are never remembered as
+    vetted: a refused inbox stays refused, and nothing reaches it."""
+    vetted: list[str] = []
+    real_check = fedi_client.check_url
+
+    def counting(url: Any, allow_private: bool) -> Any:
+        vetted.append(str(url))
+        return real_check(url, allow_private)
+
+    monkeypatch.setattr(fedi_client, "check_url", counting)
+
+    async def accept(_: web.Request) -> web.Response:
+        return web.Response(status=202)
+
+    remote = await start_remote({("POST", "/inbox"): accept})
+    client = make_client()
+    body = b'{"type": "Announce"}'
+    for _ in range(2):
+        ahead = client.signed_ahead(remote.url("/inbox"), body, sign_as=key)
+        result = await client.post_activity(remote.url("/inbox"), body, sign_as=key, ahead=ahead)
+        assert result.status == 202
+    assert vetted == [remote.url("/inbox")]
+
+    guarded = make_client(allow_private_addresses=False)
+    for _ in range(2):
+        assert guarded.signed_ahead(remote.url("/inbox"), body, sign_as=key) is None
+        with pytest.raises(DestinationRefused, match=r"private address 127\.0\.0\.1"):
+            await guarded.post_activity(remote.url("/inbox"), body, sign_as=key)
+    assert len(vetted) == 1 + 4
+    assert len(remote.seen) == 2
 
 
 async def test_post_response_body_read_is_capped(
