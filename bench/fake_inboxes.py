@@ -13,7 +13,8 @@ member's signed Follow (bench.serve_fanout signs and sends it) and deliver to it
 Protocol with the parent: the first stdout line is JSON ``{"ports": [...], "control": P}``;
 ``GET http://127.0.0.1:P/stats`` returns the counters; ``POST /mark`` with a body sets a
 marker, and from then on the wall-clock arrival (time.time()) of every POST whose body
-contains the marker is kept and returned by ``/stats`` as ``marked``. The process exits when
+contains the marker is kept and returned by ``/stats`` as ``marked``, and how many of them
+came on a connection that had carried no POST before as ``marked_on_new``. The process exits when
 its stdin closes (the parent ended) or after --max-seconds, whichever comes first.
 """
 
@@ -44,6 +45,10 @@ class Counters:
     hosts: set[str] = field(default_factory=set)
     marker: bytes | None = None
     marked: list[float] = field(default_factory=list)  # wall-clock arrivals with the marker
+    marked_on_new: int = 0  # of those, POSTs on a connection that carried no POST before
+    # Connections that carried a POST, as (server port, client port): the sender's kept-alive
+    # connections are told from new ones.
+    connections: set[tuple[int, int]] = field(default_factory=set)
     actor_fetches: int = 0
 
     def as_json(self) -> dict[str, object]:
@@ -60,6 +65,8 @@ class Counters:
             "first_at": self.first_at,
             "last_at": self.last_at,
             "marked": self.marked,
+            "marked_on_new": self.marked_on_new,
+            "connections": len(self.connections),
             "actor_fetches": self.actor_fetches,
         }
 
@@ -95,9 +102,15 @@ async def serve(
                 return web.json_response({"version": "2.1", "software": {"name": "lemmy"}})
         if request.method != "POST":
             return web.Response(status=405)
+        transport = request.transport
+        connection = (0, 0) if transport is None else (
+            transport.get_extra_info("sockname")[1], transport.get_extra_info("peername")[1])
+        new = connection not in counters.connections
+        counters.connections.add(connection)
         body = await request.read()
         if counters.marker is not None and counters.marker in body:
             counters.marked.append(time.time())
+            counters.marked_on_new += new
         moment = time.monotonic()  # CLOCK_MONOTONIC: comparable with the parent's
         counters.first_at = counters.first_at if counters.first_at is not None else moment
         counters.last_at = moment
@@ -117,6 +130,7 @@ async def serve(
         if request.method == "POST" and request.path == "/mark":
             counters.marker = await request.read()
             counters.marked = []
+            counters.marked_on_new = 0
             return web.Response(status=204)
         return web.json_response(counters.as_json())
 

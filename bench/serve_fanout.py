@@ -59,6 +59,7 @@ from bench.common import (
 )
 from fedi.activitypub.httpsig import sign_request
 from fedi.activitypub.keys import SigningKey, generate_rsa_keypair, load_private_key
+from fedi.activitypub.poster import IDLE_SECONDS
 from fedi.activitypub.vocab import AS_CONTEXT, PUBLIC
 from fedi.actors.local import create_group, create_user
 from fedi.config import Settings
@@ -91,6 +92,7 @@ class Options:
     pg_url: str | None
     posts: int  # post mode: this many posts, one after another, each timed on its own
     settings: dict[str, str]  # FEDI_* overrides (--set); empty: fedi's defaults
+    cold: bool = False  # wait before each post until fedi's kept-alive connections closed
 
 
 @dataclass
@@ -104,6 +106,7 @@ class Phase:
     others: OtherCpu  # what the rest of the machine spent on the phase
     by_process: dict[str, float]  # fedi's CPU seconds per process (serve, worker0, …)
     signs_us: tuple[float, float]  # the bare RSA signature just before and just after, µs CPU
+    on_new: int  # arrivals on a connection new to the fake server (the rest: kept alive)
 
 
 @dataclass
@@ -353,12 +356,14 @@ async def settled_deliveries(url: str, since: float) -> tuple[float | None, int,
 
 async def wait_arrivals(
     session: aiohttp.ClientSession, inboxes: Inboxes, expected: int, limit_s: float
-) -> list[float]:
+) -> tuple[list[float], int]:
+    """The marked arrivals, sorted, and how many came on new connections."""
     deadline = time.monotonic() + limit_s
     while True:
-        arrivals: list[float] = (await inboxes.stats(session))["marked"]
+        stats = await inboxes.stats(session)
+        arrivals: list[float] = stats["marked"]
         if len(arrivals) >= expected or time.monotonic() > deadline:
-            return sorted(arrivals)
+            return sorted(arrivals), int(stats["marked_on_new"])
         await asyncio.sleep(0.05)
 
 
@@ -375,6 +380,8 @@ async def post_phase(
     session: aiohttp.ClientSession, fleet: Fleet, inboxes: Inboxes, options: Options, label: str,
     private_pem: str,
 ) -> Phase:
+    if options.cold:  # fedi's kept-alive connections from earlier work close first
+        await asyncio.sleep(IDLE_SECONDS + 2.0)
     marker = f"servefanout{uuid.uuid4().hex}"
     await inboxes.mark(session, marker)
     sign_before = rsa_sign_us(private_pem, fedi_cpu(options))
@@ -382,12 +389,12 @@ async def post_phase(
     cpu = CpuSpan.start(fleet, inboxes)
     await asyncio.to_thread(fleet.cli, "post", "--as", OWNER, "--group", GROUP, "--title",
                             f"Thread {marker}", f"A new thread for every member. {marker}")
-    arrivals = await wait_arrivals(session, inboxes, options.n, options.timeout)
+    arrivals, on_new = await wait_arrivals(session, inboxes, options.n, options.timeout)
     first, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
     by_process, others = cpu.spent()
     signs = (sign_before, rsa_sign_us(private_pem, fedi_cpu(options)))
     return Phase(label, first or since, arrivals, sum(by_process.values()), done, total, others,
-                 by_process, signs)
+                 by_process, signs, on_new)
 
 
 async def relay_phase(
@@ -415,12 +422,12 @@ async def relay_phase(
     if status not in (200, 201, 202):
         raise RuntimeError(f"the member's Create was answered {status}")
     # The author's own server is not sent its member's post back.
-    arrivals = await wait_arrivals(session, inboxes, options.n - 1, options.timeout)
+    arrivals, on_new = await wait_arrivals(session, inboxes, options.n - 1, options.timeout)
     _, total, done = await wait_recorded(fleet.db.url, since, options.timeout)
     by_process, others = cpu.spent()
     signs = (sign_before, rsa_sign_us(private_pem, fedi_cpu(options)))
     return Phase("relay", since, arrivals, sum(by_process.values()), done, total, others,
-                 by_process, signs)
+                 by_process, signs, on_new)
 
 
 def fedi_cpu(options: Options) -> int | None:
@@ -477,6 +484,8 @@ def print_phase(phase: Phase, mode: str) -> float:
          " / ".join(f"{name} {percentile(delays, q):.3f}" for name, q in
                     (("first", 0.0), ("p50", 0.5), ("p99", 0.99), ("last", 1.0))) + " s"),
         ("deliveries/s", f"{rate:.0f}"),
+        ("connections", f"{phase.on_new} arrivals on a new connection, "
+                        f"{len(delays) - phase.on_new} on one kept alive from earlier work"),
         ("fedi CPU", f"{phase.cpu:.2f} s, {per:.3f} ms per delivery"),
         *([("fedi CPU by process", ", ".join(f"{label} {seconds:.2f} s" for label, seconds
                                               in phase.by_process.items()))]
@@ -601,6 +610,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="give up waiting for arrivals after this many seconds")
     parser.add_argument("--pg-url", default=None)
+    parser.add_argument("--cold", action="store_true",
+                        help=f"post mode: wait {IDLE_SECONDS + 2:g} s before each post, so that "
+                             "fedi opens a new connection to every server (by default a post "
+                             "reuses those kept alive from the join or the previous post)")
     parser.add_argument("--posts", type=int, default=1,
                         help="post mode: this many posts one after another (one join)")
     parser.add_argument("--set", action="append", default=[], metavar="FEDI_NAME=VALUE",
@@ -613,7 +626,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    workers=args.workers, cpu=None if args.cpu < 0 else args.cpu,
                    profile=args.profile, profile_out=args.profile_out, timeout=args.timeout,
                    pg_url=args.pg_url,
-                   posts=max(1, args.posts), settings=dict(item.split("=", 1) for item in args.set))
+                   posts=max(1, args.posts), settings=dict(item.split("=", 1) for item in args.set),
+                   cold=args.cold)
 
 
 def main(argv: list[str] | None = None) -> None:

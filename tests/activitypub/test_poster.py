@@ -255,6 +255,40 @@ async def test_past_the_idle_limit_the_oldest_connection_is_closed(
             await raw.stop()
 
 
+async def test_an_idle_connection_is_closed_in_time_without_more_traffic(
+    monkeypatch: pytest.MonkeyPatch, poster: Poster, server: RawServer
+) -> None:
+    """A fan-out leaves a connection open to each member server; they are closed once idle
+    for IDLE_SECONDS even if nothing is sent again (each holds a descriptor, here and there)."""
+    monkeypatch.setattr(poster_module, "IDLE_SECONDS", 0.2)
+    await post(poster, server.url())
+    await asyncio.sleep(0.05)
+    assert server.closed_by_peer == 0 and len(poster._order) == 1  # kept for reuse
+    await post(poster, server.url())  # reused: the idle time starts again
+    assert server.connections == 1
+    await asyncio.sleep(0.5)
+    assert server.closed_by_peer == 1
+    assert len(poster._order) == 0
+
+
+async def test_idle_connections_stay_within_a_quarter_of_the_open_file_limit(
+    monkeypatch: pytest.MonkeyPatch, poster: Poster
+) -> None:
+    monkeypatch.setattr(poster_module.resource, "getrlimit", lambda _: (4, 4))  # 1 idle
+    servers = [RawServer() for _ in range(3)]
+    for raw in servers:
+        await raw.start()
+    try:
+        for raw in servers:
+            await post(poster, raw.url())
+        await asyncio.sleep(0.05)
+        assert [raw.closed_by_peer for raw in servers] == [1, 1, 0]
+        assert len(poster._order) == 1
+    finally:
+        for raw in servers:
+            await raw.stop()
+
+
 def test_it_runs_on_uvloop() -> None:
     """`fedi serve` runs on uvloop, whose transports are not asyncio.Transport subclasses."""
 
