@@ -151,7 +151,7 @@ def parse_handle(handle: str) -> tuple[str, str]:
     return name, host
 
 
-VETTED_INBOXES: Final = 50_000  # inbox URLs remembered as vetted (all forgotten past it)
+VETTED_INBOXES: Final = 10_000  # inbox URLs remembered as vetted (all forgotten past it)
 
 
 class FederationClient:
