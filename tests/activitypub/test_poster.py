@@ -237,10 +237,8 @@ async def test_a_refused_connection_is_a_connect_error(poster: Poster) -> None:
             await post(poster, URL(f"http://127.0.0.1:{port_of(closed)}/inbox"))
 
 
-async def test_past_the_idle_limit_the_oldest_connection_is_closed(
-    monkeypatch: pytest.MonkeyPatch, poster: Poster
-) -> None:
-    monkeypatch.setattr(poster_module, "MAX_IDLE", 2)
+async def closed_after_one_post_to_each_of_three(poster: Poster) -> list[int]:
+    """One POST to each of three servers in turn; how many connections each saw closed."""
     servers = [RawServer() for _ in range(3)]
     for raw in servers:
         await raw.start()
@@ -248,11 +246,18 @@ async def test_past_the_idle_limit_the_oldest_connection_is_closed(
         for raw in servers:
             await post(poster, raw.url())
         await asyncio.sleep(0.05)
-        assert [raw.closed_by_peer for raw in servers] == [1, 0, 0]
-        assert len(poster._order) == 2
+        return [raw.closed_by_peer for raw in servers]
     finally:
         for raw in servers:
             await raw.stop()
+
+
+async def test_past_the_idle_limit_the_oldest_connection_is_closed(
+    monkeypatch: pytest.MonkeyPatch, poster: Poster
+) -> None:
+    monkeypatch.setattr(poster_module, "MAX_IDLE", 2)
+    assert await closed_after_one_post_to_each_of_three(poster) == [1, 0, 0]
+    assert len(poster._order) == 2
 
 
 async def test_an_idle_connection_is_closed_in_time_without_more_traffic(
@@ -274,19 +279,9 @@ async def test_an_idle_connection_is_closed_in_time_without_more_traffic(
 async def test_idle_connections_stay_within_a_quarter_of_the_open_file_limit(
     monkeypatch: pytest.MonkeyPatch, poster: Poster
 ) -> None:
-    monkeypatch.setattr(poster_module.resource, "getrlimit", lambda _: (4, 4))  # 1 idle
-    servers = [RawServer() for _ in range(3)]
-    for raw in servers:
-        await raw.start()
-    try:
-        for raw in servers:
-            await post(poster, raw.url())
-        await asyncio.sleep(0.05)
-        assert [raw.closed_by_peer for raw in servers] == [1, 1, 0]
-        assert len(poster._order) == 1
-    finally:
-        for raw in servers:
-            await raw.stop()
+    monkeypatch.setattr("fedi.activitypub.poster.resource.getrlimit", lambda _: (4, 4))  # 1 idle
+    assert await closed_after_one_post_to_each_of_three(poster) == [1, 1, 0]
+    assert len(poster._order) == 1
 
 
 def test_it_runs_on_uvloop() -> None:
